@@ -1,0 +1,315 @@
+"""The job's configuration: one typed tree of frozen dataclasses, from YAML plus ``--set``.
+
+Loading order: the dataclass defaults, then a profile (``job/profiles/<name>.yaml``) or a
+YAML file given with ``--config``, then each ``--set section.key=value`` (the value is read
+as YAML, so ``--set detector.features.ratio_pairs='[[1m, 1h]]'`` works). Unknown keys and
+bad values are errors; every problem is reported at once, each naming its key, before the
+job starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from udfs.core.config import DetectorConfig
+from udfs.core.events import ParseConfig
+
+__all__ = [
+    "ConfigError",
+    "ExecutionConfig",
+    "JobConfig",
+    "SinkConfig",
+    "SourceConfig",
+    "load_config",
+    "reference_rows",
+]
+
+PROFILES_DIR = Path(__file__).parent / "profiles"
+
+
+class ConfigError(ValueError):
+    """Every problem found in a configuration, one per line, each naming its key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where events come from.
+
+    Parameters
+    ----------
+    type
+        ``file`` (JSON lines at ``path``) or ``demo`` (the bundled sample stream).
+    path
+        Input file for ``type: file``.
+    """
+
+    type: str = "demo"
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.type not in ("file", "demo"):
+            problems.append(f"type must be file or demo, got {self.type!r}")
+        if self.type == "file" and not self.path:
+            problems.append("path is required when type is file")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    """Where outputs go.
+
+    Parameters
+    ----------
+    type
+        ``file``: ``alerts.jsonl``, ``drift.jsonl``, ``dead_letter.jsonl``, ``late.jsonl``
+        (and ``scores.jsonl`` with ``emit_scores``) written into ``dir`` by the client that
+        collects the job's results (bounded inputs, local runs and tests).
+    dir
+        Output folder of the file sink.
+    emit_scores
+        Also emit one score record per scored event (for audits and equality tests).
+    """
+
+    type: str = "file"
+    dir: str = "out/run"
+    emit_scores: bool = False
+
+    def __post_init__(self) -> None:
+        if self.type != "file":
+            raise ValueError(f"type must be file, got {self.type!r}")
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """How Flink runs the job.
+
+    Parameters
+    ----------
+    mode
+        ``thread`` (PEMJA, Python inside the JVM: the default, fastest for keyed state) or
+        ``process`` (a Beam Python worker over gRPC).
+    parallelism
+        Parallelism of every operator.
+    python_executable
+        Interpreter of the Python workers; empty means the one running the client.
+    """
+
+    mode: str = "thread"
+    parallelism: int = 1
+    python_executable: str = ""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.mode not in ("thread", "process"):
+            problems.append(f"mode must be thread or process, got {self.mode!r}")
+        if self.parallelism < 1:
+            problems.append(f"parallelism must be >= 1, got {self.parallelism}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """The whole configuration tree."""
+
+    source: SourceConfig = field(default_factory=SourceConfig)
+    sink: SinkConfig = field(default_factory=SinkConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    parse: ParseConfig = field(default_factory=ParseConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+
+
+# -- building dataclasses from plain data, collecting every problem ------------------------
+
+
+def _convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected a mapping, got {value!r}")
+            return None
+        return _build(tp, value, path, problems)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, path, problems)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            problems.append(f"{path}: expected a list, got {value!r}")
+            return None
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, f"{path}[{i}]", problems) for i, v in enumerate(value))
+        if len(args) != len(value):
+            problems.append(f"{path}: expected {len(args)} items, got {len(value)}")
+            return None
+        return tuple(_convert(a, v, f"{path}[{i}]", problems) for i, (a, v) in enumerate(zip(args, value)))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        problems.append(f"{path}: expected true or false, got {value!r}")
+        return None
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        problems.append(f"{path}: expected an integer, got {value!r}")
+        return None
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        problems.append(f"{path}: expected a number, got {value!r}")
+        return None
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        problems.append(f"{path}: expected a string, got {value!r}")
+        return None
+    problems.append(f"{path}: unsupported type {tp!r}")
+    return None
+
+
+def _build(cls: Any, data: dict[str, Any], path: str, problems: list[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    kwargs: dict[str, Any] = {}
+    before = len(problems)
+    for key, value in data.items():
+        key_path = f"{path}.{key}" if path else str(key)
+        if key not in names:
+            problems.append(f"{key_path}: unknown key (known: {', '.join(sorted(names))})")
+            continue
+        kwargs[key] = _convert(hints[key], value, key_path, problems)
+    if len(problems) > before:
+        return None
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        for part in str(exc).split("; "):
+            problems.append(f"{path or '<root>'}: {part}")
+        return None
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _parse_set(item: str, problems: list[str]) -> dict[str, Any] | None:
+    if "=" not in item:
+        problems.append(f"--set {item!r}: expected section.key=value")
+        return None
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        problems.append(f"--set {item!r}: empty key segment")
+        return None
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        problems.append(f"{key}: value {raw!r} is not valid YAML ({exc.__class__.__name__})")
+        return None
+    node: dict[str, Any] = {}
+    cur = node
+    for p in parts[:-1]:
+        cur[p] = {}
+        cur = cur[p]
+    cur[parts[-1]] = value
+    return node
+
+
+def load_config(
+    path: str | None = None, overrides: list[str] | tuple[str, ...] = (), profile: str | None = None
+) -> JobConfig:
+    """Build and validate the configuration; raise :class:`ConfigError` listing all problems.
+
+    ``profile`` names a file in ``job/profiles/``; ``path`` is any YAML file (both may be
+    given: the file is applied over the profile).
+    """
+    problems: list[str] = []
+    data: dict[str, Any] = {}
+    sources = []
+    if profile:
+        p = PROFILES_DIR / f"{profile}.yaml"
+        if not p.is_file():
+            known = ", ".join(sorted(f.stem for f in PROFILES_DIR.glob("*.yaml")))
+            raise ConfigError([f"profile {profile!r} not found (known: {known})"])
+        sources.append(p)
+    if path:
+        sources.append(Path(path))
+    for src in sources:
+        try:
+            loaded = yaml.safe_load(src.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError([f"cannot read configuration file {src}: {exc.strerror}"]) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"{src}: not valid YAML: {exc}"]) from None
+        if not isinstance(loaded, dict):
+            raise ConfigError([f"{src}: the top level must be a mapping"])
+        data = _merge(data, loaded)
+    for item in overrides:
+        node = _parse_set(item, problems)
+        if node is not None:
+            data = _merge(data, node)
+    cfg = _build(JobConfig, data, "", problems)
+    if problems:
+        raise ConfigError(problems)
+    return typing.cast(JobConfig, cfg)
+
+
+def reference_rows(cls: Any = JobConfig, prefix: str = "") -> list[tuple[str, str, str]]:
+    """``(key, type, default)`` for every leaf of the tree (for the README's reference)."""
+    rows: list[tuple[str, str, str]] = []
+    hints = typing.get_type_hints(cls)
+    default = cls()
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows.extend(reference_rows(tp, key + "."))
+            continue
+        value = getattr(default, f.name)
+        rows.append((key, _type_name(tp), yaml.safe_dump(_plain(value), default_flow_style=True).strip().removesuffix("...").strip()))
+    return rows
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    return str(tp).replace("typing.", "") if typing.get_origin(tp) else getattr(tp, "__name__", str(tp))
+
+
+def to_plain(cfg: Any) -> Any:
+    """The configuration as plain YAML-able data."""
+    return _plain(cfg)
+
+
+def python_executable(cfg: JobConfig) -> str:
+    return cfg.execution.python_executable or sys.executable

@@ -1,0 +1,37 @@
+"""The pyflink keyed-state descriptors of the detector, with their end.
+
+One ``ValueState`` per entity holds ``(release_timer_ms, ttl_timer_ms, detector_bytes)``:
+the detector's complete state encoded by :mod:`state.codec`, plus the two timers the
+adapter has registered. It is written while the entity's key is being processed, on every
+event, so every checkpoint holds exactly the state that produced the outputs before it.
+
+Every entity's state has two ends:
+
+- the event-time idle timer (``detector.lateness.idle_ttl_ms``): cleared when the watermark
+  passes the entity's newest timestamp plus the TTL (deterministic, tested);
+- a processing-time state TTL as a backstop (``state_ttl_ms``, default 7 days, off with 0),
+  for a stream whose watermark stops moving. It never fires in a healthy job.
+"""
+
+from __future__ import annotations
+
+from pyflink.common.time import Time
+from pyflink.common.typeinfo import Types
+from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
+
+__all__ = ["entity_state_descriptor"]
+
+ENTITY_STATE = "entity-detector"
+
+
+def entity_state_descriptor(state_ttl_ms: int = 7 * 86_400_000) -> ValueStateDescriptor:
+    desc = ValueStateDescriptor(ENTITY_STATE, Types.PICKLED_BYTE_ARRAY())
+    if state_ttl_ms > 0:
+        ttl = (
+            StateTtlConfig.new_builder(Time.milliseconds(state_ttl_ms))
+            .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+            .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+            .build()
+        )
+        desc.enable_time_to_live(ttl)
+    return desc

@@ -1,0 +1,128 @@
+"""Session fixtures for the end-to-end tests: a real single-node Kafka (KRaft) and a real
+standalone Flink cluster from the wheel, both on free loopback ports, started by the project's
+scripts and always stopped at the end of the session (even when a test or a start fails).
+
+State, logs and configs go to build/e2e/ (wiped at the start of each session).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SCRIPTS = ROOT / "scripts"
+E2E_BUILD = ROOT / "build" / "e2e"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "e2e: end-to-end test against a real Kafka broker and Flink cluster (slow, starts JVMs)",
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_script(args: list[str], timeout: float, log: pathlib.Path) -> subprocess.CompletedProcess:
+    """Run one of scripts/*.sh, keep its output in `log`, fail with its tail if it fails."""
+    env = dict(os.environ, VENV=sys.prefix)  # the venv running pytest
+    proc = subprocess.run(
+        args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as f:
+        f.write(f"$ {' '.join(args)}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}\n")
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+        pytest.fail(f"{' '.join(args[:2])} failed (rc={proc.returncode}):\n{tail}", pytrace=False)
+    return proc
+
+
+@dataclasses.dataclass(frozen=True)
+class Broker:
+    bootstrap: str
+    port: int
+    dir: pathlib.Path
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    rest_url: str
+    build_dir: pathlib.Path
+
+    def script(self, *args: str) -> list[str]:
+        return [str(SCRIPTS / "cluster.sh"), *args]
+
+
+@pytest.fixture(scope="session")
+def e2e_build_dir() -> pathlib.Path:
+    if E2E_BUILD.exists():
+        # a previous session killed hard may have left processes: stop them before wiping
+        if (E2E_BUILD / "kafka").exists():
+            subprocess.run([str(SCRIPTS / "kafka.sh"), "stop", "--dir", str(E2E_BUILD / "kafka")],
+                           capture_output=True, timeout=60)
+        if (E2E_BUILD / "flink").exists():
+            subprocess.run([str(SCRIPTS / "cluster.sh"), "stop", "--build-dir",
+                            str(E2E_BUILD / "flink")], capture_output=True, timeout=60)
+        shutil.rmtree(E2E_BUILD)
+    E2E_BUILD.mkdir(parents=True)
+    return E2E_BUILD
+
+
+@pytest.fixture(scope="session")
+def pinned_jars(e2e_build_dir: pathlib.Path) -> pathlib.Path:
+    """Make sure deps/ holds the pinned, checksum-verified jars (no network when present)."""
+    run_script([str(SCRIPTS / "fetch_jars.sh")], timeout=600, log=e2e_build_dir / "fetch_jars.log")
+    jars = sorted((ROOT / "deps").glob("flink-sql-connector-kafka-*.jar"))
+    assert jars, "fetch_jars.sh left no connector jar in deps/"
+    return jars[0]
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(e2e_build_dir: pathlib.Path, pinned_jars: pathlib.Path):
+    kdir = e2e_build_dir / "kafka"
+    port, cport = free_port(), free_port()
+    while cport == port:
+        cport = free_port()
+    log = e2e_build_dir / "kafka-script.log"
+    try:
+        run_script(
+            [str(SCRIPTS / "kafka.sh"), "start", "--port", str(port), "--controller-port",
+             str(cport), "--dir", str(kdir), "--timeout", "90"],
+            timeout=150, log=log,
+        )
+        yield Broker(bootstrap=f"127.0.0.1:{port}", port=port, dir=kdir)
+    finally:
+        subprocess.run([str(SCRIPTS / "kafka.sh"), "stop", "--dir", str(kdir)],
+                       capture_output=True, timeout=90)
+
+
+@pytest.fixture(scope="session")
+def flink_cluster(e2e_build_dir: pathlib.Path, pinned_jars: pathlib.Path):
+    bdir = e2e_build_dir / "flink"
+    rest, rpc = free_port(), free_port()
+    while rpc == rest:
+        rpc = free_port()
+    log = e2e_build_dir / "cluster-script.log"
+    try:
+        run_script(
+            [str(SCRIPTS / "cluster.sh"), "start", "--taskmanagers", "1", "--rest-port", str(rest),
+             "--rpc-port", str(rpc), "--build-dir", str(bdir), "--timeout", "150"],
+            timeout=240, log=log,
+        )
+        yield Cluster(rest_url=f"http://127.0.0.1:{rest}", build_dir=bdir)
+    finally:
+        subprocess.run([str(SCRIPTS / "cluster.sh"), "stop", "--build-dir", str(bdir)],
+                       capture_output=True, timeout=120)

@@ -1,0 +1,213 @@
+"""From per-event decisions to alerts an on-call engineer can act on: episodes.
+
+Consecutive anomalous events of one entity form an *episode*. An episode produces one
+``open`` record, an ``escalate`` record each time its severity rises above the highest so far,
+and one ``resolved`` record once ``quiet_period_ms`` of event time has passed without an
+anomalous event (decided on the entity's next event, since event time only moves with
+events). After an episode resolves, a new one cannot open for ``cooldown_ms``: anomalous
+events inside the cooldown are counted as suppressed, and the count travels on the next
+alert that gets out, so nothing is hidden without a trace.
+
+The ``alert_id`` is derived from the entity and the episode's start timestamp only, so a
+replay, a restore from a checkpoint, or a second run produce the same ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from udfs.core.events import format_timestamp
+
+__all__ = ["AlertConfig", "EpisodeTracker", "SEVERITIES", "alert_id"]
+
+SEVERITIES = ("info", "warning", "critical")
+ALERT_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    """How decisions become alerts.
+
+    Parameters
+    ----------
+    quiet_period_ms
+        Event time without an anomalous event after which an open episode resolves.
+    cooldown_ms
+        After an episode resolves, new anomalies of the entity are suppressed (and counted)
+        for this long.
+    max_alerts_per_hour
+        Most ``open`` records per entity per hour of event time; the rest are suppressed
+        and counted.
+    top_features
+        How many contributing features an alert explains.
+    runbook_url, dashboard_url
+        Templates filled with ``{entity}``, ``{alert_id}``, ``{start_ts}`` and ``{ts}``.
+    """
+
+    quiet_period_ms: int = 600_000
+    cooldown_ms: int = 900_000
+    max_alerts_per_hour: int = 6
+    top_features: int = 3
+    runbook_url: str = "https://runbooks.example.com/anomaly?entity={entity}"
+    dashboard_url: str = "https://grafana.example.com/d/anomaly?var-entity={entity}&from={start_ts}"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.quiet_period_ms < 0:
+            problems.append(f"quiet_period_ms must be >= 0, got {self.quiet_period_ms}")
+        if self.cooldown_ms < 0:
+            problems.append(f"cooldown_ms must be >= 0, got {self.cooldown_ms}")
+        if self.max_alerts_per_hour < 1:
+            problems.append(f"max_alerts_per_hour must be >= 1, got {self.max_alerts_per_hour}")
+        if self.top_features < 1:
+            problems.append(f"top_features must be >= 1, got {self.top_features}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+def alert_id(entity: str, start_ts_ms: int) -> str:
+    """Deterministic id of the episode of ``entity`` that started at ``start_ts_ms``.
+
+    >>> alert_id("srv-1", 1767225600000)
+    'a3f2d2ab9c8e6b4b'
+    """
+    return hashlib.sha256(f"{entity}\x00{start_ts_ms}".encode()).hexdigest()[:16]
+
+
+_HOUR_MS = 3_600_000
+
+
+class EpisodeTracker:
+    """The alerting state of one entity. ``on_decision`` returns the records to emit."""
+
+    __slots__ = (
+        "cfg",
+        "entity",
+        "_open",
+        "_start_ts",
+        "_last_anomalous_ts",
+        "_level",
+        "_closed_ts",
+        "_suppressed",
+        "_hour_start",
+        "_hour_count",
+        "_peak",
+    )
+
+    def __init__(self, cfg: AlertConfig, entity: str) -> None:
+        self.cfg = cfg
+        self.entity = entity
+        self._open = False
+        self._start_ts = 0
+        self._last_anomalous_ts = 0
+        self._level = -1
+        self._closed_ts: int | None = None
+        self._suppressed = 0
+        self._hour_start = 0
+        self._hour_count = 0
+        self._peak: dict[str, Any] = {}
+
+    @property
+    def open(self) -> bool:
+        return self._open
+
+    @property
+    def suppressed(self) -> int:
+        return self._suppressed
+
+    def on_decision(
+        self, ts_ms: int, anomalous: bool, severity: int, detail: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Advance the entity's episode with one scored event.
+
+        ``severity`` indexes :data:`SEVERITIES`; ``detail`` holds the alert body (score,
+        threshold, direction, features, config_version) for this event.
+        """
+        out: list[dict[str, Any]] = []
+        cfg = self.cfg
+        if self._open and ts_ms - self._last_anomalous_ts >= cfg.quiet_period_ms:
+            out.append(self._record("resolved", ts_ms, self._peak))
+            self._open = False
+            self._closed_ts = ts_ms
+            self._level = -1
+        if not anomalous:
+            return out
+        if self._open:
+            self._last_anomalous_ts = ts_ms
+            if severity > self._level:
+                self._level = severity
+                self._peak = detail
+                out.append(self._record("escalate", ts_ms, detail))
+            return out
+        # A new episode wants to open: cooldown and rate limit first.
+        if self._closed_ts is not None and ts_ms - self._closed_ts < cfg.cooldown_ms:
+            self._suppressed += 1
+            return out
+        if ts_ms - self._hour_start >= _HOUR_MS:
+            self._hour_start = ts_ms
+            self._hour_count = 0
+        if self._hour_count >= cfg.max_alerts_per_hour:
+            self._suppressed += 1
+            return out
+        self._hour_count += 1
+        self._open = True
+        self._start_ts = ts_ms
+        self._last_anomalous_ts = ts_ms
+        self._level = severity
+        self._peak = detail
+        out.append(self._record("open", ts_ms, detail))
+        return out
+
+    def _record(self, kind: str, ts_ms: int, detail: dict[str, Any]) -> dict[str, Any]:
+        aid = alert_id(self.entity, self._start_ts)
+        fill = {
+            "entity": self.entity,
+            "alert_id": aid,
+            "start_ts": format_timestamp(self._start_ts),
+            "ts": format_timestamp(ts_ms),
+        }
+        rec: dict[str, Any] = {
+            "schema_version": ALERT_SCHEMA_VERSION,
+            "alert_id": aid,
+            "kind": kind,
+            "entity": self.entity,
+            "start_ts": fill["start_ts"],
+            "ts": fill["ts"],
+            "ts_ms": ts_ms,
+            "severity": SEVERITIES[max(self._level, 0)],
+        }
+        rec.update(detail)
+        rec["suppressed_before"] = self._suppressed
+        rec["runbook_url"] = self.cfg.runbook_url.format(**fill)
+        rec["dashboard_url"] = self.cfg.dashboard_url.format(**fill)
+        if kind != "resolved":
+            self._suppressed = 0
+        return rec
+
+    def snapshot(self) -> tuple[Any, ...]:
+        return (
+            self._open,
+            self._start_ts,
+            self._last_anomalous_ts,
+            self._level,
+            self._closed_ts,
+            self._suppressed,
+            self._hour_start,
+            self._hour_count,
+            self._peak,
+        )
+
+    def restore(self, snap: tuple[Any, ...]) -> None:
+        (
+            self._open,
+            self._start_ts,
+            self._last_anomalous_ts,
+            self._level,
+            self._closed_ts,
+            self._suppressed,
+            self._hour_start,
+            self._hour_count,
+            self._peak,
+        ) = snap

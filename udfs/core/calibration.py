@@ -1,0 +1,215 @@
+"""Per-entity calibration of raw scores and the adaptive threshold, in bounded memory.
+
+Raw scores (a robust z, a Half-Space-Trees score) mean different things for different
+entities: a z of 4 is routine for a bursty series and unheard of for a calm one. So each
+entity turns each raw score into *rarity* against its own past, with
+:class:`DecayedHistogram`: a histogram over fixed bin edges whose counts decay
+exponentially (older observations weigh less), which gives an online ECDF in constant memory.
+
+Rarity is expressed as ``u = -log10(S)`` where ``S`` is the estimated survival probability
+(the share of past raw scores at or above this one): ``u = 3`` means "one in a thousand".
+Beyond the highest value the entity has seen, the empirical tail is extended by an
+exponential tail in the histogram's coordinate, so that "far beyond anything seen" still
+ranks above "just beyond" (severity needs that resolution).
+
+The adaptive threshold (:class:`AdaptiveThreshold`) is an online quantile of the entity's own
+combined rarity, aiming at a target alert rate, with a global fallback while it warms up.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Sequence
+
+__all__ = ["AdaptiveThreshold", "DecayedHistogram", "linear_edges", "log_edges"]
+
+_RENORMALISE_AT = 1e150
+
+
+def linear_edges(lo: float, hi: float, n: int) -> tuple[float, ...]:
+    """``n + 1`` evenly spaced bin edges from ``lo`` to ``hi``."""
+    step = (hi - lo) / n
+    return tuple(lo + i * step for i in range(n + 1))
+
+
+def log_edges(lo: float, hi: float, n: int) -> tuple[float, ...]:
+    """``0`` then ``n`` geometrically spaced edges from ``lo`` to ``hi``."""
+    ratio = (hi / lo) ** (1.0 / (n - 1))
+    return (0.0,) + tuple(lo * ratio**i for i in range(n))
+
+
+class DecayedHistogram:
+    """An exponentially decayed histogram: an online ECDF in constant memory.
+
+    Parameters
+    ----------
+    edges
+        Increasing bin edges (shared, not part of the state). Values below the first edge
+        count in the first bin, values above the last in the last bin.
+    half_life
+        Number of updates after which an observation weighs half as much.
+
+    Examples
+    --------
+    >>> h = DecayedHistogram(linear_edges(0.0, 10.0, 10), half_life=1e9)
+    >>> for v in range(10):
+    ...     h.update(v + 0.5)
+    >>> round(h.survival(5.0), 3), round(h.survival(9.9), 3)
+    (0.5, 0.01)
+    """
+
+    __slots__ = ("edges", "half_life", "_counts", "_weight", "_growth", "_total")
+
+    def __init__(self, edges: Sequence[float], half_life: float) -> None:
+        self.edges = tuple(edges)
+        self.half_life = half_life
+        self._counts = [0.0] * (len(self.edges) - 1)
+        # Instead of multiplying every count by the decay on every update (O(bins)), each new
+        # observation weighs more than the last by 1/decay; renormalise before overflow.
+        self._weight = 1.0
+        self._growth = 2.0 ** (1.0 / half_life)
+        self._total = 0.0
+
+    @property
+    def n(self) -> float:
+        """Effective number of observations (decayed), in units of the newest one."""
+        return self._total / self._weight
+
+    def _bin(self, x: float) -> int:
+        i = bisect_right(self.edges, x) - 1
+        if i < 0:
+            return 0
+        last = len(self._counts) - 1
+        return i if i < last else last
+
+    def update(self, x: float) -> None:
+        i = self._bin(x)
+        w = self._weight
+        self._counts[i] += w
+        self._total += w
+        w *= self._growth
+        if w > _RENORMALISE_AT:
+            self._counts = [c / w for c in self._counts]
+            self._total /= w
+            w = 1.0
+        self._weight = w
+
+    def survival(self, x: float, tail_scale: float = 0.0) -> float:
+        """Estimated ``P(X >= x)`` (with a half-observation prior, so never 0 or 1).
+
+        Inside a bin the mass is taken as uniform. Above the highest bin holding mass, the
+        survival decays as ``exp(-(x - top) / tail_scale)`` when ``tail_scale > 0``.
+        """
+        counts = self._counts
+        total = self._total
+        w = self._weight
+        if total <= 0.0:
+            return 1.0
+        i = self._bin(x)
+        above = 0.0
+        for j in range(len(counts) - 1, i, -1):
+            above += counts[j]
+        lo = self.edges[i]
+        hi = self.edges[i + 1]
+        frac = 0.0 if hi <= lo else min(max((hi - x) / (hi - lo), 0.0), 1.0)
+        s = (above + counts[i] * frac + 0.5 * w) / (total + w)
+        if tail_scale > 0.0 and above == 0.0:
+            top = self._top_edge()
+            if x > top:
+                s *= math.exp(-(x - top) / tail_scale)
+        return s
+
+    def _top_edge(self) -> float:
+        counts = self._counts
+        for j in range(len(counts) - 1, -1, -1):
+            if counts[j] > 0.0:
+                return self.edges[j + 1]
+        return self.edges[0]
+
+    def quantile_upper(self, tail: float) -> float:
+        """The value above which a share ``tail`` of the mass lies (linear inside a bin)."""
+        counts = self._counts
+        target = tail * self._total
+        acc = 0.0
+        for j in range(len(counts) - 1, -1, -1):
+            c = counts[j]
+            if acc + c >= target and c > 0.0:
+                need = (target - acc) / c
+                return self.edges[j + 1] - need * (self.edges[j + 1] - self.edges[j])
+            acc += c
+        return self.edges[0]
+
+    def snapshot(self) -> tuple[list[float], float, float]:
+        return (list(self._counts), self._weight, self._total)
+
+    def restore(self, snap: tuple[list[float], float, float]) -> None:
+        counts, weight, total = snap
+        if len(counts) != len(self._counts):
+            raise ValueError(
+                f"histogram snapshot has {len(counts)} bins, configuration has {len(self._counts)}"
+            )
+        self._counts = list(counts)
+        self._weight = weight
+        self._total = total
+
+
+# Rarity u = -log10(survival) is binned on [0, 8] decades.
+RARITY_EDGES = linear_edges(0.0, 8.0, 128)
+
+
+class AdaptiveThreshold:
+    """A per-entity threshold on rarity aiming at ``target_rate`` alerts per event.
+
+    The threshold is the ``1 - target_rate`` quantile of the entity's own combined rarity,
+    estimated from a :class:`DecayedHistogram`. Until the entity has ``min_events`` scores,
+    the global fallback ``-log10(target_rate) + fallback_margin`` is used; the estimate is
+    never allowed below ``-log10(target_rate)`` (a calibrated score's own quantile), so a
+    well-behaved entity alerts at most at the target rate.
+
+    Parameters
+    ----------
+    target_rate
+        Wanted share of alerting events, e.g. ``0.001``.
+    min_events
+        Scores needed before the entity's own quantile replaces the fallback.
+    half_life
+        Decay half life of the score histogram, in events.
+    fallback_margin
+        Extra decades on top of the global fallback while warming up.
+    """
+
+    __slots__ = ("target_rate", "min_events", "fallback_margin", "_hist", "_floor")
+
+    def __init__(
+        self, target_rate: float, min_events: int, half_life: float, fallback_margin: float
+    ) -> None:
+        self.target_rate = target_rate
+        self.min_events = min_events
+        self.fallback_margin = fallback_margin
+        self._hist = DecayedHistogram(RARITY_EDGES, half_life)
+        self._floor = -math.log10(target_rate)
+
+    def current(self) -> float:
+        """The threshold in rarity units (decades)."""
+        if self._hist.n < self.min_events:
+            return self._floor + self.fallback_margin
+        return max(self._hist.quantile_upper(self.target_rate), self._floor)
+
+    def update(self, rarity: float) -> None:
+        self._hist.update(rarity)
+
+    @property
+    def n(self) -> float:
+        return self._hist.n
+
+    def snapshot(self) -> tuple[list[float], float, float]:
+        return self._hist.snapshot()
+
+    def restore(self, snap: tuple[list[float], float, float]) -> None:
+        self._hist.restore(snap)
+
+
+def rarity_to_score(u: float) -> float:
+    """Map rarity (decades) to an anomaly score in [0, 1): ``1 - 10**-u``."""
+    return 1.0 - 10.0 ** (-u)

@@ -1,0 +1,172 @@
+"""The detector's typed configuration: what each worker receives (pure, no file or env access).
+
+The job-level tree (:mod:`job.config`) wraps :class:`DetectorConfig` with the source, sink and
+execution settings, loads it from YAML and applies ``--set`` overrides. Every class here is a
+frozen dataclass that validates itself in ``__post_init__`` and reports every problem it
+finds at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from udfs.core.alerts import AlertConfig
+from udfs.core.features import FeatureConfig
+
+__all__ = ["DetectorConfig", "LatenessConfig", "ModelConfig", "ThresholdConfig"]
+
+
+def _check(problems: list[str]) -> None:
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class LatenessConfig:
+    """Event-time order per entity.
+
+    Parameters
+    ----------
+    max_out_of_orderness_ms
+        Events of one entity may arrive up to this much out of timestamp order; they are
+        buffered and processed in timestamp order. An event older than the entity's newest
+        timestamp minus this bound is late: it goes to the late output, unscored. The Flink
+        watermark strategy uses the same bound.
+    idle_ttl_ms
+        An entity with no event for this long (event time) is forgotten: its keyed state is
+        cleared by a timer, and if it comes back it starts fresh.
+    """
+
+    max_out_of_orderness_ms: int = 5_000
+    idle_ttl_ms: int = 2 * 86_400_000
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.max_out_of_orderness_ms < 0:
+            problems.append(f"max_out_of_orderness_ms must be >= 0, got {self.max_out_of_orderness_ms}")
+        if self.idle_ttl_ms <= 0:
+            problems.append(f"idle_ttl_ms must be > 0, got {self.idle_ttl_ms}")
+        _check(problems)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The two online scorers and how their calibrated rarities combine.
+
+    Parameters
+    ----------
+    hst_trees, hst_height, hst_window, seed
+        Half-Space Trees parameters (River's meaning). Every entity shares the tree structure
+        built from ``seed``; only its node masses are per-entity state.
+    z_squash
+        Feature z-scores enter the trees as ``0.5 + 0.5 * tanh(z / z_squash)`` (in [0, 1]).
+    combine
+        ``max`` (the rarer of the two), ``mean`` (of the two rarities), ``hst`` or ``stats``.
+    calibration_half_life
+        Events after which a past raw score counts half in the per-entity calibration.
+    tail_scale
+        Scale of the exponential tail beyond the highest raw score seen (in the
+        calibration histogram's coordinate, ``log1p(|z|)`` for the statistics scorer).
+    min_calibration_events
+        Scores an entity needs before its calibration is trusted (readiness).
+    std_floor_fraction
+        A window's z uses at least this share of the std of the metric's longest ready window
+        as its noise scale: a 5-minute window's std comes from a handful of events and alone
+        would make every blip look extreme.
+    learn_anomalies
+        When false (default), an event judged anomalous does not train the trees, so an
+        anomaly does not become normal. The window statistics always take every event: they
+        are the baseline the explanation compares with, and a genuine level shift must be
+        able to become the new normal.
+    """
+
+    hst_trees: int = 10
+    hst_height: int = 8
+    hst_window: int = 250
+    seed: int = 42
+    z_squash: float = 3.0
+    combine: str = "max"
+    calibration_half_life: float = 20_000.0
+    tail_scale: float = 0.25
+    min_calibration_events: int = 100
+    std_floor_fraction: float = 0.5
+    learn_anomalies: bool = False
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.hst_trees < 1:
+            problems.append(f"hst_trees must be >= 1, got {self.hst_trees}")
+        if not 1 <= self.hst_height <= 12:
+            problems.append(f"hst_height must be in [1, 12], got {self.hst_height}")
+        if self.hst_window < 1:
+            problems.append(f"hst_window must be >= 1, got {self.hst_window}")
+        if self.z_squash <= 0:
+            problems.append(f"z_squash must be > 0, got {self.z_squash}")
+        if self.combine not in ("max", "mean", "hst", "stats"):
+            problems.append(f"combine must be one of max, mean, hst, stats; got {self.combine!r}")
+        if self.calibration_half_life <= 0:
+            problems.append(f"calibration_half_life must be > 0, got {self.calibration_half_life}")
+        if self.tail_scale < 0:
+            problems.append(f"tail_scale must be >= 0, got {self.tail_scale}")
+        if not 0.0 <= self.std_floor_fraction <= 10.0:
+            problems.append(f"std_floor_fraction must be in [0, 10], got {self.std_floor_fraction}")
+        if self.min_calibration_events < 0:
+            problems.append(f"min_calibration_events must be >= 0, got {self.min_calibration_events}")
+        _check(problems)
+
+
+@dataclass(frozen=True)
+class ThresholdConfig:
+    """Adaptive per-entity thresholds and severity tiers.
+
+    Parameters
+    ----------
+    target_alert_rate
+        Share of an entity's events that may be judged anomalous, e.g. ``0.001``.
+    min_events
+        Scores an entity needs before its own quantile replaces the global fallback.
+    half_life
+        Decay half life (events) of the entity's score distribution.
+    fallback_margin
+        Decades of rarity added to the global fallback ``-log10(target_alert_rate)`` while an
+        entity warms up: new entities are judged more strictly, not less.
+    warning_factor, critical_factor
+        An anomalous event is ``warning`` when it is this many times rarer than the
+        threshold, ``critical`` when ``critical_factor`` times rarer; otherwise ``info``.
+    """
+
+    target_alert_rate: float = 0.001
+    min_events: int = 2_000
+    half_life: float = 50_000.0
+    fallback_margin: float = 0.5
+    warning_factor: float = 10.0
+    critical_factor: float = 100.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0.0 < self.target_alert_rate < 0.5:
+            problems.append(f"target_alert_rate must be in (0, 0.5), got {self.target_alert_rate}")
+        if self.min_events < 0:
+            problems.append(f"min_events must be >= 0, got {self.min_events}")
+        if self.half_life <= 0:
+            problems.append(f"half_life must be > 0, got {self.half_life}")
+        if self.fallback_margin < 0:
+            problems.append(f"fallback_margin must be >= 0, got {self.fallback_margin}")
+        if not 1.0 <= self.warning_factor <= self.critical_factor:
+            problems.append(
+                "severity factors must satisfy 1 <= warning_factor <= critical_factor, got "
+                f"{self.warning_factor} and {self.critical_factor}"
+            )
+        _check(problems)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Everything the per-entity detector needs; the keyed operator receives exactly this."""
+
+    lateness: LatenessConfig = field(default_factory=LatenessConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
+    alerts: AlertConfig = field(default_factory=AlertConfig)
+    config_version: str = "1"

@@ -1,0 +1,447 @@
+"""The per-entity detector: order, features, models, calibration, threshold, alerts.
+
+:class:`EntityDetector` is the whole detection logic of one entity behind a tiny interface:
+
+- ``on_event(event) -> outputs``: buffer the event, release and score every event that is
+  now safe to process in timestamp order;
+- ``on_watermark(wm_ms) -> outputs``: the stream promises no event at or before ``wm_ms``
+  (Flink's watermark); release what it allows (lower latency for quiet entities);
+- ``flush() -> outputs``: end of input, release everything;
+- ``snapshot() -> bytes`` / ``EntityDetector.restore(entity, cfg, data)``.
+
+Outputs are ``(kind, record)`` pairs with kind ``score`` (one per scored event), ``alert``
+(episode records, see :mod:`udfs.core.alerts`) or ``late``.
+
+Event order and lateness are decided **per entity**, never by the arrival interleaving of
+different entities, so the same input gives the same outputs on one core or many. The
+entity's frontier ``F`` is ``max(newest timestamp seen - max_out_of_orderness_ms,
+watermark + 1)``; it only moves forward. An event with ``ts < F`` is late; buffered events
+with ``ts < F`` are released in ``(ts, content)`` order, so equal-timestamp events are
+processed in an order that does not depend on their arrival. The only way the watermark can
+change a result is an event that is behind the stream's global watermark, i.e. late by
+Flink's own definition, which a replay without watermarks would still accept.
+
+Scoring one event (pure functions of the entity's own past):
+
+1. features from :class:`udfs.core.features.EntityFeatures` (windows exclude the event);
+2. a z per (metric, ready window) with a floored standard deviation; the statistics scorer's
+   raw score is the largest ``|z|``;
+3. Half-Space Trees (:mod:`udfs.core.hst`, equal to River's) over the squashed z's and
+   window ratios; scored before it learns the event;
+4. each raw score becomes rarity against the entity's own history
+   (:mod:`udfs.core.calibration`), the two rarities are combined, and compared with the
+   entity's adaptive threshold;
+5. the decision goes to the entity's :class:`udfs.core.alerts.EpisodeTracker`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from udfs.core.alerts import EpisodeTracker
+from udfs.core.calibration import (
+    AdaptiveThreshold,
+    DecayedHistogram,
+    linear_edges,
+    rarity_to_score,
+)
+from udfs.core.config import DetectorConfig
+from udfs.core.events import Event, format_timestamp
+from udfs.core.features import EntityFeatures, WindowSpec
+from udfs.core.hst import CompactHST, HSTStructure, get_structure
+
+__all__ = ["EntityDetector", "Output"]
+
+Output = tuple[str, dict[str, Any]]
+
+_NEG_INF = -(1 << 62)
+# Calibration coordinates: log1p(|z|) for the statistics scorer, the raw score for HST.
+_STATS_EDGES = linear_edges(0.0, 7.0, 140)
+_HST_EDGES = linear_edges(0.0, 1.0, 100)
+_Z_CAP = 1e3
+_STATE_VERSION = 1
+
+
+def _sort_key(ev: Event) -> tuple[int, str]:
+    return (ev.ts_ms, ev.to_json())
+
+
+class _Models:
+    """What an entity learns; thrown away when the entity idles past its TTL."""
+
+    __slots__ = (
+        "features", "hst", "hst_metrics", "hst_perm", "cal_stats", "cal_hst", "threshold", "episodes",
+        "n_scored",
+    )
+
+    def __init__(self, entity: str, cfg: DetectorConfig) -> None:
+        m = cfg.model
+        self.features = EntityFeatures(cfg.features)
+        self.hst: CompactHST | None = None
+        self.hst_metrics: tuple[str, ...] = ()
+        # Position in the detector's vector of each tree feature (trees take sorted names).
+        self.hst_perm: tuple[int, ...] = ()
+        self.cal_stats = DecayedHistogram(_STATS_EDGES, m.calibration_half_life)
+        self.cal_hst = DecayedHistogram(_HST_EDGES, m.calibration_half_life)
+        t = cfg.threshold
+        self.threshold = AdaptiveThreshold(t.target_alert_rate, t.min_events, t.half_life, t.fallback_margin)
+        self.episodes = EpisodeTracker(cfg.alerts, entity)
+        self.n_scored = 0
+
+
+class EntityDetector:
+    """All detection state and logic of one entity. See the module docstring.
+
+    Examples
+    --------
+    >>> from udfs.core.config import DetectorConfig
+    >>> det = EntityDetector("srv-1", DetectorConfig())
+    >>> out = det.on_event(Event("srv-1", 1_767_225_600_000, {"cpu": 50.0}))
+    >>> out  # buffered: it may still be overtaken by an older event within 5 s
+    []
+    >>> [kind for kind, _ in det.flush()]
+    ['score']
+    """
+
+    __slots__ = ("entity", "cfg", "_bound", "_frontier", "_max_seen", "_buffer", "_last_ts", "_m", "_squash", "_warn", "_crit")
+
+    def __init__(self, entity: str, cfg: DetectorConfig) -> None:
+        self.entity = entity
+        self.cfg = cfg
+        self._bound = cfg.lateness.max_out_of_orderness_ms
+        self._frontier = _NEG_INF
+        self._max_seen = _NEG_INF
+        self._buffer: list[Event] = []
+        self._last_ts: int | None = None
+        self._m = _Models(entity, cfg)
+        self._squash = 1.0 / cfg.model.z_squash
+        self._warn = math.log10(cfg.threshold.warning_factor)
+        self._crit = math.log10(cfg.threshold.critical_factor)
+
+    # -- ordering --------------------------------------------------------------------------
+
+    @property
+    def last_ts_ms(self) -> int | None:
+        """Timestamp of the newest scored event."""
+        return self._last_ts
+
+    @property
+    def max_seen_ms(self) -> int:
+        """Newest timestamp seen (scored or buffered)."""
+        return self._max_seen
+
+    def earliest_buffered_ms(self) -> int | None:
+        """Timestamp of the oldest event waiting in the buffer (for the release timer)."""
+        return self._buffer[0].ts_ms if self._buffer else None
+
+    def on_event(self, ev: Event) -> list[Output]:
+        if ev.ts_ms < self._frontier:
+            return [("late", self._late_record(ev))]
+        if ev.ts_ms > self._max_seen:
+            self._max_seen = ev.ts_ms
+        buf = self._buffer
+        key = _sort_key(ev)
+        i = len(buf)
+        while i > 0 and _sort_key(buf[i - 1]) > key:
+            i -= 1
+        buf.insert(i, ev)
+        return self._advance(self._max_seen - self._bound)
+
+    def on_watermark(self, watermark_ms: int) -> list[Output]:
+        return self._advance(watermark_ms + 1)
+
+    def flush(self) -> list[Output]:
+        return self._advance(1 << 62)
+
+    def _advance(self, frontier: int) -> list[Output]:
+        if frontier > self._frontier:
+            self._frontier = frontier
+        buf = self._buffer
+        out: list[Output] = []
+        f = self._frontier
+        n = 0
+        while n < len(buf) and buf[n].ts_ms < f:
+            n += 1
+        if n:
+            ready, self._buffer = buf[:n], buf[n:]
+            for ev in ready:
+                self._process(ev, out)
+        return out
+
+    def _late_record(self, ev: Event) -> dict[str, Any]:
+        return {
+            "entity": ev.entity,
+            "ts": format_timestamp(ev.ts_ms),
+            "ts_ms": ev.ts_ms,
+            "frontier_ms": self._frontier,
+            "lateness_ms": self._frontier - ev.ts_ms,
+            "reason": "behind the entity's event-time frontier",
+            "event": ev.to_json(),
+        }
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def _process(self, ev: Event, out: list[Output]) -> None:
+        cfg = self.cfg
+        ts = ev.ts_ms
+        if self._last_ts is not None and ts - self._last_ts > cfg.lateness.idle_ttl_ms:
+            self._m = _Models(self.entity, cfg)
+        self._last_ts = ts
+        m = self._m
+        values, ready = m.features.update(ts, ev.metrics)
+        if m.hst is None:
+            self._init_hst(ev)
+
+        # Statistics scorer: largest |z| over ready windows, and the HST input vector.
+        windows = cfg.features.windows
+        squash = self._squash
+        vec: list[float] = []
+        best = 0.0
+        best_key: tuple[str, str] | None = None
+        any_ready = False
+        frac = cfg.model.std_floor_fraction
+        for metric in m.hst_metrics:
+            x = ev.metrics.get(metric)
+            noise = _noise_floor(metric, windows, values, ready, frac)
+            for w in windows:
+                key = f"{metric}.{w.name}"
+                if x is None or not ready.get(key, False):
+                    vec.append(0.5)
+                    continue
+                any_ready = True
+                z = _z(x, values[key + ".mean"], values[key + ".std"], noise)
+                vec.append(0.5 + 0.5 * math.tanh(z * squash))
+                az = abs(z)
+                if az > best:
+                    best = az
+                    best_key = (metric, w.name)
+            for short, long_ in cfg.features.ratio_pairs:
+                r = values.get(f"{metric}.{short}_{long_}.ratio", 1.0) if x is not None else 1.0
+                lr = math.log(r) if r > 0.0 else 0.0
+                vec.append(0.5 + 0.5 * math.tanh(lr))
+        # Metrics not in the trees (they appeared after the entity's first event) still count
+        # for the statistics scorer.
+        for metric, x in ev.metrics.items():
+            if metric in m.hst_metrics:
+                continue
+            noise = _noise_floor(metric, windows, values, ready, frac)
+            for w in windows:
+                key = f"{metric}.{w.name}"
+                if ready.get(key, False):
+                    any_ready = True
+                    az = abs(_z(x, values[key + ".mean"], values[key + ".std"], noise))
+                    if az > best:
+                        best = az
+                        best_key = (metric, w.name)
+
+        hst = m.hst
+        assert hst is not None
+        vec = [vec[i] for i in m.hst_perm]
+        hst_raw = hst.score_vec(vec)
+        hst_warm = not hst.first_window
+        mc = cfg.model
+        u_stats = -math.log10(m.cal_stats.survival(math.log1p(best), mc.tail_scale)) if any_ready else 0.0
+        u_hst = -math.log10(m.cal_hst.survival(hst_raw, 0.02)) if hst_warm else 0.0
+        combine = mc.combine
+        if combine == "max":
+            u = u_stats if u_stats > u_hst else u_hst
+        elif combine == "mean":
+            u = 0.5 * (u_stats + u_hst)
+        elif combine == "hst":
+            u = u_hst
+        else:
+            u = u_stats
+        is_ready = (
+            any_ready
+            and m.cal_stats.n >= mc.min_calibration_events
+            and (combine == "stats" or (hst_warm and m.cal_hst.n >= mc.min_calibration_events))
+        )
+        thr = m.threshold.current()
+        anomalous = is_ready and u >= thr
+        if any_ready:
+            m.cal_stats.update(math.log1p(best))
+        if hst_warm:
+            m.cal_hst.update(hst_raw)
+        if is_ready:
+            m.threshold.update(u)
+        if mc.learn_anomalies or not anomalous:
+            hst.learn_vec(vec)
+        m.n_scored += 1
+
+        severity = 0
+        if anomalous:
+            excess = u - thr
+            severity = 2 if excess >= self._crit else 1 if excess >= self._warn else 0
+        score = rarity_to_score(u)
+        threshold = rarity_to_score(thr)
+        episode_detail: dict[str, Any] = {}
+        if anomalous:
+            episode_detail = self._explain(ev, values, ready, score, threshold, best_key)
+        for rec in m.episodes.on_decision(ts, anomalous, severity, episode_detail):
+            out.append(("alert", rec))
+        out.append(
+            (
+                "score",
+                {
+                    "entity": self.entity,
+                    "ts_ms": ts,
+                    "anomaly_score": score,
+                    "threshold": threshold,
+                    "is_alert": 1 if anomalous else 0,
+                    "ready": 1 if is_ready else 0,
+                    "stats_raw": best,
+                    "hst_raw": hst_raw,
+                    "features": values,
+                },
+            )
+        )
+
+    def _init_hst(self, ev: Event) -> None:
+        m = self._m
+        m.hst_metrics = tuple(sorted(ev.metrics))
+        structure, m.hst_perm = self._structure(m.hst_metrics)
+        m.hst = CompactHST(structure, self.cfg.model.hst_window)
+
+    def _structure(self, metrics: tuple[str, ...]) -> tuple[HSTStructure, tuple[int, ...]]:
+        cfg = self.cfg
+        names = []
+        for metric in metrics:
+            for w in cfg.features.windows:
+                names.append(f"{metric}.{w.name}.z")
+            for short, long_ in cfg.features.ratio_pairs:
+                names.append(f"{metric}.{short}_{long_}.ratio")
+        mc = cfg.model
+        structure = get_structure(names, mc.hst_trees, mc.hst_height, mc.seed)
+        pos = {name: i for i, name in enumerate(names)}
+        return structure, tuple(pos[name] for name in structure.feature_names)
+
+    def _explain(
+        self,
+        ev: Event,
+        values: dict[str, float],
+        ready: dict[str, bool],
+        score: float,
+        threshold: float,
+        best_key: tuple[str, str] | None,
+    ) -> dict[str, Any]:
+        contributions = []
+        windows = self.cfg.features.windows
+        for metric, x in ev.metrics.items():
+            noise = _noise_floor(metric, windows, values, ready, self.cfg.model.std_floor_fraction)
+            for w in windows:
+                key = f"{metric}.{w.name}"
+                if not ready.get(key, False):
+                    continue
+                mean = values[key + ".mean"]
+                z = _z(x, mean, values[key + ".std"], noise)
+                contributions.append((-abs(z), key, x, mean, z))
+        contributions.sort()
+        top = [
+            {"feature": f"{k}.zscore", "actual": x, "expected": mean, "z": round(z, 4)}
+            for _, k, x, mean, z in contributions[: self.cfg.alerts.top_features]
+        ]
+        direction = "spike"
+        if top and top[0]["z"] < 0:
+            direction = "dip"
+        return {
+            "score": round(score, 6),
+            "threshold": round(threshold, 6),
+            "direction": direction,
+            "features": top,
+            "config_version": self.cfg.config_version,
+        }
+
+    # -- state -----------------------------------------------------------------------------
+
+    def snapshot(self) -> tuple[Any, ...]:
+        """The entity's complete state as plain data (see :mod:`state.codec`)."""
+        m = self._m
+        return (
+            _STATE_VERSION,
+            self._frontier,
+            self._max_seen,
+            [(e.ts_ms, e.metrics, e.id) for e in self._buffer],
+            self._last_ts,
+            m.features.snapshot(),
+            m.hst_metrics,
+            None if m.hst is None else m.hst.to_bytes(),
+            m.cal_stats.snapshot(),
+            m.cal_hst.snapshot(),
+            m.threshold.snapshot(),
+            m.episodes.snapshot(),
+            m.n_scored,
+        )
+
+    @classmethod
+    def restore(cls, entity: str, cfg: DetectorConfig, snap: tuple[Any, ...]) -> EntityDetector:
+        if snap[0] != _STATE_VERSION:
+            raise ValueError(f"entity {entity!r}: state version {snap[0]} is not {_STATE_VERSION}")
+        (
+            _,
+            frontier,
+            max_seen,
+            buffer,
+            last_ts,
+            feats,
+            hst_metrics,
+            hst_bytes,
+            cal_stats,
+            cal_hst,
+            threshold,
+            episodes,
+            n_scored,
+        ) = snap
+        det = cls(entity, cfg)
+        det._frontier = frontier
+        det._max_seen = max_seen
+        det._buffer = [Event(entity, ts, metrics, eid) for ts, metrics, eid in buffer]
+        det._last_ts = last_ts
+        m = det._m
+        m.features = EntityFeatures.restore(cfg.features, feats)
+        m.hst_metrics = tuple(hst_metrics)
+        if hst_bytes is not None:
+            structure, m.hst_perm = det._structure(m.hst_metrics)
+            m.hst = CompactHST.from_bytes(structure, cfg.model.hst_window, hst_bytes)
+        m.cal_stats.restore(cal_stats)
+        m.cal_hst.restore(cal_hst)
+        m.threshold.restore(threshold)
+        m.episodes.restore(episodes)
+        m.n_scored = n_scored
+        return det
+
+
+def _noise_floor(
+    metric: str, windows: Sequence[WindowSpec], values: dict[str, float], ready: dict[str, bool], frac: float
+) -> float:
+    """``frac`` times the std of the metric's longest ready window (0 when none is ready).
+
+    A short window's std comes from a handful of events and is often far too small: a z
+    against it alone fires on noise. Its z is therefore taken against at least a share of the
+    long-run noise level.
+    """
+    best_len = -1
+    std = 0.0
+    for w in windows:
+        key = f"{metric}.{w.name}"
+        if w.length_ms > best_len and ready.get(key, False):
+            s = values[key + ".std"]
+            if s == s:
+                best_len = w.length_ms
+                std = s
+    return frac * std
+
+
+def _z(x: float, mean: float, std: float, noise_floor: float = 0.0) -> float:
+    """``(x - mean) / std`` with the std floored, so a change from a flat line still shows."""
+    floor = 1e-3 * abs(mean) + 1e-9
+    if noise_floor > floor:
+        floor = noise_floor
+    s = std if std == std and std > floor else floor
+    z = (x - mean) / s
+    if z > _Z_CAP:
+        return _Z_CAP
+    if z < -_Z_CAP:
+        return -_Z_CAP
+    return z

@@ -1,0 +1,213 @@
+"""Input events: the contract, the parser, and the dead letters it produces.
+
+An event is one JSON object per line::
+
+    {"entity": "srv-1", "ts": "2026-01-01T00:00:00Z", "metrics": {"cpu": 51.2}, "id": "e-1"}
+
+``ts`` is an ISO-8601 string (a missing offset means UTC) or epoch milliseconds (an integer,
+or a string of digits). ``metrics`` maps metric names to finite numbers. ``id`` is optional.
+
+Bad input is data, not an exception: :func:`parse_line` returns either an :class:`Event` or a
+:class:`DeadLetter` that names the reason, the field and the raw record. The parser never
+raises on input.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+__all__ = ["DeadLetter", "Event", "ParseConfig", "parse_line", "parse_object", "parse_timestamp"]
+
+# Dead-letter reasons, stable strings that dashboards and tests can count on.
+INVALID_JSON = "invalid_json"
+NOT_AN_OBJECT = "not_an_object"
+OVERSIZED = "oversized"
+MISSING_ENTITY = "missing_entity"
+BAD_ENTITY = "bad_entity"
+MISSING_TIMESTAMP = "missing_timestamp"
+BAD_TIMESTAMP = "bad_timestamp"
+ABSURD_TIMESTAMP = "absurd_timestamp"
+NO_METRICS = "no_metrics"
+NON_NUMERIC_METRIC = "non_numeric_metric"
+NON_FINITE_METRIC = "non_finite_metric"
+TOO_MANY_METRICS = "too_many_metrics"
+BAD_ID = "bad_id"
+
+
+@dataclass(frozen=True)
+class ParseConfig:
+    """Limits that separate a plausible event from bad input.
+
+    Parameters
+    ----------
+    max_record_bytes
+        A raw record longer than this (UTF-8 bytes) is a dead letter (``oversized``).
+    min_ts_ms, max_ts_ms
+        Timestamps outside ``[min_ts_ms, max_ts_ms]`` are absurd (default 2000-01-01 to
+        2100-01-01). Epoch *seconds* sent by mistake land here rather than in 1970.
+    max_metrics
+        Most metrics one event may carry.
+    max_entity_chars
+        Longest entity name.
+    """
+
+    max_record_bytes: int = 65_536
+    min_ts_ms: int = 946_684_800_000
+    max_ts_ms: int = 4_102_444_800_000
+    max_metrics: int = 256
+    max_entity_chars: int = 256
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.max_record_bytes <= 0:
+            problems.append(f"max_record_bytes must be > 0, got {self.max_record_bytes}")
+        if self.min_ts_ms >= self.max_ts_ms:
+            problems.append(f"min_ts_ms ({self.min_ts_ms}) must be < max_ts_ms ({self.max_ts_ms})")
+        if self.max_metrics <= 0:
+            problems.append(f"max_metrics must be > 0, got {self.max_metrics}")
+        if self.max_entity_chars <= 0:
+            problems.append(f"max_entity_chars must be > 0, got {self.max_entity_chars}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Event:
+    """One valid observation of one entity at one instant (``ts_ms``: UTC epoch ms)."""
+
+    entity: str
+    ts_ms: int
+    metrics: dict[str, float]
+    id: str | None = None
+
+    def to_json(self) -> str:
+        """The event as a canonical JSON line (what the Flink job ships between operators)."""
+        obj: dict[str, Any] = {"entity": self.entity, "ts": self.ts_ms, "metrics": self.metrics}
+        if self.id is not None:
+            obj["id"] = self.id
+        return json.dumps(obj, separators=(",", ":"), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record that could not be used, with why (``reason``), where (``field``) and what."""
+
+    reason: str
+    field: str | None
+    raw: str
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason, "field": self.field, "detail": self.detail, "raw": self.raw}
+
+
+def parse_timestamp(value: Any) -> int | None:
+    """Epoch milliseconds from an ISO-8601 string, an integer, or a string of digits.
+
+    Returns ``None`` when the value is not a timestamp at all. A naive ISO time means UTC.
+
+    Examples
+    --------
+    >>> parse_timestamp("2026-01-01T00:00:00Z")
+    1767225600000
+    >>> parse_timestamp(1767225600000), parse_timestamp("1767225600000")
+    (1767225600000, 1767225600000)
+    >>> parse_timestamp("yesterday") is None, parse_timestamp(True) is None
+    (True, True)
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value) and value == int(value):
+            return int(value)
+        return None
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    # Integer arithmetic on the timedelta: no float rounding of the milliseconds.
+    delta = dt - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def format_timestamp(ts_ms: int) -> str:
+    """ISO-8601 UTC with millisecond precision, e.g. ``2026-01-01T00:00:00.000Z``."""
+    dt = datetime.fromtimestamp(ts_ms / 1000.0, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
+
+
+def parse_object(obj: Any, raw: str, cfg: ParseConfig) -> Event | DeadLetter:
+    """Validate an already-decoded JSON value against the event contract."""
+    if not isinstance(obj, dict):
+        return DeadLetter(NOT_AN_OBJECT, None, raw, f"expected a JSON object, got {type(obj).__name__}")
+    entity = obj.get("entity")
+    if entity is None or entity == "":
+        return DeadLetter(MISSING_ENTITY, "entity", raw, "entity is missing or empty")
+    if not isinstance(entity, str):
+        return DeadLetter(BAD_ENTITY, "entity", raw, f"entity must be a string, got {type(entity).__name__}")
+    if not entity.strip() or len(entity) > cfg.max_entity_chars:
+        return DeadLetter(BAD_ENTITY, "entity", raw, "entity is blank or too long")
+    if "ts" not in obj or obj["ts"] is None:
+        return DeadLetter(MISSING_TIMESTAMP, "ts", raw, "ts is missing")
+    ts_ms = parse_timestamp(obj["ts"])
+    if ts_ms is None:
+        return DeadLetter(BAD_TIMESTAMP, "ts", raw, f"unparseable timestamp {obj['ts']!r}")
+    if not cfg.min_ts_ms <= ts_ms <= cfg.max_ts_ms:
+        return DeadLetter(ABSURD_TIMESTAMP, "ts", raw, f"timestamp {ts_ms} ms is outside the plausible range")
+    metrics = obj.get("metrics")
+    if not isinstance(metrics, dict) or not metrics:
+        return DeadLetter(NO_METRICS, "metrics", raw, "metrics must be a non-empty object")
+    if len(metrics) > cfg.max_metrics:
+        return DeadLetter(TOO_MANY_METRICS, "metrics", raw, f"{len(metrics)} metrics > {cfg.max_metrics}")
+    clean: dict[str, float] = {}
+    for name, value in metrics.items():
+        field = f"metrics.{name}"
+        if not name:
+            return DeadLetter(NON_NUMERIC_METRIC, field, raw, "metric name is empty")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return DeadLetter(NON_NUMERIC_METRIC, field, raw, f"value {value!r} is not a number")
+        f = float(value)
+        if not math.isfinite(f):
+            return DeadLetter(NON_FINITE_METRIC, field, raw, f"value {value!r} is not finite")
+        clean[name] = f
+    event_id = obj.get("id")
+    if event_id is not None and not isinstance(event_id, (str, int)):
+        return DeadLetter(BAD_ID, "id", raw, "id must be a string or an integer")
+    return Event(entity, ts_ms, clean, None if event_id is None else str(event_id))
+
+
+def parse_line(raw: str, cfg: ParseConfig) -> Event | DeadLetter:
+    """Parse one JSON line; never raises on input."""
+    if len(raw) > cfg.max_record_bytes or len(raw.encode("utf-8", "surrogatepass")) > cfg.max_record_bytes:
+        return DeadLetter(OVERSIZED, None, raw[: cfg.max_record_bytes], f"record longer than {cfg.max_record_bytes} bytes")
+    try:
+        obj = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, _NonStandardConstant):
+            return DeadLetter(NON_FINITE_METRIC, "metrics", raw, f"{exc.args[0]} is not a finite number")
+        return DeadLetter(INVALID_JSON, None, raw, str(exc)[:200])
+    return parse_object(obj, raw, cfg)
+
+
+class _NonStandardConstant(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> float:
+    # json.loads accepts NaN / Infinity by default; the contract does not.
+    raise _NonStandardConstant(name)

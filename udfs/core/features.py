@@ -1,0 +1,948 @@
+"""Per-entity, multi-scale, event-time sliding-window features.
+
+Pure Python (no pyflink, no numpy): one :class:`EntityFeatures` object holds,
+for one entity (a server, a user, ...), the state of every metric seen so far
+and turns each event ``(ts_ms, {metric: value})`` into a flat feature dict.
+
+Window semantics
+----------------
+For an event of value ``x`` at event time ``t`` (int epoch milliseconds) and a
+window ``W`` of length ``L`` split into ``W.buckets`` buckets of width
+``w = L // buckets`` (buckets aligned to the epoch, bucket id ``ts // w``), the
+statistics of ``W`` cover the *earlier* events of the metric whose timestamp
+lies in::
+
+    [t - L - (t mod w), t)
+
+i.e. the ``L / w + 1`` buckets ``t // w - L / w ... t // w``.  The event itself
+and every other event at exactly the same timestamp ``t`` (duplicates) are
+excluded.  When ``t`` is a multiple of ``w`` this is exactly pandas'
+``series.rolling(f"{L}ms", closed="left")``.
+
+**Approximation 1 (window edge).**  When ``t`` is not a multiple of ``w`` the
+window reaches back by ``t mod w`` (< ``w``) extra milliseconds: it always
+contains pandas' ``[t - L, t)`` window and is always contained in pandas'
+``[t - L - w, t)`` window, so e.g. ``count_pandas(L) <= count <=
+count_pandas(L + w)``.  ``rate`` is nevertheless ``count / (L / 1000)``.
+
+**Approximation 2 (robust z).**  Each bucket of a window listed in
+``robust_windows`` retains at most ``robust_samples_per_bucket`` (``k``)
+values: the first ``k`` events that fell into the bucket, in arrival order.
+``rzscore`` uses the median / MAD of the retained values, so it is exact when no
+bucket of the window received more than ``k`` events; otherwise it is the
+median / MAD of a deterministic per-bucket subsample.
+
+Undefined values and readiness
+------------------------------
+The feature dict always holds floats.  Raw statistics that are undefined are
+``NaN``: ``mean``/``min``/``max`` of an empty window, ``std`` with fewer than 2
+events (sample std, ``ddof=1``), ``delta``/``roc``/``dt`` on the first event of a
+metric, a cross ratio whose denominator is 0.  ``count`` and ``rate`` are
+always defined.  Derived *scores* are always finite and neutral when they
+cannot be computed: ``zscore`` is 0.0 when ``std`` is 0 or undefined,
+``rzscore`` is 0.0 when the MAD is 0 or there are no samples, a window ratio is
+1.0 when either mean is undefined or the long mean is 0, ``roc`` is 0.0 when
+``dt`` is 0.  Whether a value can be trusted is told by the separate readiness
+dict keyed ``"<metric>.<window>"``: a window is ready when ``count >=
+min_count`` and it is fully covered by the metric's history, i.e. ``t - L >=
+ready_from`` where ``ready_from`` is the metric's first timestamp, reset to
+``t`` by any event that follows a gap longer than ``max_gap_ms`` since the
+previous event of that metric.
+
+Input contract and output shape
+-------------------------------
+Timestamps must be non-decreasing per entity (the caller buffers and sorts);
+a decreasing timestamp raises :class:`ValueError` naming the metric (or, if
+only the entity went back in time, the event's metrics) and both timestamps,
+and leaves the state untouched.  A metric absent from an event, or whose value
+is not finite (``NaN``/``inf``), is treated as missing for that event: its
+state is untouched and it yields no features and no readiness entries; the
+other metrics update normally.  New metric names are accepted at any time.
+The feature dict holds the features of the metrics present in the event, in
+:func:`feature_names` order (metrics sorted); a cross ratio is emitted when
+both of its metrics are present (``NaN`` if the denominator is 0).  For a
+fixed-width vector use ``[feats.get(n, nan) for n in feature_names(cfg,
+names)]``.
+
+Numerics
+--------
+Values match pandas up to floating-point rounding, not bit for bit: bucket and
+window aggregates are combined with the pairwise (Chan) update of count, mean
+and M2, which stays accurate when the values are large relative to their
+spread.
+
+State and cost
+--------------
+Per (metric, window) a ring of ``L / w + 1`` buckets stores count, mean, M2
+(Welford), min, max and, for robust windows, up to ``k`` samples; running
+window aggregates are updated by merging (Chan et al.) each flushed group of
+events, and are recomputed from the buckets whenever a bucket rotates out of
+the window, so there is never a subtraction and rounding error cannot
+accumulate.  Events sharing a timestamp are accumulated in a pending group (an
+aggregate plus at most ``k`` samples) that is flushed into the buckets when a
+later timestamp arrives.  The state therefore depends only on the number of
+metrics, windows, buckets and ``k``, never on the number or rate of events.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+__all__ = [
+    "EntityFeatures",
+    "FeatureConfig",
+    "Snapshot",
+    "WindowSpec",
+    "feature_names",
+    "readiness_names",
+]
+
+_NAN = math.nan
+_INF = math.inf
+_EMPTY = 1 << 62  # "oldest bucket id" of an empty window: never expires
+_MAD_SCALE = 1.4826
+_SNAPSHOT_VERSION = 1
+
+#: Flat per-window data: ``cnt, mean, m2, min, max`` then, for every non-empty
+#: bucket, ``bucket_id, cnt, mean, m2, min, max, n_samples, *samples``.
+WindowSnap = tuple[float, ...]
+#: ``name, last_ts, last_x, ready_from, p_cnt, p_mean, p_m2, p_min, p_max,
+#: p_samples, windows``.
+MetricSnap = tuple[
+    str, int, float, int, int, float, float, float, float,
+    tuple[float, ...], tuple[WindowSnap, ...],
+]
+#: ``version, layout, entity_last_ts, metrics`` (plain tuples, picklable).
+Snapshot = tuple[
+    int,
+    tuple[tuple[tuple[str, int, int, bool], ...], int],
+    int | None,
+    tuple[MetricSnap, ...],
+]
+
+
+def _check_positive_int(problems: list[str], field: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        problems.append(f"{field} must be a positive int, got {value!r}")
+
+
+def _check(problems: list[str]) -> None:
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """One event-time sliding window.
+
+    Parameters
+    ----------
+    name : str
+        Short name used in feature names, e.g. ``"5m"`` (no ``"."``).
+    length_ms : int
+        Window length ``L`` in milliseconds.
+    buckets : int
+        Number of buckets the window is split into; must divide ``length_ms``.
+        The bucket width ``length_ms // buckets`` bounds the window-edge
+        approximation (see the module docstring).
+
+    Raises
+    ------
+    ValueError
+        Naming every invalid field and its value.
+    """
+
+    name: str
+    length_ms: int
+    buckets: int
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        if not isinstance(self.name, str) or not self.name or "." in self.name:
+            problems.append(
+                f"window name must be a non-empty str without '.', got {self.name!r}"
+            )
+        _check_positive_int(problems, f"window {self.name!r} length_ms", self.length_ms)
+        _check_positive_int(problems, f"window {self.name!r} buckets", self.buckets)
+        if not problems and self.length_ms % self.buckets:
+            problems.append(
+                f"window {self.name!r} buckets={self.buckets} must divide "
+                f"length_ms={self.length_ms}"
+            )
+        _check(problems)
+
+    @property
+    def width_ms(self) -> int:
+        """Bucket width in milliseconds."""
+        return self.length_ms // self.buckets
+
+
+_DEFAULT_WINDOWS: tuple[WindowSpec, ...] = (
+    WindowSpec("1m", 60_000, 12),
+    WindowSpec("5m", 300_000, 10),
+    WindowSpec("1h", 3_600_000, 12),
+    WindowSpec("24h", 86_400_000, 24),
+)
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Configuration of :class:`EntityFeatures`.
+
+    Parameters
+    ----------
+    windows : tuple of WindowSpec
+        Sliding windows, unique names.
+    ratio_pairs : tuple of (str, str)
+        ``(short, long)`` window names; yields ``<metric>.<short>_<long>.ratio``
+        = short mean / long mean.
+    cross_ratios : tuple of (str, str)
+        ``(numerator_metric, denominator_metric)``; yields
+        ``<num>_per_<den>.value`` = ratio of the two values of the same event.
+    max_gap_ms : int
+        A gap longer than this between consecutive events of a metric makes
+        its windows not ready until they have refilled after the gap.
+    min_count : int
+        A window with fewer events is not ready.
+    robust_windows : tuple of str
+        Windows that also get the median/MAD robust z-score ``rzscore``.
+    robust_samples_per_bucket : int
+        Values retained per bucket for the robust statistics (first ``k``).
+
+    Raises
+    ------
+    ValueError
+        Naming every invalid field and its value, all at once.
+
+    Notes
+    -----
+    Lists (e.g. from YAML) are accepted and stored as tuples; a window may be
+    given as a mapping with keys ``name``, ``length_ms``, ``buckets``.
+    """
+
+    windows: tuple[WindowSpec, ...] = _DEFAULT_WINDOWS
+    ratio_pairs: tuple[tuple[str, str], ...] = (("1m", "1h"),)
+    cross_ratios: tuple[tuple[str, str], ...] = ()
+    max_gap_ms: int = 600_000
+    min_count: int = 3
+    robust_windows: tuple[str, ...] = ("1h",)
+    robust_samples_per_bucket: int = 8
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        windows: list[WindowSpec] = []
+        for spec in _as_tuple(problems, "windows", self.windows):
+            if isinstance(spec, Mapping):
+                try:
+                    spec = WindowSpec(**spec)
+                except (TypeError, ValueError) as exc:
+                    problems.append(f"windows: {exc}")
+                    continue
+            if not isinstance(spec, WindowSpec):
+                problems.append(f"windows must hold WindowSpec, got {spec!r}")
+                continue
+            windows.append(spec)
+        object.__setattr__(self, "windows", tuple(windows))
+        names = [w.name for w in windows]
+        if not names and not problems:
+            problems.append("windows must not be empty, got ()")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            problems.append(f"windows: duplicate window names {dupes}")
+        ratio_pairs = _pairs(problems, "ratio_pairs", self.ratio_pairs)
+        object.__setattr__(self, "ratio_pairs", ratio_pairs)
+        for pair in ratio_pairs:
+            unknown = [n for n in pair if n not in names]
+            if unknown:
+                problems.append(
+                    f"ratio_pairs: {pair!r} names unknown windows {unknown} "
+                    f"(windows: {names})"
+                )
+        object.__setattr__(
+            self, "cross_ratios", _pairs(problems, "cross_ratios", self.cross_ratios)
+        )
+        robust = _as_tuple(problems, "robust_windows", self.robust_windows)
+        object.__setattr__(self, "robust_windows", robust)
+        for wname in robust:
+            if wname not in names:
+                problems.append(
+                    f"robust_windows: unknown window {wname!r} (windows: {names})"
+                )
+        _check_positive_int(problems, "max_gap_ms", self.max_gap_ms)
+        _check_positive_int(problems, "min_count", self.min_count)
+        _check_positive_int(
+            problems, "robust_samples_per_bucket", self.robust_samples_per_bucket
+        )
+        _check(problems)
+
+
+def _as_tuple(problems: list[str], field: str, value: object) -> tuple[Any, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        problems.append(f"{field} must be a sequence, got {value!r}")
+        return ()
+    return tuple(value)
+
+
+def _pairs(problems: list[str], field: str, value: object) -> tuple[tuple[str, str], ...]:
+    out: list[tuple[str, str]] = []
+    for pair in _as_tuple(problems, field, value):
+        items = tuple(pair) if isinstance(pair, (list, tuple)) else ()
+        if len(items) != 2 or not all(isinstance(s, str) and s for s in items):
+            problems.append(f"{field}: expected a pair of non-empty str, got {pair!r}")
+            continue
+        out.append((items[0], items[1]))
+    return tuple(out)
+
+
+def _metric_order(metrics: Sequence[str]) -> list[str]:
+    return sorted(set(metrics))
+
+
+def feature_names(cfg: FeatureConfig, metrics: Sequence[str]) -> list[str]:
+    """All feature names for ``metrics``, in the order :meth:`EntityFeatures.update` emits them.
+
+    Metrics are sorted (and de-duplicated); per metric, per window in config
+    order: ``mean, std, zscore, min, max, count, rate`` (+ ``rzscore`` for
+    robust windows); then the window ratios; then ``delta, roc, dt``.  Cross
+    ratios whose two metrics are both in ``metrics`` come last, in config order.
+
+    Parameters
+    ----------
+    cfg : FeatureConfig
+        The configuration.
+    metrics : sequence of str
+        Metric names.
+
+    Returns
+    -------
+    list of str
+        Feature names.
+
+    Examples
+    --------
+    >>> cfg = FeatureConfig(windows=(WindowSpec("1m", 60_000, 12),),
+    ...                     ratio_pairs=(), robust_windows=())
+    >>> feature_names(cfg, ["cpu"])  # doctest: +NORMALIZE_WHITESPACE
+    ['cpu.1m.mean', 'cpu.1m.std', 'cpu.1m.zscore', 'cpu.1m.min', 'cpu.1m.max',
+     'cpu.1m.count', 'cpu.1m.rate', 'cpu.delta', 'cpu.roc', 'cpu.dt']
+    """
+    order = _metric_order(metrics)
+    out: list[str] = []
+    for metric in order:
+        out.extend(_MetricKeys(cfg, metric).names())
+    present = set(order)
+    for num, den in cfg.cross_ratios:
+        if num in present and den in present:
+            out.append(f"{num}_per_{den}.value")
+    return out
+
+
+def readiness_names(cfg: FeatureConfig, metrics: Sequence[str]) -> list[str]:
+    """Readiness keys ``"<metric>.<window>"`` for ``metrics`` (sorted), windows in config order."""
+    return [f"{m}.{w.name}" for m in _metric_order(metrics) for w in cfg.windows]
+
+
+class _MetricKeys:
+    """Precomputed feature-name strings of one metric (built once per metric)."""
+
+    __slots__ = ("window_keys", "ratio_keys", "delta", "roc", "dt")
+
+    def __init__(self, cfg: FeatureConfig, metric: str) -> None:
+        robust = set(cfg.robust_windows)
+        self.window_keys: tuple[tuple[str, str, str, str, str, str, str, str, str], ...] = (
+            tuple(
+                (
+                    f"{metric}.{w.name}.mean",
+                    f"{metric}.{w.name}.std",
+                    f"{metric}.{w.name}.zscore",
+                    f"{metric}.{w.name}.min",
+                    f"{metric}.{w.name}.max",
+                    f"{metric}.{w.name}.count",
+                    f"{metric}.{w.name}.rate",
+                    f"{metric}.{w.name}.rzscore" if w.name in robust else "",
+                    f"{metric}.{w.name}",
+                )
+                for w in cfg.windows
+            )
+        )
+        self.ratio_keys: tuple[str, ...] = tuple(
+            f"{metric}.{s}_{lg}.ratio" for s, lg in cfg.ratio_pairs
+        )
+        self.delta = f"{metric}.delta"
+        self.roc = f"{metric}.roc"
+        self.dt = f"{metric}.dt"
+
+    def names(self) -> list[str]:
+        out: list[str] = []
+        for keys in self.window_keys:
+            out.extend(k for k in keys[:8] if k)
+        out.extend(self.ratio_keys)
+        out.extend((self.delta, self.roc, self.dt))
+        return out
+
+
+class _Window:
+    """Bucket ring and running aggregates of one (metric, window)."""
+
+    __slots__ = (
+        "width", "span", "size", "length", "lsec", "k",
+        "bid", "bcnt", "bmean", "bm2", "bmin", "bmax", "bsamp",
+        "cnt", "mean", "m2", "mn", "mx", "oldest",
+        "r_valid", "r_med", "r_scale",
+    )
+
+    def __init__(self, spec: WindowSpec, k: int) -> None:
+        self.width = spec.width_ms
+        self.span = spec.buckets  # live bucket ids: [t // w - span, t // w]
+        self.size = spec.buckets + 1
+        self.length = spec.length_ms
+        self.lsec = spec.length_ms / 1000.0
+        self.k = k  # 0: not a robust window
+        size = self.size
+        self.bid = [0] * size
+        self.bcnt = [0] * size
+        self.bmean = [0.0] * size
+        self.bm2 = [0.0] * size
+        self.bmin = [0.0] * size
+        self.bmax = [0.0] * size
+        self.bsamp: list[list[float]] | None = (
+            [[] for _ in range(size)] if k else None
+        )
+        self.cnt = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+        self.mn = _INF
+        self.mx = -_INF
+        self.oldest = _EMPTY
+        self.r_valid = False
+        self.r_med = 0.0
+        self.r_scale = 0.0
+
+    def expire(self, lo: int) -> None:
+        """Drop buckets with id < ``lo`` and recompute the aggregates from the rest."""
+        bid, bcnt, bmean, bm2 = self.bid, self.bcnt, self.bmean, self.bm2
+        bmin, bmax, bsamp = self.bmin, self.bmax, self.bsamp
+        cnt = 0
+        mean = 0.0
+        m2 = 0.0
+        mn = _INF
+        mx = -_INF
+        oldest = _EMPTY
+        for i in range(self.size):
+            c = bcnt[i]
+            if not c:
+                continue
+            b = bid[i]
+            if b < lo:
+                bcnt[i] = 0
+                if bsamp is not None:
+                    bsamp[i].clear()
+                continue
+            if b < oldest:
+                oldest = b
+            n = cnt + c
+            d = bmean[i] - mean
+            mean += d * c / n
+            m2 += bm2[i] + d * d * cnt * c / n
+            cnt = n
+            v = bmin[i]
+            if v < mn:
+                mn = v
+            v = bmax[i]
+            if v > mx:
+                mx = v
+        self.cnt = cnt
+        self.mean = mean
+        self.m2 = m2
+        self.mn = mn
+        self.mx = mx
+        self.oldest = oldest
+        self.r_valid = False
+
+    def add(
+        self, b: int, c: int, gmean: float, gm2: float, gmin: float, gmax: float,
+        samples: list[float],
+    ) -> None:
+        """Merge a group of ``c`` events into bucket ``b`` and the running aggregates."""
+        # Callers expire first, so every non-empty bucket id lies in [lo, t // w], a range
+        # of ``size`` consecutive ids: slot ``b % size`` is empty or already holds ``b``.
+        i = b % self.size
+        bcnt = self.bcnt
+        bc = bcnt[i]
+        if not bc:
+            self.bid[i] = b
+            bcnt[i] = c
+            self.bmean[i] = gmean
+            self.bm2[i] = gm2
+            self.bmin[i] = gmin
+            self.bmax[i] = gmax
+        else:
+            n = bc + c
+            d = gmean - self.bmean[i]
+            self.bmean[i] += d * c / n
+            self.bm2[i] += gm2 + d * d * bc * c / n
+            bcnt[i] = n
+            if gmin < self.bmin[i]:
+                self.bmin[i] = gmin
+            if gmax > self.bmax[i]:
+                self.bmax[i] = gmax
+        bsamp = self.bsamp
+        if bsamp is not None:
+            kept = bsamp[i]
+            take = self.k - len(kept)
+            if take > 0:
+                kept.extend(samples[:take])
+                self.r_valid = False
+        cnt = self.cnt
+        n = cnt + c
+        d = gmean - self.mean
+        self.mean += d * c / n
+        self.m2 += gm2 + d * d * cnt * c / n
+        self.cnt = n
+        if gmin < self.mn:
+            self.mn = gmin
+        if gmax > self.mx:
+            self.mx = gmax
+        if b < self.oldest:
+            self.oldest = b
+
+    def robust(self) -> tuple[float, float]:
+        """Median and ``1.4826 * MAD`` of the retained samples (NaN, 0.0 if none)."""
+        if not self.r_valid:
+            bsamp = self.bsamp
+            vals: list[float] = []
+            if bsamp is not None:
+                bcnt = self.bcnt
+                for i in range(self.size):
+                    if bcnt[i]:
+                        vals.extend(bsamp[i])
+            if vals:
+                med = _median(vals)
+                self.r_med = med
+                self.r_scale = _MAD_SCALE * _median([abs(v - med) for v in vals])
+            else:
+                self.r_med = _NAN
+                self.r_scale = 0.0
+            self.r_valid = True
+        return self.r_med, self.r_scale
+
+    def snap(self) -> WindowSnap:
+        out: list[float] = [self.cnt, self.mean, self.m2, self.mn, self.mx]
+        bsamp = self.bsamp
+        for i in range(self.size):
+            if self.bcnt[i]:
+                out += (
+                    self.bid[i], self.bcnt[i], self.bmean[i], self.bm2[i],
+                    self.bmin[i], self.bmax[i],
+                )
+                if bsamp is not None:
+                    out.append(len(bsamp[i]))
+                    out += bsamp[i]
+                else:
+                    out.append(0)
+        return tuple(out)
+
+    def load(self, data: WindowSnap) -> None:
+        self.cnt = int(data[0])
+        self.mean, self.m2, self.mn, self.mx = (float(v) for v in data[1:5])
+        oldest = _EMPTY
+        pos = 5
+        end = len(data)
+        while pos < end:
+            b = int(data[pos])
+            i = b % self.size
+            if self.bcnt[i]:
+                raise ValueError(f"snapshot: two buckets map to slot {i}")
+            self.bid[i] = b
+            self.bcnt[i] = int(data[pos + 1])
+            self.bmean[i] = float(data[pos + 2])
+            self.bm2[i] = float(data[pos + 3])
+            self.bmin[i] = float(data[pos + 4])
+            self.bmax[i] = float(data[pos + 5])
+            ns = int(data[pos + 6])
+            pos += 7
+            if ns:
+                if self.bsamp is None or ns > self.k:
+                    raise ValueError("snapshot: unexpected robust samples")
+                self.bsamp[i].extend(float(v) for v in data[pos:pos + ns])
+                pos += ns
+            if b < oldest:
+                oldest = b
+        self.oldest = oldest
+        self.r_valid = False
+
+
+def _layout(cfg: FeatureConfig) -> tuple[tuple[tuple[str, int, int, bool], ...], int]:
+    robust = set(cfg.robust_windows)
+    return (
+        tuple((w.name, w.length_ms, w.buckets, w.name in robust) for w in cfg.windows),
+        cfg.robust_samples_per_bucket,
+    )
+
+
+def _median(vals: list[float]) -> float:
+    vals.sort()
+    n = len(vals)
+    h = n // 2
+    if n & 1:
+        return vals[h]
+    return (vals[h - 1] + vals[h]) / 2.0
+
+
+class _Metric:
+    """State of one metric: previous event, pending same-timestamp group, windows."""
+
+    __slots__ = (
+        "keys", "wins", "means", "last_ts", "last_x", "ready_from",
+        "p_cnt", "p_mean", "p_m2", "p_min", "p_max", "p_samp",
+    )
+
+    def __init__(self, cfg: FeatureConfig, name: str, k: int) -> None:
+        self.keys = _MetricKeys(cfg, name)
+        robust = set(cfg.robust_windows)
+        self.wins = [_Window(w, k if w.name in robust else 0) for w in cfg.windows]
+        self.means = [0.0] * len(self.wins)
+        self.last_ts = 0
+        self.last_x = 0.0
+        self.ready_from = 0
+        self.p_cnt = 0  # pending group: events at ts == last_ts, not yet in buckets
+        self.p_mean = 0.0
+        self.p_m2 = 0.0
+        self.p_min = 0.0
+        self.p_max = 0.0
+        self.p_samp: list[float] = []
+
+
+class EntityFeatures:
+    """Multi-scale sliding-window features of one entity.
+
+    Parameters
+    ----------
+    cfg : FeatureConfig
+        Windows, ratios and readiness policy.
+
+    Notes
+    -----
+    See the module docstring for the exact window semantics, the two documented
+    approximations, the NaN / neutral-value convention and the state bounds.
+
+    Examples
+    --------
+    >>> cfg = FeatureConfig(windows=(WindowSpec("10s", 10_000, 10),),
+    ...                     ratio_pairs=(), robust_windows=("10s",), min_count=2)
+    >>> ef = EntityFeatures(cfg)
+    >>> for i, v in enumerate([1.0, 2.0, 3.0, 4.0]):
+    ...     feats, ready = ef.update(i * 1000, {"cpu": v})
+    >>> feats["cpu.10s.mean"], feats["cpu.10s.std"], feats["cpu.10s.count"]
+    (2.0, 1.0, 3.0)
+    >>> feats["cpu.10s.zscore"], feats["cpu.10s.rzscore"], feats["cpu.dt"]
+    (2.0, 1.3489815189531904, 1.0)
+    >>> ready["cpu.10s"]  # needs 10 s of history since the first event
+    False
+    >>> feats, ready = ef.update(10_000, {"cpu": 5.0})
+    >>> feats["cpu.10s.mean"], feats["cpu.10s.max"], ready["cpu.10s"]
+    (2.5, 4.0, True)
+    """
+
+    __slots__ = (
+        "cfg", "_k", "_has_robust", "_metrics", "_last_ts", "_cross", "_ratio_idx",
+    )
+
+    def __init__(self, cfg: FeatureConfig) -> None:
+        self.cfg = cfg
+        self._k = cfg.robust_samples_per_bucket
+        self._has_robust = bool(cfg.robust_windows)
+        self._metrics: dict[str, _Metric] = {}
+        self._last_ts: int | None = None
+        self._cross = tuple(
+            (num, den, f"{num}_per_{den}.value") for num, den in cfg.cross_ratios
+        )
+        pos = {w.name: i for i, w in enumerate(cfg.windows)}
+        self._ratio_idx = tuple((pos[s], pos[lg]) for s, lg in cfg.ratio_pairs)
+
+    @property
+    def metrics_order(self) -> list[str]:
+        """Names of the metrics seen so far, sorted."""
+        return sorted(self._metrics)
+
+    @property
+    def last_ts(self) -> int | None:
+        """Timestamp of the latest event, ``None`` before the first one."""
+        return self._last_ts
+
+    def update(
+        self, ts_ms: int, metrics: Mapping[str, float]
+    ) -> tuple[dict[str, float], dict[str, bool]]:
+        """Compute the features of one event, then add the event to the state.
+
+        Parameters
+        ----------
+        ts_ms : int
+            Event time in epoch milliseconds; non-decreasing across calls.
+        metrics : mapping of str to float
+            The metric values of the event; missing or non-finite values are
+            skipped (that metric's state is untouched).
+
+        Returns
+        -------
+        features : dict of str to float
+            Features of the present metrics, computed from the history before
+            this event, in :func:`feature_names` order (NaN when undefined).
+        readiness : dict of str to bool
+            ``"<metric>.<window>"`` -> whether that window is ready.
+
+        Raises
+        ------
+        ValueError
+            If ``ts_ms`` is lower than the previous event's timestamp.
+        TypeError
+            If ``ts_ms`` is not an integer.
+        """
+        t = operator.index(ts_ms)
+        last = self._last_ts
+        if last is not None and t < last:
+            self._raise_decreasing(t, last, metrics)
+        vals: dict[str, float] = {}
+        for name in sorted(metrics):
+            x = float(metrics[name])
+            if x - x == 0.0:  # finite
+                vals[name] = x
+        self._last_ts = t
+        out: dict[str, float] = {}
+        ready: dict[str, bool] = {}
+        for name, x in vals.items():
+            m = self._metrics.get(name)
+            if m is None:
+                self._emit_first(self._new_metric(name), t, x, out, ready)
+            else:
+                self._emit(m, t, x, out, ready)
+        for num, den, key in self._cross:
+            if num in vals and den in vals:
+                d = vals[den]
+                out[key] = vals[num] / d if d != 0.0 else _NAN
+        return out, ready
+
+    def snapshot(self) -> Snapshot:
+        """Return the whole state as plain, picklable tuples of numbers and strings.
+
+        The size depends only on the number of metrics, windows, buckets and
+        ``robust_samples_per_bucket`` (only non-empty buckets are stored).
+
+        Returns
+        -------
+        Snapshot
+            ``(version, layout, last_ts, metrics)``; pass it to :meth:`restore`.
+        """
+        metrics = tuple(
+            (
+                name, m.last_ts, m.last_x, m.ready_from, m.p_cnt, m.p_mean,
+                m.p_m2, m.p_min, m.p_max, tuple(m.p_samp),
+                tuple(w.snap() for w in m.wins),
+            )
+            for name, m in sorted(self._metrics.items())
+        )
+        return (_SNAPSHOT_VERSION, _layout(self.cfg), self._last_ts, metrics)
+
+    @classmethod
+    def restore(cls, cfg: FeatureConfig, snap: Snapshot) -> EntityFeatures:
+        """Rebuild an instance from :meth:`snapshot` output.
+
+        Parameters
+        ----------
+        cfg : FeatureConfig
+            Must have the same windows, robust windows and
+            ``robust_samples_per_bucket`` as the snapshotting instance (the
+            readiness policy, ratios and cross ratios may differ).
+        snap : Snapshot
+            Output of :meth:`snapshot` (possibly after a pickle round trip;
+            lists are accepted in place of tuples).
+
+        Returns
+        -------
+        EntityFeatures
+            An instance whose subsequent features are identical to those the
+            snapshotted instance would have produced.
+
+        Raises
+        ------
+        ValueError
+            If the snapshot's version or layout does not match ``cfg``.
+        """
+        if len(snap) != 4 or snap[0] != _SNAPSHOT_VERSION:
+            raise ValueError(f"snapshot: unsupported version/shape {snap[:1]!r}")
+        layout = _layout(cfg)
+        got = (
+            tuple(tuple(w) for w in snap[1][0]),
+            snap[1][1],
+        )
+        if got != layout:
+            raise ValueError(
+                f"snapshot layout {got!r} does not match the config {layout!r}"
+            )
+        self = cls(cfg)
+        self._last_ts = None if snap[2] is None else int(snap[2])
+        nwin = len(cfg.windows)
+        for ms in snap[3]:
+            if len(ms) != 11 or len(ms[10]) != nwin:
+                raise ValueError("snapshot: malformed metric entry")
+            m = self._new_metric(str(ms[0]))
+            m.last_ts = int(ms[1])
+            m.last_x = float(ms[2])
+            m.ready_from = int(ms[3])
+            m.p_cnt = int(ms[4])
+            m.p_mean = float(ms[5])
+            m.p_m2 = float(ms[6])
+            m.p_min = float(ms[7])
+            m.p_max = float(ms[8])
+            m.p_samp.extend(float(v) for v in ms[9])
+            for w, data in zip(m.wins, ms[10], strict=True):
+                w.load(data)
+        return self
+
+    # -- internals -----------------------------------------------------------
+
+    def _raise_decreasing(
+        self, t: int, last: int, metrics: Mapping[str, float]
+    ) -> NoReturn:
+        for name in sorted(metrics):
+            m = self._metrics.get(name)
+            if m is not None and m.last_ts > t:
+                raise ValueError(
+                    f"decreasing timestamp for metric {name!r}: previous "
+                    f"ts_ms={m.last_ts}, got ts_ms={t}"
+                )
+        raise ValueError(
+            f"decreasing timestamp (metrics {sorted(metrics)}): previous "
+            f"ts_ms={last}, got ts_ms={t}"
+        )
+
+    def _new_metric(self, name: str) -> _Metric:
+        m = _Metric(self.cfg, name, self._k)
+        self._metrics[name] = m
+        return m
+
+    def _emit_first(
+        self, m: _Metric, t: int, x: float, out: dict[str, float],
+        ready: dict[str, bool],
+    ) -> None:
+        """Features of the first event of a metric (empty history)."""
+        keys = m.keys
+        for wk, w in zip(keys.window_keys, m.wins, strict=True):
+            out[wk[0]] = _NAN
+            out[wk[1]] = _NAN
+            out[wk[2]] = 0.0
+            out[wk[3]] = _NAN
+            out[wk[4]] = _NAN
+            out[wk[5]] = 0.0
+            out[wk[6]] = 0.0
+            if w.k:
+                out[wk[7]] = 0.0
+            ready[wk[8]] = False
+        for rk in keys.ratio_keys:
+            out[rk] = 1.0
+        out[keys.delta] = _NAN
+        out[keys.roc] = _NAN
+        out[keys.dt] = _NAN
+        m.ready_from = t
+        m.last_ts = t
+        m.last_x = x
+        m.p_cnt = 1
+        m.p_mean = x
+        m.p_m2 = 0.0
+        m.p_min = x
+        m.p_max = x
+        if self._has_robust:
+            m.p_samp.append(x)
+
+    def _emit(
+        self, m: _Metric, t: int, x: float, out: dict[str, float],
+        ready: dict[str, bool],
+    ) -> None:
+        lt = m.last_ts
+        flush = t > lt
+        if flush and t - lt > self.cfg.max_gap_ms:
+            m.ready_from = t
+        min_count = self.cfg.min_count
+        ready_from = m.ready_from
+        keys = m.keys
+        means = m.means
+        sqrt = math.sqrt
+        for j, w in enumerate(m.wins):
+            width = w.width
+            lo = t // width - w.span
+            if w.oldest < lo:
+                w.expire(lo)
+            if flush:
+                bp = lt // width
+                if bp >= lo:
+                    w.add(bp, m.p_cnt, m.p_mean, m.p_m2, m.p_min, m.p_max, m.p_samp)
+            wk = keys.window_keys[j]
+            c = w.cnt
+            if c:
+                mean = w.mean
+                if c > 1:
+                    var = w.m2 / (c - 1)
+                    std = sqrt(var) if var > 0.0 else 0.0
+                    z = (x - mean) / std if std > 0.0 else 0.0
+                else:
+                    std = _NAN
+                    z = 0.0
+                out[wk[0]] = mean
+                out[wk[1]] = std
+                out[wk[2]] = z
+                out[wk[3]] = w.mn
+                out[wk[4]] = w.mx
+            else:
+                mean = _NAN
+                out[wk[0]] = _NAN
+                out[wk[1]] = _NAN
+                out[wk[2]] = 0.0
+                out[wk[3]] = _NAN
+                out[wk[4]] = _NAN
+            means[j] = mean
+            out[wk[5]] = float(c)
+            out[wk[6]] = c / w.lsec
+            if w.k:
+                med, scale = w.robust()
+                out[wk[7]] = (x - med) / scale if scale > 0.0 else 0.0
+            ready[wk[8]] = c >= min_count and t - w.length >= ready_from
+        if keys.ratio_keys:
+            idx = self._ratio_idx
+            for rk, (si, li) in zip(keys.ratio_keys, idx, strict=True):
+                s = means[si]
+                lg = means[li]
+                # NaN compares False: undefined means give the neutral 1.0
+                out[rk] = s / lg if (lg != 0.0 and lg == lg and s == s) else 1.0
+        delta = x - m.last_x
+        dt = (t - lt) / 1000.0
+        out[keys.delta] = delta
+        out[keys.roc] = delta / dt if dt > 0.0 else 0.0
+        out[keys.dt] = dt
+        m.last_ts = t
+        m.last_x = x
+        if flush:
+            m.p_cnt = 1
+            m.p_mean = x
+            m.p_m2 = 0.0
+            m.p_min = x
+            m.p_max = x
+            if self._has_robust:
+                ps = m.p_samp
+                ps.clear()
+                ps.append(x)
+        else:
+            n = m.p_cnt + 1
+            d = x - m.p_mean
+            m.p_mean += d / n
+            m.p_m2 += d * (x - m.p_mean)
+            m.p_cnt = n
+            if x < m.p_min:
+                m.p_min = x
+            if x > m.p_max:
+                m.p_max = x
+            if self._has_robust and len(m.p_samp) < self._k:
+                m.p_samp.append(x)

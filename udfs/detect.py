@@ -1,0 +1,119 @@
+"""Flink adapter: the keyed operator that runs one :class:`EntityDetector` per entity.
+
+Thin by design: load the entity's state, call the core, store the state, yield the outputs.
+No detection rule lives here. Two event-time timers per entity at most:
+
+- the *release* timer at the oldest buffered timestamp: when the watermark passes it, the
+  detector may release buffered events without waiting for the entity's next event;
+- the *idle* timer at ``newest timestamp + idle_ttl_ms``: when it fires and the entity has
+  been quiet, its state is cleared (at the end of a bounded input the final watermark fires
+  both, so everything is released and then cleared).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from pyflink.datastream import KeyedProcessFunction, RuntimeContext
+
+from state.codec import decode, encode
+from state.descriptors import entity_state_descriptor
+from udfs.core.config import DetectorConfig
+from udfs.core.detector import EntityDetector, Output
+from udfs.core.events import Event
+from udfs.tags import LATE_TAG, SCORES_TAG
+
+__all__ = ["DetectAnomalies", "score_row"]
+
+_NO_TIMER = -1
+
+
+def score_row(rec: dict[str, Any], with_features: bool = False) -> dict[str, Any]:
+    """The fields of a score record that leave the job (features only on request)."""
+    row = {k: v for k, v in rec.items() if k != "features"}
+    if with_features:
+        row["features"] = rec["features"]
+    return row
+
+
+class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
+    """Keyed by entity; main output: alert records (JSON); side outputs: late, scores."""
+
+    def __init__(self, cfg: DetectorConfig, emit_scores: bool = False, state_ttl_ms: int = 7 * 86_400_000) -> None:
+        self._cfg = cfg
+        self._emit_scores = emit_scores
+        self._state_ttl_ms = state_ttl_ms
+        self._state: Any = None
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self._state = runtime_context.get_state(entity_state_descriptor(self._state_ttl_ms))
+
+    # -- state ------------------------------------------------------------------------------
+
+    def _load(self, entity: str) -> tuple[EntityDetector, int, int]:
+        stored = self._state.value()
+        if stored is None:
+            return EntityDetector(entity, self._cfg), _NO_TIMER, _NO_TIMER
+        release_timer, idle_timer, data = stored
+        return EntityDetector.restore(entity, self._cfg, decode(data)), release_timer, idle_timer
+
+    def _store(self, det: EntityDetector, release_timer: int, idle_timer: int, ts: Any) -> None:
+        earliest = det.earliest_buffered_ms()
+        if earliest != release_timer:
+            if release_timer != _NO_TIMER:
+                ts.delete_event_time_timer(release_timer)
+            release_timer = _NO_TIMER
+            if earliest is not None:
+                ts.register_event_time_timer(earliest)
+                release_timer = earliest
+        if idle_timer == _NO_TIMER:
+            idle_timer = det.max_seen_ms + self._cfg.lateness.idle_ttl_ms
+            ts.register_event_time_timer(idle_timer)
+        self._state.update((release_timer, idle_timer, encode(det.snapshot())))
+
+    # -- Flink callbacks --------------------------------------------------------------------
+
+    def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        entity, _ts_ms, payload = value
+        obj = json.loads(payload)
+        ev = Event(entity, obj["ts"], obj["metrics"], obj.get("id"))
+        det, release_timer, idle_timer = self._load(entity)
+        outputs = det.on_event(ev)
+        self._store(det, release_timer, idle_timer, ctx.timer_service())
+        yield from self._emit(outputs)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
+        entity = ctx.get_current_key()
+        stored = self._state.value()
+        if stored is None:
+            return
+        det, release_timer, idle_timer = self._load(entity)
+        service = ctx.timer_service()
+        watermark = service.current_watermark()
+        if timestamp == release_timer:
+            release_timer = _NO_TIMER  # it has fired; _store registers the next one
+        outputs = det.on_watermark(max(watermark, timestamp))
+        if timestamp == idle_timer:
+            idle_timer = _NO_TIMER
+            if det.earliest_buffered_ms() is None and det.max_seen_ms + self._cfg.lateness.idle_ttl_ms <= timestamp:
+                self._state.clear()
+                if release_timer != _NO_TIMER:
+                    service.delete_event_time_timer(release_timer)
+                yield from self._emit(outputs)
+                return
+        self._store(det, release_timer, idle_timer, service)
+        yield from self._emit(outputs)
+
+    def _emit(self, outputs: list[Output]) -> Iterator[Any]:
+        for kind, rec in outputs:
+            if kind == "alert":
+                yield json.dumps(rec, sort_keys=True)
+            elif kind == "late":
+                yield LATE_TAG, json.dumps(rec, sort_keys=True)
+            elif kind == "score":
+                if self._emit_scores:
+                    yield SCORES_TAG, json.dumps(score_row(rec), sort_keys=True)
+            else:
+                raise ValueError(f"unknown output kind {kind!r} from the detector")

@@ -1,0 +1,14 @@
+"""Side-output tags and the record types that cross operator boundaries."""
+
+from __future__ import annotations
+
+from pyflink.common.typeinfo import Types
+from pyflink.datastream import OutputTag
+
+# A parsed event between operators: (entity, ts_ms, canonical event JSON).
+EVENT_TYPE = Types.TUPLE([Types.STRING(), Types.LONG(), Types.STRING()])
+
+DEAD_LETTER_TAG = OutputTag("dead-letter", Types.STRING())
+LATE_TAG = OutputTag("late", Types.STRING())
+SCORES_TAG = OutputTag("scores", Types.STRING())
+DRIFT_TAG = OutputTag("drift", Types.STRING())
