@@ -392,16 +392,26 @@ def test_window_is_not_ready_until_covered_after_first_event_and_after_a_long_ga
     ef = EntityFeatures(cfg)
     ready = {t: ef.update(t, {"x": 1.0})[1]["x.10s"] for t in range(0, 11_000, 1_000)}
     assert [t for t, r in ready.items() if r] == [10_000]  # t - L >= first ts
-    # A 5 s gap is not "longer than max_gap_ms": still ready.
+    # A gap of exactly max_gap_ms is not "longer than": still ready.
     assert ef.update(15_000, {"x": 1.0})[1]["x.10s"]
-    # A 10 s gap ending at 25.001 s: not ready until t - 10 s >= 25.001 s.
-    after = {t: ef.update(t, {"x": 1.0})[1]["x.10s"] for t in range(25_001, 38_000, 1_000)}
-    assert [t for t, r in after.items() if r] == [35_001, 36_001, 37_001]
-    ef2 = EntityFeatures(cfg)
-    ef2.update(0, {"x": 1.0})
-    ef2.update(3_000, {"x": 1.0})
-    f, r = ef2.update(12_000, {"x": 1.0})  # covered, but only 1 event in [2 s, 12 s)
-    assert f["x.10s.count"] == 1.0 and not r["x.10s"]
+    # A gap of 5.001 s ending at 20.001 s: not ready until t - 10 s >= 20.001 s.
+    after = {t: ef.update(t, {"x": 1.0})[1]["x.10s"] for t in range(20_001, 33_000, 1_000)}
+    assert [t for t, r in after.items() if r] == [30_001, 31_001, 32_001]
+
+
+@pytest.mark.parametrize(("n_events", "ready"), [(2, False), (3, True)])
+def test_a_covered_window_is_ready_once_it_holds_min_count_events(
+    n_events: int, ready: bool
+) -> None:
+    cfg = FeatureConfig(
+        windows=(WindowSpec("10s", 10_000, 10),), ratio_pairs=(), robust_windows=(),
+        max_gap_ms=60_000, min_count=3,
+    )
+    ef = EntityFeatures(cfg)
+    for i in range(n_events):
+        ef.update(i * 1_000, {"x": 1.0})
+    f, r = ef.update(10_000, {"x": 1.0})  # covered: t - L == first ts
+    assert f["x.10s.count"] == n_events and r["x.10s"] is ready
 
 
 def test_readiness_is_keyed_per_metric_and_window_for_the_metrics_of_the_event() -> None:

@@ -1,0 +1,55 @@
+# The two commands a user needs: `make demo` and `make test`. Both create .venv from the
+# pinned versions (requirements.lock) when it is missing or out of date.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The Numenta Anomaly Benchmark, beside the project (never copied into it).
+NAB_DIR ?= $(abspath ../shared/data/nab)
+export NAB_DIR
+
+.PHONY: demo test test-fast lint venv jars kafka-start kafka-stop cluster-start cluster-stop clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v java >/dev/null || { echo "error: java (JDK 17) is needed by Flink: install it (apt-get install openjdk-17-jdk-headless) and run again"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## Run the job on the bundled demo stream on a local MiniCluster; outputs in out/demo/.
+demo: $(STAMP)
+	$(PY) -m job demo --out out/demo
+
+## The whole suite: unit, MiniCluster and end-to-end (real Kafka, real standalone cluster).
+test: $(STAMP)
+	$(PY) -m pytest
+
+## Unit tests only (no JVM).
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not minicluster and not e2e"
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+## JVM artifacts (Kafka connector, Kafka broker) from Maven Central, checksummed, into deps/.
+jars:
+	scripts/fetch_jars.sh
+
+kafka-start: jars
+	scripts/kafka.sh start
+
+kafka-stop:
+	scripts/kafka.sh stop
+
+cluster-start: $(STAMP) jars
+	VENV=$(abspath $(VENV)) scripts/cluster.sh start
+
+cluster-stop:
+	VENV=$(abspath $(VENV)) scripts/cluster.sh stop
+
+clean:
+	rm -rf out build .pytest_cache
