@@ -1,0 +1,154 @@
+"""The real job on a local Flink MiniCluster equals the replay oracle.
+
+Each test runs the pipeline of :mod:`job.pipeline` (the same wiring `python -m job run`
+uses) in this process's MiniCluster and compares every output with
+:func:`udfs.core.replay.replay` on the same input: alerts, score records (floats included),
+late events and dead letters, as multisets (arrival order between entities is free).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from job.config import JobConfig, load_config
+from job.pipeline import build_pipeline, collect_to_files, create_environment, file_source
+from udfs.core.events import DeadLetter, Event, ParseConfig, parse_line
+from udfs.core.replay import replay
+from udfs.detect import score_row
+
+pytestmark = pytest.mark.minicluster
+
+T0 = 1_767_225_600_000
+MIN = 60_000
+
+# Small windows so a few thousand events warm everything up.
+FAST = [
+    "detector.features.windows=[{name: 1m, length_ms: 60000, buckets: 6}, {name: 10m, length_ms: 600000, buckets: 10}, {name: 1h, length_ms: 3600000, buckets: 12}]",
+    "detector.features.ratio_pairs=[[1m, 1h]]",
+    "detector.features.robust_windows=[1h]",
+    "detector.threshold.min_events=200",
+    "detector.model.hst_window=50",
+    "detector.model.min_calibration_events=50",
+    "detector.alerts.quiet_period_ms=300000",
+    "detector.alerts.cooldown_ms=600000",
+]
+
+
+def _stream(seed: int = 3, entities: int = 4, minutes: int = 600) -> list[str]:
+    """Several entities every 20 s, incidents, a shuffle within the bound, stragglers."""
+    rng = random.Random(seed)
+    lines: list[str] = []
+    for step in range(minutes * 3):
+        ts = T0 + step * 20_000
+        batch = []
+        for e in range(entities):
+            cpu = 40 + 10 * (e % 2) + rng.gauss(0, 2)
+            lat = 100 + rng.gauss(0, 5)
+            if e == 1 and 300 * 3 <= step < 315 * 3:
+                cpu += 45  # a 15-minute incident
+            if e == 2 and 450 * 3 <= step < 470 * 3:
+                lat *= 3
+            batch.append({"entity": f"e{e}", "ts": ts + rng.randrange(0, 3000), "metrics": {"cpu": round(cpu, 3), "lat_ms": round(lat, 3)}})
+        rng.shuffle(batch)
+        lines += [json.dumps(b) for b in batch]
+        if step % 97 == 50:
+            lines.append(json.dumps({"entity": "e0", "ts": ts - 10 * MIN, "metrics": {"cpu": 1.0}}))  # late
+        if step % 113 == 7:
+            lines.append('{"entity": "e3", "ts": "broken", "metrics": {"cpu": 1}}')
+    return lines
+
+
+def _replay_outputs(lines: list[str], cfg: JobConfig) -> dict[str, Counter[str]]:
+    out: dict[str, Counter[str]] = {"alerts": Counter(), "scores": Counter(), "late": Counter(), "dead_letter": Counter()}
+    records = (parse_line(line, ParseConfig()) for line in lines)
+    for kind, rec in replay(records, cfg.detector):
+        if kind == "alert":
+            out["alerts"][json.dumps(rec, sort_keys=True)] += 1
+        elif kind == "score":
+            out["scores"][json.dumps(score_row(rec), sort_keys=True)] += 1
+        else:
+            out[kind][json.dumps(rec, sort_keys=True)] += 1
+    return out
+
+
+def _run_job(lines: list[str], cfg: JobConfig, tmp: Path) -> dict[str, Counter[str]]:
+    src = tmp / "input.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    env = create_environment(cfg)
+    outputs = build_pipeline(env, cfg, file_source(env, str(src)))
+    collect_to_files(outputs, tmp / "out", "test")
+    return {
+        name: Counter((tmp / "out" / f"{name}.jsonl").read_text().splitlines())
+        for name in ("alerts", "scores", "late", "dead_letter")
+    }
+
+
+@pytest.fixture(scope="module")
+def stream() -> list[str]:
+    return _stream()
+
+
+@pytest.mark.parametrize(("mode", "parallelism"), [("thread", 1), ("thread", 2), ("process", 1), ("process", 2)])
+def test_job_equals_replay_oracle(stream: list[str], tmp_path: Path, mode: str, parallelism: int) -> None:
+    cfg = load_config(None, [*FAST, f"execution.mode={mode}", f"execution.parallelism={parallelism}", "sink.emit_scores=true"])
+    expected = _replay_outputs(stream, cfg)
+    got = _run_job(stream, cfg, tmp_path)
+    # The input exercises every output, so equality below is not vacuous.
+    assert sum(expected["scores"].values()) > 5000
+    assert any('"kind": "open"' in a for a in expected["alerts"])
+    assert expected["late"] and expected["dead_letter"]
+    for name in ("alerts", "late", "dead_letter", "scores"):
+        assert got[name] == expected[name], f"{name} differ between Flink ({mode}, p={parallelism}) and replay"
+
+
+def test_incidents_open_alerts_for_the_right_entities(stream: list[str]) -> None:
+    cfg = load_config(None, FAST)
+    opened = [json.loads(a) for a in _replay_outputs(stream, cfg)["alerts"] if '"kind": "open"' in a]
+    entities = {(a["entity"], a["features"][0]["feature"].split(".")[0]) for a in opened}
+    assert ("e1", "cpu") in entities
+    assert ("e2", "lat_ms") in entities
+
+
+def test_flood_of_malformed_records_is_accounted_for(tmp_path: Path) -> None:
+    """Thousands of bad records among good ones: each good one scored once, each bad one a dead letter."""
+    rng = random.Random(11)
+    good = _stream(seed=5, entities=2, minutes=240)
+    bad_kinds = [
+        ("{nope", "invalid_json"),
+        ('{"entity": "", "ts": 1767225600000, "metrics": {"a": 1}}', "missing_entity"),
+        ('{"entity": "x", "ts": "soon", "metrics": {"a": 1}}', "bad_timestamp"),
+        ('{"entity": "x", "ts": 12, "metrics": {"a": 1}}', "absurd_timestamp"),
+        ('{"entity": "x", "ts": 1767225600000, "metrics": {"a": "high"}}', "non_numeric_metric"),
+        ('{"entity": "x", "ts": 1767225600000, "metrics": {"a": NaN}}', "non_finite_metric"),
+        ('{"entity": "x", "ts": 1767225600000, "metrics": {}}', "no_metrics"),
+        ('{"entity": "x", "ts": 1767225600000, "metrics": {"a": 1}, "pad": "' + "z" * 70_000 + '"}', "oversized"),
+        ("[1, 2, 3]", "not_an_object"),
+    ]
+    lines: list[str] = []
+    expected_reasons: Counter[str] = Counter()
+    for line in good:
+        lines.append(line)
+        parsed = parse_line(line, ParseConfig())
+        if isinstance(parsed, DeadLetter):
+            expected_reasons[parsed.reason] += 1
+        for _ in range(2):
+            raw, reason = bad_kinds[rng.randrange(len(bad_kinds))]
+            lines.append(raw)
+            expected_reasons[reason] += 1
+    cfg = load_config(None, [*FAST, "execution.parallelism=2", "sink.emit_scores=true"])
+    got = _run_job(lines, cfg, tmp_path)
+    reasons = Counter(json.loads(d)["reason"] for d in got["dead_letter"].elements())
+    assert reasons == expected_reasons
+    assert sum(expected_reasons.values()) > 2500
+    # Good events: every one scored or late, exactly once, and the same as without the flood.
+    clean = _replay_outputs(good, cfg)
+    assert got["scores"] == clean["scores"]
+    assert got["alerts"] == clean["alerts"]
+    assert got["late"] == clean["late"]
+    valid = sum(1 for line in good if isinstance(parse_line(line, ParseConfig()), Event))
+    assert sum(got["scores"].values()) + sum(got["late"].values()) == valid
