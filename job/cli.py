@@ -32,9 +32,17 @@ configuration:
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="default", help="profile in job/profiles/ (default: %(default)s)")
+    p.add_argument(
+        "--profile", default="default", help="profile in job/profiles/ (default: %(default)s)"
+    )
     p.add_argument("--config", help="YAML configuration file applied over the profile")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key (repeatable)",
+    )
 
 
 def _load(args: argparse.Namespace, extra: list[str] | None = None) -> JobConfig:
@@ -57,7 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_CONFIG_HELP,
     )
-    run.add_argument("--input", help="JSON-lines input file (shortcut for --set source.type=file --set source.path=FILE)")
+    run.add_argument(
+        "--input",
+        help="JSON-lines input file (shortcut for --set source.type=file --set source.path=FILE)",
+    )
     run.add_argument("--out", help="output folder (shortcut for --set sink.dir=DIR)")
     _add_config_args(run)
 
@@ -70,19 +81,58 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--input", required=True, help="JSON-lines (.jsonl/.json) or CSV (.csv) file")
     rep.add_argument("--out", required=True, help="output folder")
-    rep.add_argument("--emit-features", action="store_true", help="add one column per feature to scores.csv")
-    rep.add_argument("--ts-column", default="timestamp", help="CSV: timestamp column (default: %(default)s)")
+    rep.add_argument(
+        "--emit-features", action="store_true", help="add one column per feature to scores.csv"
+    )
+    rep.add_argument(
+        "--ts-column", default="timestamp", help="CSV: timestamp column (default: %(default)s)"
+    )
     rep.add_argument("--entity-column", help="CSV: entity column")
     rep.add_argument("--entity", help="CSV: one entity name for the whole file")
-    rep.add_argument("--metrics", help="CSV: comma-separated metric columns (default: all other columns)")
+    rep.add_argument(
+        "--metrics", help="CSV: comma-separated metric columns (default: all other columns)"
+    )
     _add_config_args(rep)
 
-    demo = sub.add_parser("demo", help="write the demo stream, run the Flink job on it, print a summary")
+    demo = sub.add_parser(
+        "demo", help="write the demo stream, run the Flink job on it, print a summary"
+    )
     demo.add_argument("--out", default="out/demo", help="output folder (default: %(default)s)")
     _add_config_args(demo)
 
-    cfg = sub.add_parser("config", help="print the effective configuration, or the reference of every key")
-    cfg.add_argument("--reference", action="store_true", help="print every key with its type and default (markdown)")
+    nab = sub.add_parser(
+        "nab",
+        help="run the detection core over the Numenta Anomaly Benchmark and score it",
+        description="Replay every NAB data file through the detection core (one entity per file, "
+        "one global configuration); write NAB result files and scores.json (swept threshold and "
+        "the system's own alerts, every profile) and print them beside the published scores.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_CONFIG_HELP,
+    )
+    nab.add_argument(
+        "--nab-dir", required=True, help="root of a NAB v1.1 checkout (data/, labels/, config/)"
+    )
+    nab.add_argument("--out", required=True, help="output folder (results/ and scores.json)")
+    nab.add_argument(
+        "--files",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="only data files whose path under data/ matches, e.g. 'realKnownCause/*.csv' (repeatable)",
+    )
+    nab.add_argument(
+        "--workers", type=int, default=2, help="worker processes (default: %(default)s)"
+    )
+    _add_config_args(nab)
+
+    cfg = sub.add_parser(
+        "config", help="print the effective configuration, or the reference of every key"
+    )
+    cfg.add_argument(
+        "--reference",
+        action="store_true",
+        help="print every key with its type and default (markdown)",
+    )
     _add_config_args(cfg)
     return parser
 
@@ -151,10 +201,16 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        print("fix the keys above (see `python -m job config --reference`) and run again", file=sys.stderr)
+        print(
+            "fix the keys above (see `python -m job config --reference`) and run again",
+            file=sys.stderr,
+        )
         return 2
     except FileNotFoundError as exc:
-        print(f"error: {exc.args[0] if exc.args else exc}: check the path and run again", file=sys.stderr)
+        print(
+            f"error: {exc.args[0] if exc.args else exc}: check the path and run again",
+            file=sys.stderr,
+        )
         return 2
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -183,9 +239,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         counts = cmd_run(cfg)
         print(_summary(counts, Path(cfg.sink.dir), time.monotonic() - t0))
         return 0
+    if args.command == "nab":
+        from job.nab import run_nab_command
+
+        return run_nab_command(args.nab_dir, args.out, _load(args), args.files, args.workers)
     if args.command == "demo":
         cfg = _load(args, ["source.type=demo", f"sink.dir={args.out}"])
-        print(f"demo: writing a 3-day stream of 5 entities to {args.out}/input.jsonl and running the job on a local MiniCluster ...")
+        print(
+            f"demo: writing a 3-day stream of 5 entities to {args.out}/input.jsonl and running the job on a local MiniCluster ..."
+        )
         t0 = time.monotonic()
         counts = cmd_run(cfg, "anomaly-detection-demo")
         print(_summary(counts, Path(cfg.sink.dir), time.monotonic() - t0))

@@ -10,6 +10,8 @@ job starts.
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 import sys
 import types
 import typing
@@ -154,11 +156,15 @@ def _convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
             problems.append(f"{path}: expected a list, got {value!r}")
             return None
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(args[0], v, f"{path}[{i}]", problems) for i, v in enumerate(value))
+            return tuple(
+                _convert(args[0], v, f"{path}[{i}]", problems) for i, v in enumerate(value)
+            )
         if len(args) != len(value):
             problems.append(f"{path}: expected {len(args)} items, got {len(value)}")
             return None
-        return tuple(_convert(a, v, f"{path}[{i}]", problems) for i, (a, v) in enumerate(zip(args, value)))
+        return tuple(
+            _convert(a, v, f"{path}[{i}]", problems) for i, (a, v) in enumerate(zip(args, value))
+        )
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -290,7 +296,7 @@ def reference_rows(cls: Any = JobConfig, prefix: str = "") -> list[tuple[str, st
             rows.extend(reference_rows(tp, key + "."))
             continue
         value = getattr(default, f.name)
-        rows.append((key, _type_name(tp), yaml.safe_dump(_plain(value), default_flow_style=True).strip().removesuffix("...").strip()))
+        rows.append((key, _type_name(tp), json.dumps(_plain(value))))
     return rows
 
 
@@ -303,7 +309,9 @@ def _plain(value: Any) -> Any:
 
 
 def _type_name(tp: Any) -> str:
-    return str(tp).replace("typing.", "") if typing.get_origin(tp) else getattr(tp, "__name__", str(tp))
+    if typing.get_origin(tp):
+        return re.sub(r"\b[a-z_]+(?:\.[a-z_]+)+\.", "", str(tp).replace("typing.", ""))
+    return str(getattr(tp, "__name__", tp))
 
 
 def to_plain(cfg: Any) -> Any:

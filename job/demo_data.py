@@ -33,15 +33,35 @@ ENTITIES = ("srv-1", "srv-2", "srv-3", "srv-4", "db-1")
 def incidents() -> list[dict[str, Any]]:
     day = 1440
     return [
-        {"entity": "srv-2", "metric": "cpu", "start_min": day + 900, "minutes": 30, "what": "runaway process"},
-        {"entity": "db-1", "metric": "latency_ms", "start_min": 2 * day + 200, "minutes": 45, "what": "slow disk"},
-        {"entity": "srv-4", "metric": "error_rate", "start_min": 2 * day + 660, "minutes": 20, "what": "bad deploy"},
+        {
+            "entity": "srv-2",
+            "metric": "cpu",
+            "start_min": day + 900,
+            "minutes": 30,
+            "what": "runaway process",
+        },
+        {
+            "entity": "db-1",
+            "metric": "latency_ms",
+            "start_min": 2 * day + 200,
+            "minutes": 45,
+            "what": "slow disk",
+        },
+        {
+            "entity": "srv-4",
+            "metric": "error_rate",
+            "start_min": 2 * day + 660,
+            "minutes": 20,
+            "what": "bad deploy",
+        },
     ]
 
 
 def _in_incident(entity: str, minute: int, metric: str) -> bool:
     return any(
-        i["entity"] == entity and i["metric"] == metric and i["start_min"] <= minute < i["start_min"] + i["minutes"]
+        i["entity"] == entity
+        and i["metric"] == metric
+        and i["start_min"] <= minute < i["start_min"] + i["minutes"]
         for i in incidents()
     )
 
@@ -50,7 +70,9 @@ def _event(rng: random.Random, entity: str, minute: int) -> dict[str, Any]:
     daily = math.sin(2 * math.pi * (minute % 1440) / 1440 - math.pi / 2)  # low at night
     base_cpu = 35.0 if entity != "db-1" else 55.0
     cpu = base_cpu + 15.0 * daily + rng.gauss(0, 3.0)
-    latency = (120.0 if entity != "db-1" else 8.0) * (1 + 0.25 * daily) + rng.gauss(0, 6.0 if entity != "db-1" else 0.6)
+    latency = (120.0 if entity != "db-1" else 8.0) * (1 + 0.25 * daily) + rng.gauss(
+        0, 6.0 if entity != "db-1" else 0.6
+    )
     errors = max(0.0, 0.5 + 0.1 * daily + rng.gauss(0, 0.12))
     if _in_incident(entity, minute, "cpu"):
         cpu = 97.0 + rng.gauss(0, 1.0)
@@ -61,7 +83,11 @@ def _event(rng: random.Random, entity: str, minute: int) -> dict[str, Any]:
     return {
         "entity": entity,
         "ts": DEMO_START_MS + minute * _MIN,
-        "metrics": {"cpu": round(min(cpu, 100.0), 2), "latency_ms": round(max(latency, 0.1), 2), "error_rate": round(errors, 3)},
+        "metrics": {
+            "cpu": round(min(cpu, 100.0), 2),
+            "latency_ms": round(max(latency, 0.1), 2),
+            "error_rate": round(errors, 3),
+        },
     }
 
 

@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from udfs.core.config import DetectorConfig
-from udfs.core.events import DeadLetter, Event, ParseConfig, format_timestamp, parse_line, parse_object
+from udfs.core.events import (
+    DeadLetter,
+    Event,
+    ParseConfig,
+    format_timestamp,
+    parse_line,
+    parse_object,
+)
 from udfs.core.replay import replay
 
 __all__ = ["CsvOptions", "read_records", "write_replay"]
@@ -39,10 +46,14 @@ def _csv_records(f: IO[str], opts: CsvOptions, cfg: ParseConfig) -> Iterator[Eve
     missing = [c for c in (opts.ts_column, opts.entity_column) if c and c not in fields]
     missing += [m for m in opts.metrics if m not in fields]
     if missing:
-        raise ValueError(f"CSV columns not found: {', '.join(missing)} (columns: {', '.join(fields)})")
+        raise ValueError(
+            f"CSV columns not found: {', '.join(missing)} (columns: {', '.join(fields)})"
+        )
     if not opts.entity_column and not opts.entity:
         raise ValueError("CSV input needs --entity-column COLUMN or --entity NAME")
-    metric_cols = list(opts.metrics) or [c for c in fields if c not in (opts.ts_column, opts.entity_column)]
+    metric_cols = list(opts.metrics) or [
+        c for c in fields if c not in (opts.ts_column, opts.entity_column)
+    ]
     for row in reader:
         raw = json.dumps(row, separators=(",", ":"))
         metrics: dict[str, Any] = {}
@@ -62,7 +73,9 @@ def _csv_records(f: IO[str], opts: CsvOptions, cfg: ParseConfig) -> Iterator[Eve
         yield parse_object(obj, raw, cfg)
 
 
-def read_records(path: str | Path, cfg: ParseConfig, csv_opts: CsvOptions | None = None) -> Iterator[Event | DeadLetter]:
+def read_records(
+    path: str | Path, cfg: ParseConfig, csv_opts: CsvOptions | None = None
+) -> Iterator[Event | DeadLetter]:
     """Events and dead letters of a JSON-lines file, or of a CSV file with ``csv_opts``."""
     p = Path(path)
     if not p.is_file():
@@ -97,7 +110,9 @@ class _Progress:
         if self.total:
             pct = 100.0 * n / self.total
             eta = (self.total - n) / rate if rate else 0.0
-            sys.stderr.write(f"\rreplay: {n:,}/{self.total:,} events ({pct:5.1f} %), {rate:,.0f}/s, {eta:,.0f} s left ")
+            sys.stderr.write(
+                f"\rreplay: {n:,}/{self.total:,} events ({pct:5.1f} %), {rate:,.0f}/s, {eta:,.0f} s left "
+            )
         else:
             sys.stderr.write(f"\rreplay: {n:,} events, {rate:,.0f}/s ")
         sys.stderr.flush()
@@ -129,7 +144,16 @@ def write_replay(
     feature_cols: list[str] | None = None
     with open(out / "scores.csv", "w", newline="") as sf:
         writer = csv.writer(sf)
-        base_cols = ["entity", "timestamp", "anomaly_score", "threshold", "is_alert", "ready", "stats_raw", "hst_raw"]
+        base_cols = [
+            "entity",
+            "timestamp",
+            "anomaly_score",
+            "threshold",
+            "is_alert",
+            "ready",
+            "stats_raw",
+            "hst_raw",
+        ]
         try:
             for kind, rec in replay(records, cfg):
                 counts[kind] += 1

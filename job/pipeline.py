@@ -25,7 +25,13 @@ from udfs.parse import ParseEvents
 from udfs.tags import DEAD_LETTER_TAG, EVENT_TYPE, LATE_TAG, SCORES_TAG
 from udfs.watermarks import watermark_strategy
 
-__all__ = ["OUTPUT_FILES", "build_pipeline", "collect_to_files", "create_environment", "file_source"]
+__all__ = [
+    "OUTPUT_FILES",
+    "build_pipeline",
+    "collect_to_files",
+    "create_environment",
+    "file_source",
+]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The packages the Python workers import (shipped with the job).
@@ -58,22 +64,36 @@ def create_environment(cfg: JobConfig) -> StreamExecutionEnvironment:
 
 def file_source(env: StreamExecutionEnvironment, path: str) -> DataStream:
     """JSON lines from a file (bounded)."""
-    src = FileSource.for_record_stream_format(StreamFormat.text_line_format(), os.path.abspath(path)).build()
+    src = FileSource.for_record_stream_format(
+        StreamFormat.text_line_format(), os.path.abspath(path)
+    ).build()
     return env.from_source(src, WatermarkStrategy.no_watermarks(), "events-file").uid("source-file")
 
 
 def collection_source(env: StreamExecutionEnvironment, lines: Iterable[str]) -> DataStream:
     """Raw lines from memory (tests)."""
-    return env.from_collection(list(lines), type_info=Types.STRING()).name("events-memory").uid("source-memory")
+    return (
+        env.from_collection(list(lines), type_info=Types.STRING())
+        .name("events-memory")
+        .uid("source-memory")
+    )
 
 
-def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig, source: DataStream) -> dict[str, DataStream]:
+def build_pipeline(
+    env: StreamExecutionEnvironment, cfg: JobConfig, source: DataStream
+) -> dict[str, DataStream]:
     """Wire the job; return its outputs (JSON strings) by name."""
     det = cfg.detector
-    parsed = source.process(ParseEvents(cfg.parse), output_type=EVENT_TYPE).name("parse").uid("parse")
-    timed = parsed.assign_timestamps_and_watermarks(
-        watermark_strategy(det.lateness.max_out_of_orderness_ms)
-    ).name("watermarks").uid("watermarks")
+    parsed = (
+        source.process(ParseEvents(cfg.parse), output_type=EVENT_TYPE).name("parse").uid("parse")
+    )
+    timed = (
+        parsed.assign_timestamps_and_watermarks(
+            watermark_strategy(det.lateness.max_out_of_orderness_ms)
+        )
+        .name("watermarks")
+        .uid("watermarks")
+    )
     detected = (
         timed.key_by(lambda e: e[0], key_type=Types.STRING())
         .process(DetectAnomalies(det, emit_scores=cfg.sink.emit_scores), output_type=Types.STRING())
@@ -92,10 +112,16 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig, source: Data
 
 def _tagged(stream: DataStream, kind: str) -> DataStream:
     prefix = kind + "\t"
-    return stream.map(lambda s: prefix + s, output_type=Types.STRING()).name(f"tag-{kind}").uid(f"tag-{kind}")
+    return (
+        stream.map(lambda s: prefix + s, output_type=Types.STRING())
+        .name(f"tag-{kind}")
+        .uid(f"tag-{kind}")
+    )
 
 
-def collect_to_files(outputs: dict[str, DataStream], out_dir: str | Path, job_name: str) -> Counter[str]:
+def collect_to_files(
+    outputs: dict[str, DataStream], out_dir: str | Path, job_name: str
+) -> Counter[str]:
     """Run the job and write each output to ``out_dir/<name>.jsonl``; return the counts.
 
     The records are collected by the client (``execute_and_collect``), so this sink is for
@@ -106,7 +132,9 @@ def collect_to_files(outputs: dict[str, DataStream], out_dir: str | Path, job_na
     names = list(outputs)
     tagged = [_tagged(outputs[n], n) for n in names]
     union = tagged[0].union(*tagged[1:]) if len(tagged) > 1 else tagged[0]
-    files = {n: open(out / OUTPUT_FILES[n], "w") for n in OUTPUT_FILES if n in names or n == "drift"}
+    files = {
+        n: open(out / OUTPUT_FILES[n], "w") for n in OUTPUT_FILES if n in names or n == "drift"
+    }
     counts: Counter[str] = Counter({n: 0 for n in files})
     try:
         with union.execute_and_collect(job_name) as results:

@@ -53,18 +53,31 @@ def _stream(seed: int = 3, entities: int = 4, minutes: int = 600) -> list[str]:
                 cpu += 45  # a 15-minute incident
             if e == 2 and 450 * 3 <= step < 470 * 3:
                 lat *= 3
-            batch.append({"entity": f"e{e}", "ts": ts + rng.randrange(0, 3000), "metrics": {"cpu": round(cpu, 3), "lat_ms": round(lat, 3)}})
+            batch.append(
+                {
+                    "entity": f"e{e}",
+                    "ts": ts + rng.randrange(0, 3000),
+                    "metrics": {"cpu": round(cpu, 3), "lat_ms": round(lat, 3)},
+                }
+            )
         rng.shuffle(batch)
         lines += [json.dumps(b) for b in batch]
         if step % 97 == 50:
-            lines.append(json.dumps({"entity": "e0", "ts": ts - 10 * MIN, "metrics": {"cpu": 1.0}}))  # late
+            lines.append(
+                json.dumps({"entity": "e0", "ts": ts - 10 * MIN, "metrics": {"cpu": 1.0}})
+            )  # late
         if step % 113 == 7:
             lines.append('{"entity": "e3", "ts": "broken", "metrics": {"cpu": 1}}')
     return lines
 
 
 def _replay_outputs(lines: list[str], cfg: JobConfig) -> dict[str, Counter[str]]:
-    out: dict[str, Counter[str]] = {"alerts": Counter(), "scores": Counter(), "late": Counter(), "dead_letter": Counter()}
+    out: dict[str, Counter[str]] = {
+        "alerts": Counter(),
+        "scores": Counter(),
+        "late": Counter(),
+        "dead_letter": Counter(),
+    }
     records = (parse_line(line, ParseConfig()) for line in lines)
     for kind, rec in replay(records, cfg.detector):
         if kind == "alert":
@@ -93,9 +106,21 @@ def stream() -> list[str]:
     return _stream()
 
 
-@pytest.mark.parametrize(("mode", "parallelism"), [("thread", 1), ("thread", 2), ("process", 1), ("process", 2)])
-def test_job_equals_replay_oracle(stream: list[str], tmp_path: Path, mode: str, parallelism: int) -> None:
-    cfg = load_config(None, [*FAST, f"execution.mode={mode}", f"execution.parallelism={parallelism}", "sink.emit_scores=true"])
+@pytest.mark.parametrize(
+    ("mode", "parallelism"), [("thread", 1), ("thread", 2), ("process", 1), ("process", 2)]
+)
+def test_job_equals_replay_oracle(
+    stream: list[str], tmp_path: Path, mode: str, parallelism: int
+) -> None:
+    cfg = load_config(
+        None,
+        [
+            *FAST,
+            f"execution.mode={mode}",
+            f"execution.parallelism={parallelism}",
+            "sink.emit_scores=true",
+        ],
+    )
     expected = _replay_outputs(stream, cfg)
     got = _run_job(stream, cfg, tmp_path)
     # The input exercises every output, so equality below is not vacuous.
@@ -103,12 +128,16 @@ def test_job_equals_replay_oracle(stream: list[str], tmp_path: Path, mode: str, 
     assert any('"kind": "open"' in a for a in expected["alerts"])
     assert expected["late"] and expected["dead_letter"]
     for name in ("alerts", "late", "dead_letter", "scores"):
-        assert got[name] == expected[name], f"{name} differ between Flink ({mode}, p={parallelism}) and replay"
+        assert got[name] == expected[name], (
+            f"{name} differ between Flink ({mode}, p={parallelism}) and replay"
+        )
 
 
 def test_incidents_open_alerts_for_the_right_entities(stream: list[str]) -> None:
     cfg = load_config(None, FAST)
-    opened = [json.loads(a) for a in _replay_outputs(stream, cfg)["alerts"] if '"kind": "open"' in a]
+    opened = [
+        json.loads(a) for a in _replay_outputs(stream, cfg)["alerts"] if '"kind": "open"' in a
+    ]
     entities = {(a["entity"], a["features"][0]["feature"].split(".")[0]) for a in opened}
     assert ("e1", "cpu") in entities
     assert ("e2", "lat_ms") in entities
@@ -126,7 +155,12 @@ def test_flood_of_malformed_records_is_accounted_for(tmp_path: Path) -> None:
         ('{"entity": "x", "ts": 1767225600000, "metrics": {"a": "high"}}', "non_numeric_metric"),
         ('{"entity": "x", "ts": 1767225600000, "metrics": {"a": NaN}}', "non_finite_metric"),
         ('{"entity": "x", "ts": 1767225600000, "metrics": {}}', "no_metrics"),
-        ('{"entity": "x", "ts": 1767225600000, "metrics": {"a": 1}, "pad": "' + "z" * 70_000 + '"}', "oversized"),
+        (
+            '{"entity": "x", "ts": 1767225600000, "metrics": {"a": 1}, "pad": "'
+            + "z" * 70_000
+            + '"}',
+            "oversized",
+        ),
         ("[1, 2, 3]", "not_an_object"),
     ]
     lines: list[str] = []

@@ -41,7 +41,9 @@ def score_row(rec: dict[str, Any], with_features: bool = False) -> dict[str, Any
 class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
     """Keyed by entity; main output: alert records (JSON); side outputs: late, scores."""
 
-    def __init__(self, cfg: DetectorConfig, emit_scores: bool = False, state_ttl_ms: int = 7 * 86_400_000) -> None:
+    def __init__(
+        self, cfg: DetectorConfig, emit_scores: bool = False, state_ttl_ms: int = 7 * 86_400_000
+    ) -> None:
         self._cfg = cfg
         self._emit_scores = emit_scores
         self._state_ttl_ms = state_ttl_ms
@@ -97,7 +99,10 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         outputs = det.on_watermark(max(watermark, timestamp))
         if timestamp == idle_timer:
             idle_timer = _NO_TIMER
-            if det.earliest_buffered_ms() is None and det.max_seen_ms + self._cfg.lateness.idle_ttl_ms <= timestamp:
+            if (
+                det.earliest_buffered_ms() is None
+                and det.max_seen_ms + self._cfg.lateness.idle_ttl_ms <= timestamp
+            ):
                 self._state.clear()
                 if release_timer != _NO_TIMER:
                     service.delete_event_time_timer(release_timer)

@@ -43,7 +43,9 @@ class LatenessConfig:
     def __post_init__(self) -> None:
         problems = []
         if self.max_out_of_orderness_ms < 0:
-            problems.append(f"max_out_of_orderness_ms must be >= 0, got {self.max_out_of_orderness_ms}")
+            problems.append(
+                f"max_out_of_orderness_ms must be >= 0, got {self.max_out_of_orderness_ms}"
+            )
         if self.idle_ttl_ms <= 0:
             problems.append(f"idle_ttl_ms must be > 0, got {self.idle_ttl_ms}")
         _check(problems)
@@ -111,7 +113,9 @@ class ModelConfig:
         if not 0.0 <= self.std_floor_fraction <= 10.0:
             problems.append(f"std_floor_fraction must be in [0, 10], got {self.std_floor_fraction}")
         if self.min_calibration_events < 0:
-            problems.append(f"min_calibration_events must be >= 0, got {self.min_calibration_events}")
+            problems.append(
+                f"min_calibration_events must be >= 0, got {self.min_calibration_events}"
+            )
         _check(problems)
 
 

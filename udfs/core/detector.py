@@ -72,7 +72,14 @@ class _Models:
     """What an entity learns; thrown away when the entity idles past its TTL."""
 
     __slots__ = (
-        "features", "hst", "hst_metrics", "hst_perm", "cal_stats", "cal_hst", "threshold", "episodes",
+        "features",
+        "hst",
+        "hst_metrics",
+        "hst_perm",
+        "cal_stats",
+        "cal_hst",
+        "threshold",
+        "episodes",
         "n_scored",
     )
 
@@ -86,7 +93,9 @@ class _Models:
         self.cal_stats = DecayedHistogram(_STATS_EDGES, m.calibration_half_life)
         self.cal_hst = DecayedHistogram(_HST_EDGES, m.calibration_half_life)
         t = cfg.threshold
-        self.threshold = AdaptiveThreshold(t.target_alert_rate, t.min_events, t.half_life, t.fallback_margin)
+        self.threshold = AdaptiveThreshold(
+            t.target_alert_rate, t.min_events, t.half_life, t.fallback_margin
+        )
         self.episodes = EpisodeTracker(cfg.alerts, entity)
         self.n_scored = 0
 
@@ -105,7 +114,19 @@ class EntityDetector:
     ['score']
     """
 
-    __slots__ = ("entity", "cfg", "_bound", "_frontier", "_max_seen", "_buffer", "_last_ts", "_m", "_squash", "_warn", "_crit")
+    __slots__ = (
+        "entity",
+        "cfg",
+        "_bound",
+        "_frontier",
+        "_max_seen",
+        "_buffer",
+        "_last_ts",
+        "_m",
+        "_squash",
+        "_warn",
+        "_crit",
+    )
 
     def __init__(self, entity: str, cfg: DetectorConfig) -> None:
         self.entity = entity
@@ -242,7 +263,9 @@ class EntityDetector:
         hst_raw = hst.score_vec(vec)
         hst_warm = not hst.first_window
         mc = cfg.model
-        u_stats = -math.log10(m.cal_stats.survival(math.log1p(best), mc.tail_scale)) if any_ready else 0.0
+        u_stats = (
+            -math.log10(m.cal_stats.survival(math.log1p(best), mc.tail_scale)) if any_ready else 0.0
+        )
         u_hst = -math.log10(m.cal_hst.survival(hst_raw, 0.02)) if hst_warm else 0.0
         combine = mc.combine
         if combine == "max":
@@ -413,7 +436,11 @@ class EntityDetector:
 
 
 def _noise_floor(
-    metric: str, windows: Sequence[WindowSpec], values: dict[str, float], ready: dict[str, bool], frac: float
+    metric: str,
+    windows: Sequence[WindowSpec],
+    values: dict[str, float],
+    ready: dict[str, bool],
+    frac: float,
 ) -> float:
     """``frac`` times the std of the metric's longest ready window (0 when none is ready).
 
