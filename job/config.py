@@ -108,11 +108,18 @@ class ExecutionConfig:
         Parallelism of every operator.
     python_executable
         Interpreter of the Python workers; empty means the one running the client.
+    checkpoint_interval_ms
+        Exactly-once checkpoints every this many ms; 0 leaves checkpointing to the cluster's
+        ``config.yaml`` (off on a local MiniCluster).
+    restart_attempts
+        Fixed-delay restarts after a failure (with checkpointing, from the last checkpoint).
     """
 
     mode: str = "thread"
     parallelism: int = 1
     python_executable: str = ""
+    checkpoint_interval_ms: int = 0
+    restart_attempts: int = 3
 
     def __post_init__(self) -> None:
         problems = []
@@ -120,6 +127,12 @@ class ExecutionConfig:
             problems.append(f"mode must be thread or process, got {self.mode!r}")
         if self.parallelism < 1:
             problems.append(f"parallelism must be >= 1, got {self.parallelism}")
+        if self.checkpoint_interval_ms != 0 and self.checkpoint_interval_ms < 10:
+            problems.append(
+                f"checkpoint_interval_ms must be 0 or >= 10, got {self.checkpoint_interval_ms}"
+            )
+        if self.restart_attempts < 0:
+            problems.append(f"restart_attempts must be >= 0, got {self.restart_attempts}")
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pyflink.common import Configuration, WatermarkStrategy
 from pyflink.common.typeinfo import Types
-from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.datastream import CheckpointingMode, DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
 
 from job.config import JobConfig, python_executable
@@ -55,8 +55,18 @@ def create_environment(cfg: JobConfig) -> StreamExecutionEnvironment:
     if cfg.execution.mode == "thread":
         # PEMJA's embedded interpreter needs the venv's site-packages on its path.
         conf.set_string("python.pythonpath", sysconfig.get_paths()["purelib"])
+    if cfg.execution.checkpoint_interval_ms:
+        conf.set_string("restart-strategy.type", "fixed-delay")
+        conf.set_string(
+            "restart-strategy.fixed-delay.attempts", str(cfg.execution.restart_attempts)
+        )
+        conf.set_string("restart-strategy.fixed-delay.delay", "200 ms")
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(cfg.execution.parallelism)
+    if cfg.execution.checkpoint_interval_ms:
+        env.enable_checkpointing(
+            cfg.execution.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE
+        )
     for pkg in WORKER_PACKAGES:
         env.add_python_file(str(PROJECT_ROOT / pkg))
     return env
