@@ -176,7 +176,7 @@ def _convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
             problems.append(f"{path}: expected {len(args)} items, got {len(value)}")
             return None
         return tuple(
-            _convert(a, v, f"{path}[{i}]", problems) for i, (a, v) in enumerate(zip(args, value))
+            _convert(a, v, f"{path}[{i}]", problems) for i, (a, v) in enumerate(zip(args, value, strict=True))
         )
     if tp is bool:
         if isinstance(value, bool):
