@@ -84,11 +84,14 @@ class SinkConfig:
         Output folder of the file sink.
     emit_scores
         Also emit one score record per scored event (for audits and equality tests).
+    emit_features
+        With ``emit_scores``: each score record also carries the event's features.
     """
 
     type: str = "file"
     dir: str = "out/run"
     emit_scores: bool = False
+    emit_features: bool = False
 
     def __post_init__(self) -> None:
         if self.type != "file":

@@ -106,7 +106,12 @@ def build_pipeline(
     )
     detected = (
         timed.key_by(lambda e: e[0], key_type=Types.STRING())
-        .process(DetectAnomalies(det, emit_scores=cfg.sink.emit_scores), output_type=Types.STRING())
+        .process(
+            DetectAnomalies(
+                det, emit_scores=cfg.sink.emit_scores, emit_features=cfg.sink.emit_features
+            ),
+            output_type=Types.STRING(),
+        )
         .name("detect")
         .uid("detect")
     )

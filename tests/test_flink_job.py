@@ -71,6 +71,34 @@ def _stream(seed: int = 3, entities: int = 4, minutes: int = 600) -> list[str]:
     return lines
 
 
+def _disordered(
+    seed: int = 21, entities: int = 3, steps: int = 4000
+) -> tuple[list[str], list[str]]:
+    """The same events in timestamp order and shuffled in blocks spanning at most 4 s.
+
+    Each entity reports every 2 s, so inside a block an entity's events are at most 4 s out
+    of order: within the default 5 s bound, none of them late.
+    """
+    rng = random.Random(seed)
+    ordered = []
+    for step in range(steps):
+        for e in range(entities):
+            spike = 30.0 if (e == 0 and 2500 <= step < 2600) else 0.0
+            ev = {
+                "entity": f"s{e}",
+                "ts": T0 + step * 2000,
+                "metrics": {"v": round(rng.gauss(10, 1) + spike, 4)},
+            }
+            ordered.append(json.dumps(ev))
+    shuffled = []
+    block = 3 * entities  # three timestamps of every entity: a 4 s span
+    for i in range(0, len(ordered), block):
+        chunk = ordered[i : i + block]
+        rng.shuffle(chunk)
+        shuffled += chunk
+    return ordered, shuffled
+
+
 def _replay_outputs(lines: list[str], cfg: JobConfig) -> dict[str, Counter[str]]:
     out: dict[str, Counter[str]] = {
         "alerts": Counter(),
@@ -83,7 +111,7 @@ def _replay_outputs(lines: list[str], cfg: JobConfig) -> dict[str, Counter[str]]
         if kind == "alert":
             out["alerts"][json.dumps(rec, sort_keys=True)] += 1
         elif kind == "score":
-            out["scores"][json.dumps(score_row(rec), sort_keys=True)] += 1
+            out["scores"][json.dumps(score_row(rec, cfg.sink.emit_features), sort_keys=True)] += 1
         else:
             out[kind][json.dumps(rec, sort_keys=True)] += 1
     return out
@@ -131,6 +159,21 @@ def test_job_equals_replay_oracle(
         assert got[name] == expected[name], (
             f"{name} differ between Flink ({mode}, p={parallelism}) and replay"
         )
+
+
+def test_shuffled_arrival_within_the_bound_changes_no_alert_and_no_feature(tmp_path: Path) -> None:
+    ordered, shuffled = _disordered()
+    assert ordered != shuffled
+    cfg = load_config(
+        None, [*FAST, "execution.parallelism=2", "sink.emit_scores=true", "sink.emit_features=true"]
+    )
+    expected = _replay_outputs(ordered, cfg)
+    assert _replay_outputs(shuffled, cfg) == expected
+    got = _run_job(shuffled, cfg, tmp_path)
+    assert any('"kind": "open"' in a for a in expected["alerts"])
+    assert not got["late"]
+    for name in ("alerts", "scores"):
+        assert got[name] == expected[name], f"{name} depend on arrival order"
 
 
 def test_incidents_open_alerts_for_the_right_entities(stream: list[str]) -> None:

@@ -34,7 +34,8 @@ def score_row(rec: dict[str, Any], with_features: bool = False) -> dict[str, Any
     """The fields of a score record that leave the job (features only on request)."""
     row = {k: v for k, v in rec.items() if k != "features"}
     if with_features:
-        row["features"] = rec["features"]
+        # NaN (an undefined statistic) is not JSON: it leaves as null.
+        row["features"] = {k: (None if v != v else v) for k, v in rec["features"].items()}
     return row
 
 
@@ -42,10 +43,15 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
     """Keyed by entity; main output: alert records (JSON); side outputs: late, scores."""
 
     def __init__(
-        self, cfg: DetectorConfig, emit_scores: bool = False, state_ttl_ms: int = 7 * 86_400_000
+        self,
+        cfg: DetectorConfig,
+        emit_scores: bool = False,
+        emit_features: bool = False,
+        state_ttl_ms: int = 7 * 86_400_000,
     ) -> None:
         self._cfg = cfg
         self._emit_scores = emit_scores
+        self._emit_features = emit_features
         self._state_ttl_ms = state_ttl_ms
         self._state: Any = None
 
@@ -119,6 +125,9 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
                 yield LATE_TAG, json.dumps(rec, sort_keys=True)
             elif kind == "score":
                 if self._emit_scores:
-                    yield SCORES_TAG, json.dumps(score_row(rec), sort_keys=True)
+                    yield (
+                        SCORES_TAG,
+                        json.dumps(score_row(rec, self._emit_features), sort_keys=True),
+                    )
             else:
                 raise ValueError(f"unknown output kind {kind!r} from the detector")
