@@ -14,6 +14,7 @@
 #   --rest-port P     REST/web port (default 8081); --rpc-port P JobManager RPC port (default 6123)
 #   --build-dir DIR   where config, logs, pids, checkpoints and savepoints live (default build/):
 #                       DIR/flink-conf (FLINK_CONF_DIR)  DIR/flink-log (FLINK_LOG_DIR)
+#                       DIR/flink-lib (FLINK_LIB_DIR: the wheel's lib/ + opt/flink-python, see below)
 #                       DIR/flink-pid  DIR/flink-checkpoints  DIR/flink-savepoints
 #   --timeout S       bounded wait for the REST API to report all TaskManagers/slots (default 120)
 #
@@ -65,12 +66,25 @@ export FLINK_CONF_DIR="$BUILD/flink-conf"
 export FLINK_LOG_DIR="$BUILD/flink-log"
 export FLINK_PID_DIR="$BUILD/flink-pid"
 export FLINK_IDENT_STRING="anomaly"
+# The wheel keeps flink-python (which contains PEMJA, the thread-mode bridge) in opt/, so each job
+# loads it in its own user-code classloader. PEMJA loads its native library per classloader; from
+# the SECOND Python job on a TaskManager (e.g. a resume from a savepoint) that load fails on Java 17:
+#   java.lang.RuntimeException: java.lang.NoSuchFieldException: loadedLibraryNames
+#     at pemja.utils.CommonUtils.loadLibrary(CommonUtils.java:117)
+# (PEMJA's fallback pokes a JDK 8 field). Fix: run the cluster with a lib dir that also holds
+# flink-python, so PEMJA is loaded once per JVM by the parent classloader. The wheel is untouched:
+# $BUILD/flink-lib holds symlinks.
+export FLINK_LIB_DIR="$BUILD/flink-lib"
 CONNECTOR_JAR="$(ls "$ROOT"/deps/flink-sql-connector-kafka-*.jar 2>/dev/null | head -n1 || true)"
 
 # Render flink-conf/config.yaml -> $FLINK_CONF_DIR/config.yaml (flat keys, whole-line replacement).
 render() {
   mkdir -p "$FLINK_CONF_DIR" "$FLINK_LOG_DIR" "$FLINK_PID_DIR" "$BUILD/flink-checkpoints" "$BUILD/flink-savepoints"
   local f
+  rm -rf "$FLINK_LIB_DIR"; mkdir -p "$FLINK_LIB_DIR"
+  ln -s "$FLINK_HOME"/lib/*.jar "$FLINK_LIB_DIR"/
+  compgen -G "$FLINK_HOME/opt/flink-python-*.jar" >/dev/null || die "no opt/flink-python-*.jar in $FLINK_HOME"
+  ln -s "$FLINK_HOME"/opt/flink-python-*.jar "$FLINK_LIB_DIR"/
   for f in log4j.properties log4j-cli.properties log4j-console.properties log4j-session.properties \
            logback.xml logback-console.xml logback-session.xml; do
     [[ -f "$FLINK_HOME/conf/$f" ]] && cp -f "$FLINK_HOME/conf/$f" "$FLINK_CONF_DIR/$f"
@@ -114,7 +128,9 @@ live_pids() {
   local f="$FLINK_PID_DIR/flink-$FLINK_IDENT_STRING-$1.pid" p
   [[ -f "$f" ]] || return 0
   while read -r p; do
-    [[ "$p" =~ ^[0-9]+$ ]] && kill -0 "$p" 2>/dev/null && echo "$p"
+    # alive AND still a Flink process of our config dir (guards against pid reuse)
+    [[ "$p" =~ ^[0-9]+$ && -r "/proc/$p/cmdline" ]] || continue
+    tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -qF -- "--configDir $FLINK_CONF_DIR" && echo "$p"
   done < "$f"
   return 0
 }
@@ -142,23 +158,32 @@ log_tails() {
 }
 
 do_stop() {
-  local before; before="$(live_pids taskexecutor; live_pids standalonesession)"
-  if [[ -z "$before" ]]; then
+  local tms jms
+  tms="$(live_pids taskexecutor | xargs)"; jms="$(live_pids standalonesession | xargs)"
+  if [[ -z "${tms// /}${jms// /}" ]]; then
     echo "cluster.sh: no Flink process of $BUILD running" >&2
     rm -f "$FLINK_PID_DIR"/*.pid
     return 0
   fi
-  # stop-all stops every pid of OUR pid dir (SIGTERM, SIGKILL after 10 s)
-  "$FLINK_HOME/bin/taskmanager.sh" stop-all >/dev/null 2>&1 || true
-  "$FLINK_HOME/bin/jobmanager.sh" stop-all >/dev/null 2>&1 || true
-  local p t0=$SECONDS
-  for p in $before; do
-    while kill -0 "$p" 2>/dev/null; do
-      if (( SECONDS - t0 > 20 )); then kill -KILL "$p" 2>/dev/null || true; sleep 0.2; break; fi
-      sleep 0.2
+  # What `taskmanager.sh stop-all` / `jobmanager.sh stop-all` do (SIGTERM, SIGKILL after a
+  # bounded wait), for the pids of OUR pid dir only, without their config-parsing JVM start.
+  local p group t0
+  for group in "$tms" "$jms"; do
+    [[ -n "${group// /}" ]] || continue
+    for p in $group; do kill -TERM "$p" 2>/dev/null || true; done
+    t0=$SECONDS
+    for p in $group; do
+      while kill -0 "$p" 2>/dev/null; do
+        if (( SECONDS - t0 >= 15 )); then
+          echo "cluster.sh: pid $p did not stop within 15s, sending SIGKILL" >&2
+          kill -KILL "$p" 2>/dev/null || true; sleep 0.2; break
+        fi
+        sleep 0.1
+      done
     done
   done
-  echo "cluster.sh: stopped pids" $before >&2
+  rm -f "$FLINK_PID_DIR"/*.pid
+  echo "cluster.sh: stopped taskmanager pids ${tms:-none}, jobmanager pid ${jms:-none}" >&2
 }
 
 do_start() {
@@ -176,11 +201,18 @@ do_start() {
     die "port 127.0.0.1:$port is already in use (another cluster?); pass --rest-port"
   fi
   local t0=$SECONDS
-  "$FLINK_HOME/bin/jobmanager.sh" start >/dev/null
-  local i
+  # JobManager and TaskManagers are launched concurrently (each launcher script spends seconds in
+  # config-parsing JVMs; TaskManagers retry until the JobManager is up; flink-daemon.sh takes a
+  # flock on the pid dir for its pid-file bookkeeping).
+  local i launchers=() failed=0
+  "$FLINK_HOME/bin/jobmanager.sh" start >"$FLINK_LOG_DIR/launch-jobmanager.txt" 2>&1 & launchers+=($!)
   for ((i = 1; i <= TMS; i++)); do
-    "$FLINK_HOME/bin/taskmanager.sh" start >/dev/null
+    "$FLINK_HOME/bin/taskmanager.sh" start >"$FLINK_LOG_DIR/launch-taskmanager-$i.txt" 2>&1 & launchers+=($!)
   done
+  for i in "${launchers[@]}"; do wait "$i" || failed=1; done
+  if [[ $failed -ne 0 ]]; then
+    cat "$FLINK_LOG_DIR"/launch-*.txt >&2; do_stop; die "a Flink launcher script failed"
+  fi
   local o=""
   while :; do
     if o="$(overview)"; then
@@ -202,7 +234,7 @@ do_start() {
 
 do_status() {
   local jm tm o
-  jm="$(live_pids standalonesession | tr '\n' ' ')"; tm="$(live_pids taskexecutor | tr '\n' ' ')"
+  jm="$(live_pids standalonesession | xargs)"; tm="$(live_pids taskexecutor | xargs)"
   if [[ -z "$jm$tm" ]]; then echo "not running ($BUILD)"; return 3; fi
   if o="$(overview)"; then
     read -r tms slots free jobs <<<"$o"

@@ -147,6 +147,7 @@ def test_job_equals_replay_oracle(
             f"execution.mode={mode}",
             f"execution.parallelism={parallelism}",
             "sink.emit_scores=true",
+            "sink.emit_features=true",
         ],
     )
     expected = _replay_outputs(stream, cfg)

@@ -62,7 +62,8 @@ def read_all(
                 positions = consumer.position([TopicPartition(topic, p) for p in parts])
                 ends = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5,
                                                        cached=False)[1] for p in parts]
-                if all(tp.offset >= 0 and tp.offset >= end for tp, end in zip(positions, ends)):
+                pairs = zip(positions, ends, strict=True)
+                if all(tp.offset >= 0 and tp.offset >= end for tp, end in pairs):
                     break
         return values
     finally:

@@ -1,15 +1,17 @@
 """Tiny PyFlink DataStream job proving the Kafka connector (5.0.0-2.2) works with Flink 2.3.
 
-Reads every record of --in-topic (bounded: earliest -> latest offsets at start), applies a Python
-map (runs in the configured python.execution-mode, thread on our cluster), and writes to
---out-topic with an EXACTLY_ONCE KafkaSink (transactions committed on checkpoints; the final
-checkpoint at end of input commits the last one).
+Reads every record of --in-topic (bounded: earliest -> latest offsets at start; with --unbounded
+it keeps reading, to be stopped with a savepoint and resumed), applies a Python map (runs in the
+configured python.execution-mode: thread on our cluster), and writes to --out-topic with an
+EXACTLY_ONCE KafkaSink (transactions committed on checkpoints; when a bounded input ends, the
+final checkpoint commits the last one).
 
-    flink run -py tests/e2e/kafka_roundtrip_job.py -- --bootstrap 127.0.0.1:9092 \
-        --in-topic a --out-topic b --txn-prefix p
-    python tests/e2e/kafka_roundtrip_job.py --local --jar deps/flink-sql-connector-kafka-*.jar ...
+    scripts/cluster.sh submit -- -py tests/e2e/kafka_roundtrip_job.py \
+        --bootstrap 127.0.0.1:9092 --in-topic a --out-topic b --txn-prefix p
+    .venv/bin/python tests/e2e/kafka_roundtrip_job.py --local \
+        --jar deps/flink-sql-connector-kafka-5.0.0-2.2.jar --bootstrap ... (same arguments)
 
---local runs on a MiniCluster in this process (pipeline.jars = --jar, python.executable =
+--local runs on a MiniCluster inside this process (pipeline.jars = --jar, python.executable =
 sys.executable).
 """
 
@@ -34,17 +36,18 @@ def transform(value: str) -> str:
 
 
 def build(env: StreamExecutionEnvironment, args: argparse.Namespace) -> None:
-    source = (
+    builder = (
         KafkaSource.builder()
         .set_bootstrap_servers(args.bootstrap)
         .set_topics(args.in_topic)
         .set_group_id(args.group)
         .set_starting_offsets(KafkaOffsetsInitializer.earliest())
-        .set_bounded(KafkaOffsetsInitializer.latest())
         .set_value_only_deserializer(SimpleStringSchema())
         .set_property("isolation.level", "read_committed")
-        .build()
     )
+    if not args.unbounded:
+        builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
+    source = builder.build()
     sink = (
         KafkaSink.builder()
         .set_bootstrap_servers(args.bootstrap)
@@ -60,12 +63,16 @@ def build(env: StreamExecutionEnvironment, args: argparse.Namespace) -> None:
         .set_property("transaction.timeout.ms", "600000")
         .build()
     )
+    # explicit uids: the savepoint stop/resume test restores operator state by uid
     (
         env.from_source(source, WatermarkStrategy.no_watermarks(), "kafka-in")
+        .uid("kafka-in")
         .map(transform, output_type=Types.STRING())
         .name("upper")
+        .uid("upper")
         .sink_to(sink)
         .name("kafka-out")
+        .uid("kafka-out")
     )
 
 
@@ -77,6 +84,7 @@ def main(argv=None) -> None:
     p.add_argument("--txn-prefix", required=True)
     p.add_argument("--group", default="kafka-roundtrip")
     p.add_argument("--checkpoint-ms", type=int, default=1000)
+    p.add_argument("--unbounded", action="store_true", help="never finish")
     p.add_argument("--local", action="store_true", help="run on an in-process MiniCluster")
     p.add_argument("--jar", help="connector jar for pipeline.jars (needed with --local)")
     args = p.parse_args(argv)
