@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 NAB_DIR ?= $(abspath ../shared/data/nab)
 export NAB_DIR
 
-.PHONY: demo test test-fast lint venv jars kafka-start kafka-stop cluster-start cluster-stop clean
+.PHONY: demo test test-fast test-e2e lint venv jars kafka-start kafka-stop kafka-status cluster-start cluster-stop cluster-status clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v java >/dev/null || { echo "error: java (JDK 17) is needed by Flink: install it (apt-get install openjdk-17-jdk-headless) and run again"; exit 1; }
@@ -31,6 +31,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not minicluster and not e2e"
 
+## End-to-end tests only (real Kafka broker + standalone Flink cluster, ~2 min).
+test-e2e: $(STAMP)
+	$(PY) -m pytest -m e2e tests/e2e
+
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
@@ -51,5 +55,11 @@ cluster-start: $(STAMP) jars
 cluster-stop:
 	VENV=$(abspath $(VENV)) scripts/cluster.sh stop
 
-clean:
+kafka-status:
+	scripts/kafka.sh status
+
+cluster-status:
+	VENV=$(abspath $(VENV)) scripts/cluster.sh status
+
+clean: cluster-stop kafka-stop
 	rm -rf out build .pytest_cache

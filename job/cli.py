@@ -256,7 +256,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from job.io import CsvOptions, count_lines, read_records, write_replay
+    from job.io import CsvOptions, count_lines, input_metrics, read_records, write_replay
 
     cfg = _load(args)
     path = Path(args.input)
@@ -271,12 +271,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise FileNotFoundError(f"input file not found: {path}")
     t0 = time.monotonic()
+    metrics = input_metrics(read_records(path, cfg.parse, csv_opts)) if args.emit_features else None
     counts = write_replay(
         read_records(path, cfg.parse, csv_opts),
         cfg.detector,
         args.out,
         emit_features=args.emit_features,
         total=count_lines(path),
+        feature_metrics=metrics,
     )
     summary: dict[str, Any] = {
         "scored": counts["score"],

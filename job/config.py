@@ -141,6 +141,38 @@ class ExecutionConfig:
 
 
 @dataclass(frozen=True)
+class SummaryConfig:
+    """Per-entity window summaries for dashboards (Flink sliding event-time windows).
+
+    Parameters
+    ----------
+    enabled
+        Off by default: Python window operators do state and timer work for every window an
+        event belongs to (``size_ms / slide_ms`` of them).
+    size_ms, slide_ms
+        Window length and slide.
+    alpha
+        Relative error of the p95 (a log-bucketed sketch).
+    """
+
+    enabled: bool = False
+    size_ms: int = 300_000
+    slide_ms: int = 60_000
+    alpha: float = 0.01
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.size_ms <= 0 or self.slide_ms <= 0:
+            problems.append(f"size_ms and slide_ms must be > 0, got {self.size_ms} and {self.slide_ms}")
+        elif self.size_ms % self.slide_ms:
+            problems.append(f"size_ms ({self.size_ms}) must be a multiple of slide_ms ({self.slide_ms})")
+        if not 0.0 < self.alpha < 0.5:
+            problems.append(f"alpha must be in (0, 0.5), got {self.alpha}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+@dataclass(frozen=True)
 class JobConfig:
     """The whole configuration tree."""
 
@@ -149,6 +181,7 @@ class JobConfig:
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     parse: ParseConfig = field(default_factory=ParseConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    summaries: SummaryConfig = field(default_factory=SummaryConfig)
 
 
 # -- building dataclasses from plain data, collecting every problem ------------------------
@@ -211,21 +244,26 @@ def _build(cls: Any, data: dict[str, Any], path: str, problems: list[str]) -> An
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     kwargs: dict[str, Any] = {}
-    before = len(problems)
+    broken = False
     for key, value in data.items():
         key_path = f"{path}.{key}" if path else str(key)
         if key not in names:
             problems.append(f"{key_path}: unknown key (known: {', '.join(sorted(names))})")
+            broken = True
             continue
-        kwargs[key] = _convert(hints[key], value, key_path, problems)
-    if len(problems) > before:
-        return None
+        before = len(problems)
+        converted = _convert(hints[key], value, key_path, problems)
+        if len(problems) > before:
+            broken = True  # leave the key at its default to still check the others below
+        else:
+            kwargs[key] = converted
     try:
-        return cls(**kwargs)
+        built = cls(**kwargs)
     except (ValueError, TypeError) as exc:
         for part in str(exc).split("; "):
             problems.append(f"{path or '<root>'}: {part}")
         return None
+    return None if broken else built
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

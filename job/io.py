@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -27,6 +27,7 @@ from udfs.core.events import (
     parse_line,
     parse_object,
 )
+from udfs.core.features import feature_names
 from udfs.core.replay import replay
 
 __all__ = ["CsvOptions", "read_records", "write_replay"]
@@ -134,8 +135,14 @@ def write_replay(
     emit_features: bool = False,
     total: int | None = None,
     progress: bool = True,
+    feature_metrics: Sequence[str] | None = None,
 ) -> Counter[str]:
-    """Run the core over ``records``; write ``scores.csv`` and the JSON-lines outputs."""
+    """Run the core over ``records``; write ``scores.csv`` and the JSON-lines outputs.
+
+    With ``emit_features``, ``feature_metrics`` names every metric of the input (so an
+    entity whose metrics appear late still gets its columns); without it, the columns are
+    those of the first scored event.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {k: open(out / f"{k}.jsonl", "w") for k in ("alerts", "drift", "dead_letter", "late")}
@@ -160,7 +167,12 @@ def write_replay(
                 if kind == "score":
                     bar.tick(counts["score"])
                     if feature_cols is None:
-                        feature_cols = _feature_columns(cfg, rec) if emit_features else []
+                        if not emit_features:
+                            feature_cols = []
+                        elif feature_metrics is not None:
+                            feature_cols = feature_names(cfg.features, list(feature_metrics))
+                        else:
+                            feature_cols = _feature_columns(cfg, rec)
                         writer.writerow(base_cols + feature_cols)
                     row = [
                         rec["entity"],
@@ -189,10 +201,17 @@ def write_replay(
 
 
 def _feature_columns(cfg: DetectorConfig, first: dict[str, Any]) -> list[str]:
-    from udfs.core.features import feature_names
-
-    metrics = sorted({k.split(".", 1)[0] for k in first["features"]})
+    metrics = sorted({k[: -len(".dt")] for k in first["features"] if k.endswith(".dt")})
     return feature_names(cfg.features, metrics)
+
+
+def input_metrics(records: Iterable[Event | DeadLetter]) -> list[str]:
+    """Every metric name of the valid events, sorted."""
+    names: set[str] = set()
+    for rec in records:
+        if isinstance(rec, Event):
+            names.update(rec.metrics)
+    return sorted(names)
 
 
 def _fmt(v: Any) -> str:

@@ -15,14 +15,17 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pyflink.common import Configuration, WatermarkStrategy
+from pyflink.common.time import Time
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import CheckpointingMode, DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
+from pyflink.datastream.window import SlidingEventTimeWindows
 
 from job.config import JobConfig, python_executable
 from udfs.detect import DetectAnomalies
 from udfs.parse import ParseEvents
-from udfs.tags import DEAD_LETTER_TAG, EVENT_TYPE, LATE_TAG, SCORES_TAG
+from udfs.summaries import SummaryAggregate, SummaryWindow, summary_late_record
+from udfs.tags import DEAD_LETTER_TAG, EVENT_TYPE, LATE_TAG, SCORES_TAG, SUMMARY_LATE_TAG
 from udfs.watermarks import watermark_strategy
 
 __all__ = [
@@ -42,6 +45,7 @@ OUTPUT_FILES = {
     "dead_letter": "dead_letter.jsonl",
     "late": "late.jsonl",
     "scores": "scores.jsonl",
+    "summaries": "summaries.jsonl",
 }
 
 
@@ -122,6 +126,31 @@ def build_pipeline(
     }
     if cfg.sink.emit_scores:
         outputs["scores"] = detected.get_side_output(SCORES_TAG)
+    if cfg.summaries.enabled:
+        sc = cfg.summaries
+        windowed = (
+            timed.key_by(lambda e: e[0], key_type=Types.STRING())
+            .window(SlidingEventTimeWindows.of(Time.milliseconds(sc.size_ms), Time.milliseconds(sc.slide_ms)))
+            .side_output_late_data(SUMMARY_LATE_TAG)
+        )
+        summaries = (
+            windowed.aggregate(
+                SummaryAggregate(sc.alpha),
+                SummaryWindow(),
+                accumulator_type=Types.PICKLED_BYTE_ARRAY(),
+                output_type=Types.STRING(),
+            )
+            .name("summaries")
+            .uid("summaries")
+        )
+        late_for_windows = (
+            summaries.get_side_output(SUMMARY_LATE_TAG)
+            .map(summary_late_record, output_type=Types.STRING())
+            .name("summaries-late")
+            .uid("summaries-late")
+        )
+        outputs["summaries"] = summaries
+        outputs["late"] = outputs["late"].union(late_for_windows)
     return outputs
 
 

@@ -70,7 +70,8 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
     def _store(self, det: EntityDetector, release_timer: int, idle_timer: int, ts: Any) -> None:
         earliest = det.earliest_buffered_ms()
         if earliest != release_timer:
-            if release_timer != _NO_TIMER:
+            # Flink keeps one timer per key and timestamp: never delete the idle timer's.
+            if release_timer != _NO_TIMER and release_timer != idle_timer:
                 ts.delete_event_time_timer(release_timer)
             release_timer = _NO_TIMER
             if earliest is not None:

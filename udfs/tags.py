@@ -12,3 +12,7 @@ DEAD_LETTER_TAG = OutputTag("dead-letter", Types.STRING())
 LATE_TAG = OutputTag("late", Types.STRING())
 SCORES_TAG = OutputTag("scores", Types.STRING())
 DRIFT_TAG = OutputTag("drift", Types.STRING())
+# Events behind Flink's watermark for the summary windows (still scored by the detector).
+# (A type instance of its own: the tag is pickled with the window operator, and a type that
+# already holds Java objects cannot be.)
+SUMMARY_LATE_TAG = OutputTag("summary-late", Types.TUPLE([Types.STRING(), Types.LONG(), Types.STRING()]))

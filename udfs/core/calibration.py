@@ -59,7 +59,7 @@ class DecayedHistogram:
     (0.5, 0.01)
     """
 
-    __slots__ = ("edges", "half_life", "_counts", "_weight", "_growth", "_total")
+    __slots__ = ("edges", "half_life", "_counts", "_weight", "_growth", "_total", "_updates")
 
     def __init__(self, edges: Sequence[float], half_life: float) -> None:
         self.edges = tuple(edges)
@@ -70,11 +70,20 @@ class DecayedHistogram:
         self._weight = 1.0
         self._growth = 2.0 ** (1.0 / half_life)
         self._total = 0.0
+        self._updates = 0
 
     @property
     def n(self) -> float:
-        """Effective number of observations (decayed), in units of the newest one."""
-        return self._total / self._weight
+        """Effective number of observations (decayed), in units of the newest one.
+
+        Bounded by about ``half_life / ln 2``: use :attr:`updates` to count observations.
+        """
+        return self._total * self._growth / self._weight if self._updates else 0.0
+
+    @property
+    def updates(self) -> int:
+        """How many observations were ever added (no decay)."""
+        return self._updates
 
     def _bin(self, x: float) -> int:
         i = bisect_right(self.edges, x) - 1
@@ -88,6 +97,7 @@ class DecayedHistogram:
         w = self._weight
         self._counts[i] += w
         self._total += w
+        self._updates += 1
         w *= self._growth
         if w > _RENORMALISE_AT:
             self._counts = [c / w for c in self._counts]
@@ -140,11 +150,11 @@ class DecayedHistogram:
             acc += c
         return self.edges[0]
 
-    def snapshot(self) -> tuple[list[float], float, float]:
-        return (list(self._counts), self._weight, self._total)
+    def snapshot(self) -> tuple[list[float], float, float, int]:
+        return (list(self._counts), self._weight, self._total, self._updates)
 
-    def restore(self, snap: tuple[list[float], float, float]) -> None:
-        counts, weight, total = snap
+    def restore(self, snap: tuple[list[float], float, float, int]) -> None:
+        counts, weight, total, updates = snap
         if len(counts) != len(self._counts):
             raise ValueError(
                 f"histogram snapshot has {len(counts)} bins, configuration has {len(self._counts)}"
@@ -152,6 +162,7 @@ class DecayedHistogram:
         self._counts = list(counts)
         self._weight = weight
         self._total = total
+        self._updates = updates
 
 
 # Rarity u = -log10(survival) is binned on [0, 8] decades.
@@ -192,7 +203,7 @@ class AdaptiveThreshold:
 
     def current(self) -> float:
         """The threshold in rarity units (decades)."""
-        if self._hist.n < self.min_events:
+        if self._hist.updates < self.min_events:
             return self._floor + self.fallback_margin
         return max(self._hist.quantile_upper(self.target_rate), self._floor)
 
@@ -200,13 +211,13 @@ class AdaptiveThreshold:
         self._hist.update(rarity)
 
     @property
-    def n(self) -> float:
-        return self._hist.n
+    def updates(self) -> int:
+        return self._hist.updates
 
-    def snapshot(self) -> tuple[list[float], float, float]:
+    def snapshot(self) -> tuple[list[float], float, float, int]:
         return self._hist.snapshot()
 
-    def restore(self, snap: tuple[list[float], float, float]) -> None:
+    def restore(self, snap: tuple[list[float], float, float, int]) -> None:
         self._hist.restore(snap)
 
 

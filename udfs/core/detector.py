@@ -193,6 +193,7 @@ class EntityDetector:
 
     def _late_record(self, ev: Event) -> dict[str, Any]:
         return {
+            "stage": "detector",
             "entity": ev.entity,
             "ts": format_timestamp(ev.ts_ms),
             "ts_ms": ev.ts_ms,
@@ -278,8 +279,8 @@ class EntityDetector:
             u = u_stats
         is_ready = (
             any_ready
-            and m.cal_stats.n >= mc.min_calibration_events
-            and (combine == "stats" or (hst_warm and m.cal_hst.n >= mc.min_calibration_events))
+            and m.cal_stats.updates >= mc.min_calibration_events
+            and (combine == "stats" or (hst_warm and m.cal_hst.updates >= mc.min_calibration_events))
         )
         thr = m.threshold.current()
         anomalous = is_ready and u >= thr

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+_EPOCH_MS = re.compile(r"-?[0-9]+")
 
 __all__ = ["DeadLetter", "Event", "ParseConfig", "parse_line", "parse_object", "parse_timestamp"]
 
@@ -132,7 +135,7 @@ def parse_timestamp(value: Any) -> int | None:
     text = value.strip()
     if not text:
         return None
-    if text.lstrip("-").isdigit():
+    if _EPOCH_MS.fullmatch(text):
         return int(text)
     try:
         dt = datetime.fromisoformat(text)

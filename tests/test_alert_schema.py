@@ -1,0 +1,136 @@
+"""The alert contract (job/schemas/alert.schema.json) holds for what the detector really emits:
+every alert record of a replay over a stream with incidents validates, and the schema rejects
+records that break it."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from job.config import load_config
+from udfs.core.alerts import ALERT_SCHEMA_VERSION
+from udfs.core.events import Event
+from udfs.core.replay import replay
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "job" / "schemas" / "alert.schema.json"
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+# Small windows so a few hours of events warm everything up (as tests/test_flink_job.py's FAST,
+# copied so this test does not import pyflink).
+FAST = [
+    "detector.features.windows=[{name: 1m, length_ms: 60000, buckets: 6}, {name: 10m, length_ms: 600000, buckets: 10}, {name: 1h, length_ms: 3600000, buckets: 12}]",
+    "detector.features.ratio_pairs=[[1m, 1h]]",
+    "detector.features.robust_windows=[1h]",
+    "detector.threshold.min_events=200",
+    "detector.model.hst_window=50",
+    "detector.model.min_calibration_events=50",
+    "detector.alerts.quiet_period_ms=300000",
+    "detector.alerts.cooldown_ms=600000",
+]
+
+
+def _stream(seed: int = 5, minutes: int = 480) -> Iterator[Event]:
+    """Three entities every 20 s for 8 hours with a cpu spike, a latency surge that jumps
+    from 1.8x to 40x (an open then an escalate) and a cpu dip."""
+    rng = random.Random(seed)
+    for step in range(minutes * 3):
+        ts = T0 + step * 20_000
+        minute = step // 3
+        for e in range(3):
+            cpu = 40 + 10 * (e % 2) + rng.gauss(0, 2)
+            lat = 100 + rng.gauss(0, 5)
+            if e == 1 and 300 <= minute < 315:
+                cpu += 45
+            if e == 2 and 360 <= minute < 380:
+                lat *= 1.8 if step == 1080 else 40
+            if e == 0 and 420 <= minute < 430:
+                cpu -= 30
+            yield Event(f"e{e}", ts, {"cpu": round(cpu, 3), "lat_ms": round(lat, 3)})
+
+
+@pytest.fixture(scope="module")
+def validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads(SCHEMA_PATH.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+@pytest.fixture(scope="module")
+def alerts() -> list[dict[str, Any]]:
+    cfg = load_config(None, FAST).detector
+    # Through strict JSON, as the job writes them (NaN or infinity would fail here).
+    return [
+        json.loads(json.dumps(rec, allow_nan=False))
+        for kind, rec in replay(_stream(), cfg)
+        if kind == "alert"
+    ]
+
+
+def test_schema_is_versioned_like_the_records(validator: jsonschema.Draft202012Validator) -> None:
+    schema = validator.schema
+    assert schema["$id"].endswith("/alert/1.json")
+    assert schema["properties"]["schema_version"] == {
+        "description": "Version of this record layout.",
+        "const": ALERT_SCHEMA_VERSION,
+    }
+
+
+def test_every_alert_of_a_replay_with_incidents_validates(
+    validator: jsonschema.Draft202012Validator, alerts: list[dict[str, Any]]
+) -> None:
+    # The stream exercises every kind, severity and direction.
+    assert {a["kind"] for a in alerts} == {"open", "escalate", "resolved"}
+    assert {a["severity"] for a in alerts} == {"info", "warning", "critical"}
+    assert {a["direction"] for a in alerts} == {"spike", "dip"}
+    for rec in alerts:
+        errors = [e.message for e in validator.iter_errors(rec)]
+        assert errors == [], (rec, errors)
+
+
+def test_optional_extensions_validate_and_unknown_fields_do_not(
+    validator: jsonschema.Draft202012Validator, alerts: list[dict[str, Any]]
+) -> None:
+    rec = dict(alerts[0])
+    rec.update(
+        rule="lat_*",
+        maintenance=False,
+        threshold_offset=0.25,
+        filter_probability=0.12,
+        suppressed_global=3,
+    )
+    assert list(validator.iter_errors(rec)) == []
+    rec["priority"] = "P1"
+    assert [e.validator for e in validator.iter_errors(rec)] == ["additionalProperties"]
+
+
+@pytest.mark.parametrize(
+    ("change", "keyword"),
+    [
+        (lambda r: r.pop("alert_id"), "required"),
+        (lambda r: r.update(severity="urgent"), "enum"),
+        (lambda r: r.update(kind="closed"), "enum"),
+        (lambda r: r.update(schema_version=2), "const"),
+        (lambda r: r.update(alert_id="A3F2D2AB9C8E6B4B"), "pattern"),
+        (lambda r: r.update(ts="2026-01-01 00:00:00"), "pattern"),
+        (lambda r: r.update(score=1.5), "maximum"),
+        (lambda r: r.update(suppressed_before=-1), "minimum"),
+        (lambda r: r.update(features=[]), "minItems"),
+        (lambda r: r["features"][0].pop("expected"), "required"),
+        (lambda r: r.update(filter_probability="high"), "type"),
+    ],
+)
+def test_schema_rejects_broken_records(
+    validator: jsonschema.Draft202012Validator,
+    alerts: list[dict[str, Any]],
+    change: Any,
+    keyword: str,
+) -> None:
+    rec = json.loads(json.dumps(alerts[0]))  # a deep copy
+    change(rec)
+    assert [e.validator for e in validator.iter_errors(rec)] == [keyword]

@@ -1,0 +1,370 @@
+"""The Flink adapter (udfs.detect.DetectAnomalies) driven like Flink drives it, with fakes and
+no JVM: keyed ValueState, event-time timers (one per key and timestamp, as Flink keeps them)
+and a bounded-out-of-orderness watermark. Its outputs equal the replay oracle's, buffered
+events leave on the release timer, and the idle timer clears the entity's state."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import random
+from typing import Any
+
+import pytest
+from pyflink.datastream import TimeDomain
+from pyflink.datastream.state import ValueStateDescriptor
+
+from state.codec import decode
+from udfs.core.alerts import AlertConfig
+from udfs.core.config import DetectorConfig, LatenessConfig, ModelConfig, ThresholdConfig
+from udfs.core.events import Event
+from udfs.core.features import FeatureConfig, WindowSpec
+from udfs.core.replay import replay
+from udfs.detect import DetectAnomalies
+from udfs.tags import LATE_TAG, SCORES_TAG
+
+T0 = 1_767_225_600_000
+SEC = 1_000
+BOUND = 5_000
+TTL = 600_000
+LONG_MIN = -(2**63)
+LONG_MAX = 2**63 - 1
+
+CFG = DetectorConfig(
+    lateness=LatenessConfig(max_out_of_orderness_ms=BOUND, idle_ttl_ms=TTL),
+    features=FeatureConfig(
+        windows=(WindowSpec("10s", 10_000, 5), WindowSpec("1m", 60_000, 6)),
+        ratio_pairs=(("10s", "1m"),),
+        robust_windows=("10s",),
+        max_gap_ms=30_000,
+        min_count=3,
+    ),
+    model=ModelConfig(hst_trees=5, hst_height=6, hst_window=50, min_calibration_events=30),
+    threshold=ThresholdConfig(min_events=200, target_alert_rate=0.001),
+    alerts=AlertConfig(quiet_period_ms=30_000, cooldown_ms=60_000),
+)
+
+
+# -- fakes of the Flink runtime ------------------------------------------------------------
+
+
+class Backend:
+    """Keyed state and event-time timers of one operator instance."""
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+        self.state: dict[tuple[str, str], bytes] = {}
+        self.timers: dict[str, set[int]] = {}  # Flink keeps one timer per key and timestamp
+        self.watermark = LONG_MIN
+        self.descriptors: list[ValueStateDescriptor] = []
+
+
+class FakeValueState:
+    def __init__(self, backend: Backend, name: str) -> None:
+        self._b = backend
+        self._name = name
+
+    def _slot(self) -> tuple[str, str]:
+        assert self._b.key is not None, "keyed state used outside a keyed context"
+        return (self._name, self._b.key)
+
+    def value(self) -> Any:
+        data = self._b.state.get(self._slot())
+        return None if data is None else pickle.loads(data)  # PICKLED_BYTE_ARRAY
+
+    def update(self, value: Any) -> None:
+        self._b.state[self._slot()] = pickle.dumps(value)
+
+    def clear(self) -> None:
+        self._b.state.pop(self._slot(), None)
+
+
+class FakeRuntimeContext:
+    def __init__(self, backend: Backend) -> None:
+        self._b = backend
+
+    def get_state(self, descriptor: ValueStateDescriptor) -> FakeValueState:
+        assert isinstance(descriptor, ValueStateDescriptor)
+        self._b.descriptors.append(descriptor)
+        return FakeValueState(self._b, descriptor.name)
+
+
+class FakeTimerService:
+    def __init__(self, backend: Backend) -> None:
+        self._b = backend
+
+    def current_watermark(self) -> int:
+        return self._b.watermark
+
+    def register_event_time_timer(self, ts: int) -> None:
+        assert self._b.key is not None
+        self._b.timers.setdefault(self._b.key, set()).add(ts)
+
+    def delete_event_time_timer(self, ts: int) -> None:
+        assert self._b.key is not None
+        self._b.timers.get(self._b.key, set()).discard(ts)
+
+    def register_processing_time_timer(self, ts: int) -> None:
+        raise AssertionError("the detector must not use processing time")
+
+
+class FakeContext:
+    def __init__(self, backend: Backend, timestamp: int) -> None:
+        self._b = backend
+        self._ts = timestamp
+
+    def get_current_key(self) -> str | None:
+        return self._b.key
+
+    def timer_service(self) -> FakeTimerService:
+        return FakeTimerService(self._b)
+
+    def timestamp(self) -> int:
+        return self._ts
+
+    def time_domain(self) -> TimeDomain:
+        return TimeDomain.EVENT_TIME
+
+
+class Harness:
+    """Drives the operator like Flink: elements, then watermarks that fire due timers."""
+
+    def __init__(self, cfg: DetectorConfig = CFG) -> None:
+        self.cfg = cfg
+        self.b = Backend()
+        self.fn = DetectAnomalies(cfg, emit_scores=True)
+        self.fn.open(FakeRuntimeContext(self.b))
+        self.out: list[tuple[str, dict[str, Any]]] = []
+        self.max_ts = LONG_MIN
+        self.max_timers_seen = 0
+
+    def _collect(self, produced: list[Any]) -> list[tuple[str, dict[str, Any]]]:
+        got = []
+        for item in produced:
+            if isinstance(item, str):
+                got.append(("alert", json.loads(item)))
+            else:
+                tag, payload = item
+                kind = "late" if tag is LATE_TAG else "score" if tag is SCORES_TAG else "?"
+                got.append((kind, json.loads(payload)))
+        self.out += got
+        for key, timers in self.b.timers.items():
+            assert len(timers) <= 2, (key, sorted(timers))
+            self.max_timers_seen = max(self.max_timers_seen, len(timers))
+        return got
+
+    def element(self, ev: Event, watermark: bool = True) -> list[tuple[str, dict[str, Any]]]:
+        self.b.key = ev.entity
+        got = self._collect(
+            list(
+                self.fn.process_element(
+                    (ev.entity, ev.ts_ms, ev.to_json()), FakeContext(self.b, ev.ts_ms)
+                )
+            )
+        )
+        self.max_ts = max(self.max_ts, ev.ts_ms)
+        if watermark:
+            got += self.advance(self.max_ts - BOUND - 1)  # Flink's bounded out-of-orderness
+        return got
+
+    def advance(self, watermark: int) -> list[tuple[str, dict[str, Any]]]:
+        got: list[tuple[str, dict[str, Any]]] = []
+        if watermark <= self.b.watermark:
+            return got
+        self.b.watermark = watermark
+        while True:
+            due = [
+                (ts, key)
+                for key, ts_set in self.b.timers.items()
+                for ts in ts_set
+                if ts <= watermark
+            ]
+            if not due:
+                return got
+            ts, key = min(due)
+            self.b.timers[key].discard(ts)
+            self.b.key = key
+            got += self._collect(list(self.fn.on_timer(ts, FakeContext(self.b, ts))))
+
+    def end_of_input(self) -> list[tuple[str, dict[str, Any]]]:
+        return self.advance(LONG_MAX)
+
+    def stored(self, entity: str) -> Any:
+        data = self.b.state.get(("entity-detector", entity))
+        return None if data is None else pickle.loads(data)
+
+    def timers(self, entity: str) -> set[int]:
+        return set(self.b.timers.get(entity, set()))
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def stream(
+    n: int,
+    entity: str,
+    seed: int,
+    start: int = T0,
+    jitter: bool = False,
+    spike: int | None = None,
+) -> list[Event]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        metrics = {"cpu": round(50 + rng.gauss(0, 1), 3), "mem": round(30 + rng.gauss(0, 1), 3)}
+        if i == spike:
+            metrics["cpu"] += 30.0
+        ts = start + i * SEC + (rng.randrange(1, 999) if jitter else 0)
+        out.append(Event(entity, ts, metrics))
+    return out
+
+
+def shuffle_within_bound(events: list[Event], rng: random.Random) -> list[Event]:
+    return sorted(events, key=lambda e: e.ts_ms + rng.uniform(0, BOUND))
+
+
+def normalised(kind: str, rec: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A replay record as it looks after the operator's JSON (scores without features)."""
+    if kind == "score":
+        rec = {k: v for k, v in rec.items() if k != "features"}
+    return kind, json.loads(json.dumps(rec))
+
+
+def per_entity_and_kind(
+    outputs: list[tuple[str, dict[str, Any]]],
+) -> dict[tuple[str, str], list[Any]]:
+    """Each entity's scores, alerts and late records, each in order.
+
+    Watermarks release buffered events earlier than a replay without watermarks, so a score
+    may leave before or after a late record of the same entity, and a late record's
+    ``frontier_ms`` reflects the watermark; the late *event* is the same.
+    """
+    grouped: dict[tuple[str, str], list[Any]] = {}
+    for kind, rec in outputs:
+        item = (rec["ts_ms"], rec["event"]) if kind == "late" else rec
+        grouped.setdefault((rec["entity"], kind), []).append(item)
+    return grouped
+
+
+# -- tests ---------------------------------------------------------------------------------
+
+
+def test_state_descriptor_is_a_value_state_with_a_ttl_backstop() -> None:
+    h = Harness()
+    [desc] = h.b.descriptors
+    assert desc.name == "entity-detector"
+    assert desc._ttl_config is not None
+
+
+def test_operator_outputs_equal_the_replay_oracle() -> None:
+    rng = random.Random(11)
+    a = stream(400, "a", seed=1, spike=300)
+    b = stream(400, "b", seed=2, start=T0 + 250, spike=320)
+    # c goes quiet for longer than the idle TTL, then comes back.
+    c = stream(150, "c", seed=3, start=T0 + 500) + stream(
+        150, "c", seed=4, start=T0 + 500 + 149 * SEC + TTL + 7 * SEC
+    )
+    merged = sorted(
+        shuffle_within_bound(a, rng) + shuffle_within_bound(b, rng) + shuffle_within_bound(c, rng),
+        key=lambda e: e.ts_ms + rng.uniform(0, BOUND),
+    )
+    # A straggler behind its entity's newest event by more than the bound: late in both.
+    merged.insert(200, Event("a", T0 + 60 * SEC, {"cpu": 1.0, "mem": 1.0}))
+
+    h = Harness()
+    for i, ev in enumerate(merged):
+        h.element(ev, watermark=i % 3 == 0)  # watermarks now and then, as Flink emits them
+    h.end_of_input()
+
+    expected = [normalised(kind, rec) for kind, rec in replay(merged, CFG)]
+    assert any(kind == "alert" for kind, _ in expected)
+    assert any(kind == "late" for kind, _ in expected)
+    assert per_entity_and_kind(h.out) == per_entity_and_kind(expected)
+
+
+def test_release_timer_emits_buffered_events_when_the_watermark_passes_them() -> None:
+    h = Harness()
+    events = stream(20, "a", seed=1)
+    for ev in events:
+        h.element(ev)
+    # Newest 19 s: events 14..19 s are still buffered (within the 5 s bound).
+    scored = [r["ts_ms"] for k, r in h.out if k == "score"]
+    assert scored == [e.ts_ms for e in events[:14]]
+    assert min(h.timers("a")) == T0 + 14 * SEC  # the release timer
+
+    got = h.advance(T0 + 16 * SEC)  # no further event, only the watermark
+    assert [r["ts_ms"] for k, r in got if k == "score"] == [
+        T0 + 14 * SEC,
+        T0 + 15 * SEC,
+        T0 + 16 * SEC,
+    ]
+    assert min(h.timers("a")) == T0 + 17 * SEC
+
+    got = h.advance(T0 + 19 * SEC)
+    assert [r["ts_ms"] for k, r in got if k == "score"] == [T0 + s * SEC for s in (17, 18, 19)]
+    snapshot = decode(h.stored("a")[2])
+    assert snapshot[3] == []  # nothing left in the entity's buffer
+    # No release timer is left, only the idle timer (past every event seen).
+    [idle] = h.timers("a")
+    assert idle >= T0 + TTL
+
+
+def test_idle_timer_clears_state_and_leaves_no_timer() -> None:
+    h = Harness()
+    events = stream(300, "a", seed=1, jitter=True)  # timestamps off any regular grid
+    for ev in events:
+        h.element(ev)
+    last = events[-1].ts_ms
+    h.advance(last + TTL - 1)
+    assert h.stored("a") is not None  # not idle long enough yet
+    h.advance(last + TTL)
+    assert h.stored("a") is None
+    assert h.timers("a") == set()
+    assert len([1 for k, _ in h.out if k == "score"]) == 300
+
+
+def test_entity_returning_after_its_state_was_cleared_starts_fresh() -> None:
+    h = Harness()
+    early = stream(100, "a", seed=1, jitter=True)
+    for ev in early:
+        h.element(ev)
+    h.advance(early[-1].ts_ms + TTL)
+    assert h.stored("a") is None
+    later = stream(100, "a", seed=2, start=early[-1].ts_ms + TTL + 10 * SEC)
+    start = len(h.out)
+    for ev in later:
+        h.element(ev)
+    h.end_of_input()
+    fresh = [normalised(k, r) for k, r in replay(later, CFG)]
+    assert h.out[start:] == fresh
+    assert h.stored("a") is None and h.timers("a") == set()
+
+
+def test_end_of_input_releases_everything_and_clears_every_entity() -> None:
+    h = Harness()
+    for ev in stream(50, "a", seed=1, jitter=True) + stream(50, "b", seed=2, jitter=True):
+        h.element(ev, watermark=False)
+    h.end_of_input()
+    assert len([1 for k, _ in h.out if k == "score"]) == 100
+    assert h.b.state == {}
+    assert all(not timers for timers in h.b.timers.values())
+
+
+def test_at_most_two_timers_per_entity_over_a_long_shuffled_run() -> None:
+    rng = random.Random(3)
+    h = Harness()
+    events = shuffle_within_bound(stream(900, "a", seed=5, jitter=True, spike=500), rng)
+    for i, ev in enumerate(events):
+        h.element(ev, watermark=i % 4 == 0)
+    h.end_of_input()
+    assert h.max_timers_seen == 2  # the harness asserts <= 2 after every callback
+
+
+def test_idle_timer_clears_state_on_a_regular_cadence() -> None:
+    h = Harness()
+    events = stream(700, "a", seed=1)  # exactly 1 s apart: first ts + TTL is an event's ts
+    for ev in events:
+        h.element(ev)
+    h.advance(events[-1].ts_ms + TTL)
+    assert h.stored("a") is None
+    assert h.timers("a") == set()
