@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 NAB_DIR ?= $(abspath ../shared/data/nab)
 export NAB_DIR
 
-.PHONY: demo test test-fast test-e2e lint venv jars kafka-start kafka-stop kafka-status cluster-start cluster-stop cluster-status clean
+.PHONY: demo test test-fast test-e2e lint venv jars kafka-start kafka-stop kafka-status cluster-start cluster-stop cluster-status clean report tune
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v java >/dev/null || { echo "error: java (JDK 17) is needed by Flink: install it (apt-get install openjdk-17-jdk-headless) and run again"; exit 1; }
@@ -30,6 +30,17 @@ test: $(STAMP)
 ## Unit tests only (no JVM).
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not minicluster and not e2e"
+
+## HTML report of the demo stream (replay, no JVM): out/demo-report/index.html
+report: $(STAMP)
+	@test -f out/demo/input.jsonl || $(PY) -c "from job.demo_data import write_demo; write_demo('out/demo/input.jsonl')"
+	$(PY) -m job replay --input out/demo/input.jsonl --out out/demo-replay
+	$(PY) -m job report --run out/demo-replay --input out/demo/input.jsonl --out out/demo-report
+
+## Target alert rates on the demo stream, scored against its injected incidents
+tune: $(STAMP)
+	@test -f out/demo/input.jsonl || $(PY) -c "from job.demo_data import write_demo; write_demo('out/demo/input.jsonl')"
+	$(PY) -m job tune --input out/demo/input.jsonl --labels demo --json out/tune.json
 
 ## End-to-end tests only (real Kafka broker + standalone Flink cluster, ~2 min).
 test-e2e: $(STAMP)

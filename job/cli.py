@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 
 from job.config import ConfigError, JobConfig, load_config, reference_rows, to_plain
+from job.report import add_arguments as add_report_arguments
+from job.tune import add_arguments as add_tune_arguments
 
 __all__ = ["main"]
 
@@ -125,6 +127,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_args(nab)
 
+    rpt = sub.add_parser(
+        "report",
+        help="write an HTML report (charts, alerts and their explanations) of a run's outputs",
+        description="Read a run folder (scores.csv or scores.jsonl, alerts.jsonl, drift.jsonl, "
+        "dead_letter.jsonl, late.jsonl, and the input events for the metric values) and write "
+        "OUT/index.html, self-contained, plus one OUT/<entity>.png per entity.",
+    )
+    add_report_arguments(rpt)
+
+    tun = sub.add_parser(
+        "tune",
+        help="replay a sample once per target alert rate: alerts per entity per day, "
+        "precision / recall / F1 against labels",
+        description="Replay the input through the detection core once per target alert rate\n"
+        "(in parallel processes); print the alert episodes opened, per entity per day, and\n"
+        "with --labels episode-level precision / recall / F1: an episode opening inside\n"
+        "[start - slack, end] of an incident of its entity finds it (slack: 10 minutes).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_CONFIG_HELP,
+    )
+    add_tune_arguments(tun)
+    _add_config_args(tun)
+
     cfg = sub.add_parser(
         "config", help="print the effective configuration, or the reference of every key"
     )
@@ -183,11 +208,25 @@ def cmd_run(cfg: JobConfig, job_name: str = "anomaly-detection") -> Counter[str]
     if cfg.source.type == "demo":
         path = str(Path(cfg.sink.dir) / "input.jsonl")
         write_demo(path)
-    elif not Path(path).is_file():
+    elif cfg.source.type == "file" and not Path(path).is_file():
         raise FileNotFoundError(f"input file not found: {path}")
     env = create_environment(cfg)
-    outputs = build_pipeline(env, cfg, file_source(env, path))
+    if cfg.source.type == "kafka":
+        from job.kafka_io import kafka_source
+
+        source = kafka_source(env, cfg.kafka)
+    else:
+        source = file_source(env, path)
+    outputs = build_pipeline(env, cfg, source)
+    if cfg.sink.type == "kafka":
+        from job.kafka_io import attach_kafka_sinks
+
+        attach_kafka_sinks(outputs, cfg.kafka)
+        env.execute(job_name)  # detached under `flink run -d`: returns once submitted
+        return Counter()
     counts = collect_to_files(outputs, cfg.sink.dir, job_name)
+    if cfg.source.type == "kafka":
+        return counts
     events, entities = _input_stats(Path(path))
     counts["events"] = events
     counts["entities"] = entities
@@ -228,6 +267,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "replay":
         return _cmd_replay(args)
+    if args.command == "report":
+        from job.report import run_command as run_report
+
+        return run_report(args)
+    if args.command == "tune":
+        from job.tune import run_command as run_tune
+
+        return run_tune(args, _load(args))
     if args.command == "run":
         extra = []
         if args.input:
@@ -237,6 +284,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         cfg = _load(args, extra)
         t0 = time.monotonic()
         counts = cmd_run(cfg)
+        if cfg.sink.type == "kafka":
+            print(f"job ended or submitted after {time.monotonic() - t0:.1f} s; outputs in Kafka")
+            return 0
         print(_summary(counts, Path(cfg.sink.dir), time.monotonic() - t0))
         return 0
     if args.command == "nab":
@@ -244,13 +294,17 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_nab_command(args.nab_dir, args.out, _load(args), args.files, args.workers)
     if args.command == "demo":
-        cfg = _load(args, ["source.type=demo", f"sink.dir={args.out}"])
+        cfg = _load(args, ["source.type=demo", f"sink.dir={args.out}", "sink.emit_scores=true"])
         print(
             f"demo: writing a 3-day stream of 5 entities to {args.out}/input.jsonl and running the job on a local MiniCluster ..."
         )
         t0 = time.monotonic()
         counts = cmd_run(cfg, "anomaly-detection-demo")
         print(_summary(counts, Path(cfg.sink.dir), time.monotonic() - t0))
+        from job.report import build_report
+
+        res = build_report(cfg.sink.dir, Path(cfg.sink.dir) / "report", Path(cfg.sink.dir) / "input.jsonl")
+        print(f"report           {res['index']}")
         return 0
     raise AssertionError(args.command)
 
