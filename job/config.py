@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from job.kafka_io import KafkaConfig
 from udfs.core.config import DetectorConfig
 from udfs.core.events import ParseConfig
 
@@ -52,7 +53,8 @@ class SourceConfig:
     Parameters
     ----------
     type
-        ``file`` (JSON lines at ``path``) or ``demo`` (the bundled sample stream).
+        ``file`` (JSON lines at ``path``), ``demo`` (the bundled sample stream) or ``kafka``
+        (``kafka.events_topic``, see the ``kafka`` section).
     path
         Input file for ``type: file``.
     """
@@ -62,8 +64,8 @@ class SourceConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.type not in ("file", "demo"):
-            problems.append(f"type must be file or demo, got {self.type!r}")
+        if self.type not in ("file", "demo", "kafka"):
+            problems.append(f"type must be file, demo or kafka, got {self.type!r}")
         if self.type == "file" and not self.path:
             problems.append("path is required when type is file")
         if problems:
@@ -79,7 +81,8 @@ class SinkConfig:
     type
         ``file``: ``alerts.jsonl``, ``drift.jsonl``, ``dead_letter.jsonl``, ``late.jsonl``
         (and ``scores.jsonl`` with ``emit_scores``) written into ``dir`` by the client that
-        collects the job's results (bounded inputs, local runs and tests).
+        collects the job's results (bounded inputs, local runs and tests). ``kafka``: each
+        output to its topic of the ``kafka`` section (exactly-once with checkpointing).
     dir
         Output folder of the file sink.
     emit_scores
@@ -94,8 +97,8 @@ class SinkConfig:
     emit_features: bool = False
 
     def __post_init__(self) -> None:
-        if self.type != "file":
-            raise ValueError(f"type must be file, got {self.type!r}")
+        if self.type not in ("file", "kafka"):
+            raise ValueError(f"type must be file or kafka, got {self.type!r}")
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,7 @@ class JobConfig:
     parse: ParseConfig = field(default_factory=ParseConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     summaries: SummaryConfig = field(default_factory=SummaryConfig)
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
 
 
 # -- building dataclasses from plain data, collecting every problem ------------------------

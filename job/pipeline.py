@@ -25,7 +25,7 @@ from job.config import JobConfig, python_executable
 from udfs.detect import DetectAnomalies
 from udfs.parse import ParseEvents
 from udfs.summaries import SummaryAggregate, SummaryWindow, summary_late_record
-from udfs.tags import DEAD_LETTER_TAG, EVENT_TYPE, LATE_TAG, SCORES_TAG, SUMMARY_LATE_TAG
+from udfs.tags import DEAD_LETTER_TAG, DRIFT_TAG, EVENT_TYPE, LATE_TAG, SCORES_TAG, SUMMARY_LATE_TAG
 from udfs.watermarks import watermark_strategy
 
 __all__ = [
@@ -71,9 +71,23 @@ def create_environment(cfg: JobConfig) -> StreamExecutionEnvironment:
         env.enable_checkpointing(
             cfg.execution.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE
         )
+    shipped = _shipped_python_files(env)
     for pkg in WORKER_PACKAGES:
-        env.add_python_file(str(PROJECT_ROOT / pkg))
+        if pkg not in shipped:  # `flink run -pyfs job,udfs,state` ships them already
+            env.add_python_file(str(PROJECT_ROOT / pkg))
     return env
+
+
+def _shipped_python_files(env: StreamExecutionEnvironment) -> set[str]:
+    """Names of the files/folders in ``python.files`` (shipping one twice fails the job)."""
+    from pyflink.java_gateway import get_gateway
+
+    jvm = get_gateway().jvm
+    conf = jvm.org.apache.flink.python.util.PythonConfigUtil.getEnvironmentConfig(
+        env._j_stream_execution_environment
+    )
+    value = conf.getString("python.files", None) or ""
+    return {Path(p.rstrip("/")).name for p in value.split(",") if p.strip()}
 
 
 def file_source(env: StreamExecutionEnvironment, path: str) -> DataStream:
@@ -123,6 +137,7 @@ def build_pipeline(
         "alerts": detected,
         "dead_letter": parsed.get_side_output(DEAD_LETTER_TAG),
         "late": detected.get_side_output(LATE_TAG),
+        "drift": detected.get_side_output(DRIFT_TAG),
     }
     if cfg.sink.emit_scores:
         outputs["scores"] = detected.get_side_output(SCORES_TAG)
@@ -177,7 +192,7 @@ def collect_to_files(
     tagged = [_tagged(outputs[n], n) for n in names]
     union = tagged[0].union(*tagged[1:]) if len(tagged) > 1 else tagged[0]
     files = {
-        n: open(out / OUTPUT_FILES[n], "w") for n in OUTPUT_FILES if n in names or n == "drift"
+        n: open(out / OUTPUT_FILES[n], "w") for n in OUTPUT_FILES if n in names
     }
     counts: Counter[str] = Counter({n: 0 for n in files})
     try:

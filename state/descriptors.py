@@ -31,6 +31,13 @@ def entity_state_descriptor(state_ttl_ms: int = 7 * 86_400_000) -> ValueStateDes
             StateTtlConfig.new_builder(Time.milliseconds(state_ttl_ms))
             .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
             .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+            # Cleanup named explicitly: PyFlink's default background cleanup builds a RocksDB
+            # compaction-filter strategy with Duration.of_days(30), a py4j call, and a
+            # TaskManager's thread-mode (PEMJA) interpreter has no py4j gateway: on a real
+            # cluster open() failed with FileNotFoundError (trying to launch one).
+            .disable_cleanup_in_background()
+            .cleanup_incrementally(10, False)
+            .cleanup_full_snapshot()
             .build()
         )
         desc.enable_time_to_live(ttl)

@@ -80,7 +80,7 @@ def test_flapping_inside_cooldown_is_suppressed_counted_and_carried_once() -> No
         (10, False, INFO),  # resolves (quiet since minute 0): cooldown until minute 25
         (12, True, INFO),
         (13, False, INFO),
-        (16, True, CRITICAL),
+        (16, True, INFO),
         (20, True, INFO),
         (24, True, INFO),  # 4 suppressed, all inside the cooldown
         (25, True, INFO),  # cooldown over: opens, carrying the count
@@ -91,6 +91,22 @@ def test_flapping_inside_cooldown_is_suppressed_counted_and_carried_once() -> No
     assert [r["suppressed_before"] for r in out] == [0, 0, 4, 0]
     assert out[2]["alert_id"] != out[0]["alert_id"]
     assert tracker.suppressed == 0
+
+
+def test_a_higher_severity_than_the_last_peak_opens_inside_the_cooldown() -> None:
+    tracker = EpisodeTracker(CFG, "srv-1")
+    decisions = [
+        (0, True, WARNING),
+        *normal(range(1, 10)),
+        (10, False, INFO),  # resolves at peak warning: cooldown until minute 25
+        (12, True, INFO),  # lower: suppressed
+        (13, True, WARNING),  # the same: suppressed
+        (16, True, CRITICAL),  # worse: opens, carrying the 2 suppressed
+    ]
+    out = run(tracker, decisions)
+    assert kinds(out) == [("open", 0), ("resolved", 10), ("open", 16)]
+    assert out[2]["severity"] == "critical"
+    assert out[2]["suppressed_before"] == 2
 
 
 def test_suppressions_are_reported_by_the_next_open_even_after_a_long_wait() -> None:

@@ -92,7 +92,7 @@ def test_unknown_keys_wrong_types_and_semantic_errors_are_all_reported_at_once()
             "execution.parallelism=many",  # wrong type
             "detector.alerts.cooldown_ms=soon",  # wrong type, depth 3
             "detector.threshold.target_alert_rate=2",  # semantic
-            "source.type=kafka",  # semantic
+            "source.type=ftp",  # semantic
             "detector.lateness.idle_ttl_ms=0",  # semantic
         ]
     )
@@ -107,7 +107,7 @@ def test_unknown_keys_wrong_types_and_semantic_errors_are_all_reported_at_once()
         assert any(p.startswith(key + ":") for p in problems), (key, text)
     # Semantic errors name the section and the field.
     assert any(p.startswith("detector.threshold:") and "target_alert_rate" in p for p in problems)
-    assert any(p.startswith("source:") and "type" in p and "kafka" in p for p in problems)
+    assert any(p.startswith("source:") and "type" in p and "ftp" in p for p in problems)
     assert any(p.startswith("detector.lateness:") and "idle_ttl_ms" in p for p in problems)
     assert len(problems) == 8, text
 

@@ -105,6 +105,7 @@ def _replay_outputs(lines: list[str], cfg: JobConfig) -> dict[str, Counter[str]]
         "scores": Counter(),
         "late": Counter(),
         "dead_letter": Counter(),
+        "drift": Counter(),
     }
     records = (parse_line(line, ParseConfig()) for line in lines)
     for kind, rec in replay(records, cfg.detector):
@@ -125,7 +126,7 @@ def _run_job(lines: list[str], cfg: JobConfig, tmp: Path) -> dict[str, Counter[s
     collect_to_files(outputs, tmp / "out", "test")
     return {
         name: Counter((tmp / "out" / f"{name}.jsonl").read_text().splitlines())
-        for name in ("alerts", "scores", "late", "dead_letter")
+        for name in ("alerts", "scores", "late", "dead_letter", "drift")
     }
 
 
@@ -156,7 +157,7 @@ def test_job_equals_replay_oracle(
     assert sum(expected["scores"].values()) > 5000
     assert any('"kind": "open"' in a for a in expected["alerts"])
     assert expected["late"] and expected["dead_letter"]
-    for name in ("alerts", "late", "dead_letter", "scores"):
+    for name in ("alerts", "late", "dead_letter", "scores", "drift"):
         assert got[name] == expected[name], (
             f"{name} differ between Flink ({mode}, p={parallelism}) and replay"
         )

@@ -11,9 +11,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from udfs.core.config import DetectorConfig
+from udfs.core.config import DetectorConfig, ModelConfig, ThresholdConfig
 from udfs.core.detector import Output
 from udfs.core.events import Event, ParseConfig, parse_line
+from udfs.core.features import FeatureConfig, WindowSpec
 from udfs.core.replay import replay
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -21,7 +22,16 @@ MIN = 60_000
 ENTITIES = ("srv-1", "srv-2", "srv-3", "db-1")
 MINUTES = 600
 PARSE = ParseConfig()
-CFG = DetectorConfig()
+# Windows up to 1 h so that 600 minutes warm the detector up (the default baseline is 24 h).
+CFG = DetectorConfig(
+    features=FeatureConfig(
+        windows=(WindowSpec("5m", 300_000, 10), WindowSpec("1h", 3_600_000, 12)),
+        ratio_pairs=(("5m", "1h"),),
+        robust_windows=("1h",),
+    ),
+    model=ModelConfig(hst_window=100),
+    threshold=ThresholdConfig(min_events=200),
+)
 
 
 def good_lines(rng: random.Random) -> list[str]:

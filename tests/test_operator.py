@@ -10,7 +10,6 @@ import pickle
 import random
 from typing import Any
 
-import pytest
 from pyflink.datastream import TimeDomain
 from pyflink.datastream.state import ValueStateDescriptor
 

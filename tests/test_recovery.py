@@ -101,8 +101,8 @@ def test_restore_from_checkpoint_gives_the_uninterrupted_alerts(tmp_path: Path) 
 
     got = {
         name: Counter((tmp_path / "out" / f"{name}.jsonl").read_text().splitlines())
-        for name in ("alerts", "scores", "late", "dead_letter")
+        for name in ("alerts", "scores", "late", "dead_letter", "drift")
     }
     assert any(json.loads(a)["kind"] == "open" for a in expected["alerts"])
-    for name in ("alerts", "late", "dead_letter", "scores"):
+    for name in ("alerts", "late", "dead_letter", "scores", "drift"):
         assert got[name] == expected[name], f"{name} differ after the restore"

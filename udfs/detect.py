@@ -23,7 +23,7 @@ from state.descriptors import entity_state_descriptor
 from udfs.core.config import DetectorConfig
 from udfs.core.detector import EntityDetector, Output
 from udfs.core.events import Event
-from udfs.tags import LATE_TAG, SCORES_TAG
+from udfs.tags import DRIFT_TAG, LATE_TAG, SCORES_TAG
 
 __all__ = ["DetectAnomalies", "score_row"]
 
@@ -124,6 +124,8 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
                 yield json.dumps(rec, sort_keys=True)
             elif kind == "late":
                 yield LATE_TAG, json.dumps(rec, sort_keys=True)
+            elif kind == "drift":
+                yield DRIFT_TAG, json.dumps(rec, sort_keys=True)
             elif kind == "score":
                 if self._emit_scores:
                     yield (

@@ -4,8 +4,8 @@ Consecutive anomalous events of one entity form an *episode*. An episode produce
 ``open`` record, an ``escalate`` record each time its severity rises above the highest so far,
 and one ``resolved`` record once ``quiet_period_ms`` of event time has passed without an
 anomalous event (decided on the entity's next event, since event time only moves with
-events). After an episode resolves, a new one cannot open for ``cooldown_ms``: anomalous
-events inside the cooldown are counted as suppressed, and the count travels on the next
+events). After an episode resolves, a new one of the same or lower severity cannot open for
+``cooldown_ms`` (a higher severity can): anomalous events held back are counted as suppressed, and the count travels on the next
 alert that gets out, so nothing is hidden without a trace.
 
 The ``alert_id`` is derived from the entity and the episode's start timestamp only, so a
@@ -35,11 +35,16 @@ class AlertConfig:
     quiet_period_ms
         Event time without an anomalous event after which an open episode resolves.
     cooldown_ms
-        After an episode resolves, new anomalies of the entity are suppressed (and counted)
-        for this long.
+        After an episode resolves, new anomalies of the entity of the same or a lower
+        severity than its peak are suppressed (and counted) for this long; a higher severity
+        opens a new episode.
     max_alerts_per_hour
         Most ``open`` records per entity per hour of event time; the rest are suppressed
         and counted.
+    hysteresis_decades
+        While an episode is open, an event continues it when its rarity is within this many
+        decades below the threshold (1.5: about thirty times more common than the threshold allows),
+        so one incident stays one episode while the windows begin to absorb it.
     top_features
         How many contributing features an alert explains.
     runbook_url, dashboard_url
@@ -49,6 +54,7 @@ class AlertConfig:
     quiet_period_ms: int = 600_000
     cooldown_ms: int = 900_000
     max_alerts_per_hour: int = 6
+    hysteresis_decades: float = 1.5
     top_features: int = 3
     runbook_url: str = "https://runbooks.example.com/anomaly?entity={entity}"
     dashboard_url: str = "https://grafana.example.com/d/anomaly?var-entity={entity}&from={start_ts}"
@@ -61,6 +67,8 @@ class AlertConfig:
             problems.append(f"cooldown_ms must be >= 0, got {self.cooldown_ms}")
         if self.max_alerts_per_hour < 1:
             problems.append(f"max_alerts_per_hour must be >= 1, got {self.max_alerts_per_hour}")
+        if self.hysteresis_decades < 0:
+            problems.append(f"hysteresis_decades must be >= 0, got {self.hysteresis_decades}")
         if self.top_features < 1:
             problems.append(f"top_features must be >= 1, got {self.top_features}")
         if problems:
@@ -90,6 +98,7 @@ class EpisodeTracker:
         "_last_anomalous_ts",
         "_level",
         "_closed_ts",
+        "_closed_level",
         "_suppressed",
         "_hour_start",
         "_hour_count",
@@ -104,6 +113,7 @@ class EpisodeTracker:
         self._last_anomalous_ts = 0
         self._level = -1
         self._closed_ts: int | None = None
+        self._closed_level = -1
         self._suppressed = 0
         self._hour_start = 0
         self._hour_count = 0
@@ -131,6 +141,7 @@ class EpisodeTracker:
             out.append(self._record("resolved", ts_ms, self._peak))
             self._open = False
             self._closed_ts = ts_ms
+            self._closed_level = self._level
             self._level = -1
         if not anomalous:
             return out
@@ -141,8 +152,14 @@ class EpisodeTracker:
                 self._peak = detail
                 out.append(self._record("escalate", ts_ms, detail))
             return out
-        # A new episode wants to open: cooldown and rate limit first.
-        if self._closed_ts is not None and ts_ms - self._closed_ts < cfg.cooldown_ms:
+        # A new episode wants to open: cooldown and rate limit first. The cooldown holds back
+        # a repeat of what just resolved, not something worse: a higher severity than the
+        # last episode's peak opens anyway.
+        if (
+            self._closed_ts is not None
+            and ts_ms - self._closed_ts < cfg.cooldown_ms
+            and severity <= self._closed_level
+        ):
             self._suppressed += 1
             return out
         if ts_ms - self._hour_start >= _HOUR_MS:
@@ -193,6 +210,7 @@ class EpisodeTracker:
             self._last_anomalous_ts,
             self._level,
             self._closed_ts,
+            self._closed_level,
             self._suppressed,
             self._hour_start,
             self._hour_count,
@@ -206,6 +224,7 @@ class EpisodeTracker:
             self._last_anomalous_ts,
             self._level,
             self._closed_ts,
+            self._closed_level,
             self._suppressed,
             self._hour_start,
             self._hour_count,

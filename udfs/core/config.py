@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from udfs.core.alerts import AlertConfig
+from udfs.core.drift import DriftConfig
 from udfs.core.features import FeatureConfig
 
 __all__ = ["DetectorConfig", "LatenessConfig", "ModelConfig", "ThresholdConfig"]
@@ -173,4 +174,5 @@ class DetectorConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
     alerts: AlertConfig = field(default_factory=AlertConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
     config_version: str = "1"

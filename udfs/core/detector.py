@@ -48,6 +48,7 @@ from udfs.core.calibration import (
     rarity_to_score,
 )
 from udfs.core.config import DetectorConfig
+from udfs.core.drift import SCORE, DriftMonitor
 from udfs.core.events import Event, format_timestamp
 from udfs.core.features import EntityFeatures, WindowSpec
 from udfs.core.hst import CompactHST, HSTStructure, get_structure
@@ -61,7 +62,7 @@ _NEG_INF = -(1 << 62)
 _STATS_EDGES = linear_edges(0.0, 7.0, 140)
 _HST_EDGES = linear_edges(0.0, 1.0, 100)
 _Z_CAP = 1e3
-_STATE_VERSION = 1
+_STATE_VERSION = 2
 
 
 def _sort_key(ev: Event) -> tuple[int, str]:
@@ -80,6 +81,7 @@ class _Models:
         "cal_hst",
         "threshold",
         "episodes",
+        "drift",
         "n_scored",
     )
 
@@ -97,6 +99,7 @@ class _Models:
             t.target_alert_rate, t.min_events, t.half_life, t.fallback_margin
         )
         self.episodes = EpisodeTracker(cfg.alerts, entity)
+        self.drift: DriftMonitor | None = None
         self.n_scored = 0
 
 
@@ -126,6 +129,7 @@ class EntityDetector:
         "_squash",
         "_warn",
         "_crit",
+        "_longest",
     )
 
     def __init__(self, entity: str, cfg: DetectorConfig) -> None:
@@ -138,6 +142,7 @@ class EntityDetector:
         self._last_ts: int | None = None
         self._m = _Models(entity, cfg)
         self._squash = 1.0 / cfg.model.z_squash
+        self._longest = max(cfg.features.windows, key=lambda w: w.length_ms).name
         self._warn = math.log10(cfg.threshold.warning_factor)
         self._crit = math.log10(cfg.threshold.critical_factor)
 
@@ -258,11 +263,17 @@ class EntityDetector:
                         best = az
                         best_key = (metric, w.name)
 
+        # Warm: every metric of the event has its longest window (the baseline) covered by
+        # history. Before that the event is scored but nothing learns from it and nothing
+        # alerts: the trees would otherwise learn a feature vector whose baseline dimensions
+        # are placeholders, and call the first day's end an anomaly.
+        longest = self._longest
+        warm = any_ready and all(ready.get(f"{metric}.{longest}", False) for metric in ev.metrics)
         hst = m.hst
         assert hst is not None
         vec = [vec[i] for i in m.hst_perm]
         hst_raw = hst.score_vec(vec)
-        hst_warm = not hst.first_window
+        hst_warm = warm and not hst.first_window
         mc = cfg.model
         u_stats = (
             -math.log10(m.cal_stats.survival(math.log1p(best), mc.tail_scale)) if any_ready else 0.0
@@ -278,19 +289,27 @@ class EntityDetector:
         else:
             u = u_stats
         is_ready = (
-            any_ready
+            warm
             and m.cal_stats.updates >= mc.min_calibration_events
             and (combine == "stats" or (hst_warm and m.cal_hst.updates >= mc.min_calibration_events))
         )
         thr = m.threshold.current()
-        anomalous = is_ready and u >= thr
-        if any_ready:
+        # Hysteresis: an open episode goes on while the event stays within
+        # ``hysteresis_decades`` of the threshold, so one incident is one episode even when
+        # the windows start to absorb it.
+        bar = thr - cfg.alerts.hysteresis_decades if m.episodes.open else thr
+        anomalous = is_ready and u >= bar
+        # Calibration and threshold see every warm score. Learn-gating applies to the
+        # trees: an event judged anomalous does not train them, so an anomaly does not
+        # become normal. (Gating the calibration too was measured on the demo stream: the
+        # tail it never sees then always looks rare, and false episodes rose from 11 to 19.)
+        if warm:
             m.cal_stats.update(math.log1p(best))
         if hst_warm:
             m.cal_hst.update(hst_raw)
         if is_ready:
             m.threshold.update(u)
-        if mc.learn_anomalies or not anomalous:
+        if warm and (mc.learn_anomalies or not anomalous):
             hst.learn_vec(vec)
         m.n_scored += 1
 
@@ -305,6 +324,8 @@ class EntityDetector:
             episode_detail = self._explain(ev, values, ready, score, threshold, best_key)
         for rec in m.episodes.on_decision(ts, anomalous, severity, episode_detail):
             out.append(("alert", rec))
+        if is_ready and m.drift is not None:
+            self._watch_drift(ts, ev, score, anomalous, out)
         out.append(
             (
                 "score",
@@ -322,11 +343,44 @@ class EntityDetector:
             )
         )
 
+    def _watch_drift(
+        self, ts: int, ev: Event, score: float, anomalous: bool, out: list[Output]
+    ) -> None:
+        """Feed the drift monitor (ready events only: earlier scores are placeholders)."""
+        m = self._m
+        assert m.drift is not None
+        inputs = dict(ev.metrics)
+        inputs[SCORE] = score
+        reset = False
+        for rec in m.drift.update(ts, inputs, anomalous):
+            rec.update(
+                entity=self.entity,
+                ts=format_timestamp(ts),
+                ts_ms=ts,
+                config_version=self.cfg.config_version,
+            )
+            out.append(("drift", rec))
+            reset |= rec.get("type") == "drift" and rec.get("action") == "reset"
+        if reset:
+            # The operator asked drift to reset the entity: a new baseline and new models,
+            # keeping the open episode and the drift monitor (with its fresh reference).
+            fresh = _Models(self.entity, self.cfg)
+            fresh.episodes = m.episodes
+            fresh.drift = m.drift
+            self._m = fresh
+
+    def reset_drift_reference(self) -> None:
+        """Operator command: freeze a new drift reference from now on."""
+        if self._m.drift is not None:
+            self._m.drift.reset_reference()
+
     def _init_hst(self, ev: Event) -> None:
         m = self._m
         m.hst_metrics = tuple(sorted(ev.metrics))
         structure, m.hst_perm = self._structure(m.hst_metrics)
         m.hst = CompactHST(structure, self.cfg.model.hst_window)
+        if m.drift is None and self.cfg.drift.enabled:
+            m.drift = DriftMonitor(self.cfg.drift, [*(x for x in m.hst_metrics if x != SCORE), SCORE])
 
     def _structure(self, metrics: tuple[str, ...]) -> tuple[HSTStructure, tuple[int, ...]]:
         cfg = self.cfg
@@ -396,6 +450,7 @@ class EntityDetector:
             m.threshold.snapshot(),
             m.episodes.snapshot(),
             m.n_scored,
+            None if m.drift is None else m.drift.snapshot(),
         )
 
     @classmethod
@@ -416,6 +471,7 @@ class EntityDetector:
             threshold,
             episodes,
             n_scored,
+            drift,
         ) = snap
         det = cls(entity, cfg)
         det._frontier = frontier
@@ -433,6 +489,12 @@ class EntityDetector:
         m.threshold.restore(threshold)
         m.episodes.restore(episodes)
         m.n_scored = n_scored
+        if drift is not None and cfg.drift.enabled:
+            try:
+                m.drift = DriftMonitor.restore(cfg.drift, drift)
+            except ValueError:
+                # The drift layout changed with the configuration: start a new reference.
+                m.drift = DriftMonitor(cfg.drift, [*(x for x in m.hst_metrics if x != SCORE), SCORE])
         return det
 
 

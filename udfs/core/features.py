@@ -45,9 +45,10 @@ cannot be computed: ``zscore`` is 0.0 when ``std`` is 0 or undefined,
 ``dt`` is 0.  Whether a value can be trusted is told by the separate readiness
 dict keyed ``"<metric>.<window>"``: a window is ready when ``count >=
 min_count`` and it is fully covered by the metric's history, i.e. ``t - L >=
-ready_from`` where ``ready_from`` is the metric's first timestamp, reset to
-``t`` by any event that follows a gap longer than ``max_gap_ms`` since the
-previous event of that metric.
+ready_from`` where ``ready_from`` (one per window) is the metric's first
+timestamp, reset to ``t`` by any event that follows a gap longer than
+``max(max_gap_ms, max_gap_fraction * L)`` since the previous event of that
+metric: a gap spoils the windows it is large against, not the longer ones.
 
 Input contract and output shape
 -------------------------------
@@ -113,7 +114,7 @@ WindowSnap = tuple[float, ...]
 #: ``name, last_ts, last_x, ready_from, p_cnt, p_mean, p_m2, p_min, p_max,
 #: p_samples, windows``.
 MetricSnap = tuple[
-    str, int, float, int, int, float, float, float, float,
+    str, int, float, tuple[int, ...], int, float, float, float, float,
     tuple[float, ...], tuple[WindowSnap, ...],
 ]
 #: ``version, layout, entity_last_ts, metrics`` (plain tuples, picklable).
@@ -204,8 +205,13 @@ class FeatureConfig:
         ``(numerator_metric, denominator_metric)``; yields
         ``<num>_per_<den>.value`` = ratio of the two values of the same event.
     max_gap_ms : int
-        A gap longer than this between consecutive events of a metric makes
-        its windows not ready until they have refilled after the gap.
+        A gap between consecutive events of a metric longer than
+        ``max(max_gap_ms, max_gap_fraction * L)`` makes the window of length
+        ``L`` not ready until it has refilled after the gap.
+    max_gap_fraction : float
+        The share of a window's length that a gap may span before that window
+        stops being ready (a 10-minute gap spoils a 5-minute window, not a
+        24-hour one; hourly data can still fill a daily window).
     min_count : int
         A window with fewer events is not ready.
     robust_windows : tuple of str
@@ -228,6 +234,7 @@ class FeatureConfig:
     ratio_pairs: tuple[tuple[str, str], ...] = (("1m", "1h"),)
     cross_ratios: tuple[tuple[str, str], ...] = ()
     max_gap_ms: int = 600_000
+    max_gap_fraction: float = 0.25
     min_count: int = 3
     robust_windows: tuple[str, ...] = ("1h",)
     robust_samples_per_bucket: int = 8
@@ -273,6 +280,8 @@ class FeatureConfig:
                     f"robust_windows: unknown window {wname!r} (windows: {names})"
                 )
         _check_positive_int(problems, "max_gap_ms", self.max_gap_ms)
+        if not 0.0 < self.max_gap_fraction <= 1.0:
+            problems.append(f"max_gap_fraction must be in (0, 1], got {self.max_gap_fraction!r}")
         _check_positive_int(problems, "min_count", self.min_count)
         _check_positive_int(
             problems, "robust_samples_per_bucket", self.robust_samples_per_bucket
@@ -608,7 +617,9 @@ class _Metric:
         self.means = [0.0] * len(self.wins)
         self.last_ts = 0
         self.last_x = 0.0
-        self.ready_from = 0
+        # Per window: the metric's first timestamp, or the end of the last gap too long
+        # for that window.
+        self.ready_from = [0] * len(self.wins)
         self.p_cnt = 0  # pending group: events at ts == last_ts, not yet in buckets
         self.p_mean = 0.0
         self.p_m2 = 0.0
@@ -650,6 +661,7 @@ class EntityFeatures:
 
     __slots__ = (
         "cfg", "_k", "_has_robust", "_metrics", "_last_ts", "_cross", "_ratio_idx",
+        "_gap_limits", "_min_gap_limit",
     )
 
     def __init__(self, cfg: FeatureConfig) -> None:
@@ -663,6 +675,10 @@ class EntityFeatures:
         )
         pos = {w.name: i for i, w in enumerate(cfg.windows)}
         self._ratio_idx = tuple((pos[s], pos[lg]) for s, lg in cfg.ratio_pairs)
+        self._gap_limits = tuple(
+            max(cfg.max_gap_ms, int(cfg.max_gap_fraction * w.length_ms)) for w in cfg.windows
+        )
+        self._min_gap_limit = min(self._gap_limits)
 
     @property
     def metrics_order(self) -> list[str]:
@@ -739,7 +755,7 @@ class EntityFeatures:
         """
         metrics = tuple(
             (
-                name, m.last_ts, m.last_x, m.ready_from, m.p_cnt, m.p_mean,
+                name, m.last_ts, m.last_x, tuple(m.ready_from), m.p_cnt, m.p_mean,
                 m.p_m2, m.p_min, m.p_max, tuple(m.p_samp),
                 tuple(w.snap() for w in m.wins),
             )
@@ -792,7 +808,12 @@ class EntityFeatures:
             m = self._new_metric(str(ms[0]))
             m.last_ts = int(ms[1])
             m.last_x = float(ms[2])
-            m.ready_from = int(ms[3])
+            rf = ms[3]
+            m.ready_from = (
+                [int(rf)] * nwin if isinstance(rf, int) else [int(v) for v in rf]
+            )
+            if len(m.ready_from) != nwin:
+                raise ValueError("snapshot: malformed metric entry")
             m.p_cnt = int(ms[4])
             m.p_mean = float(ms[5])
             m.p_m2 = float(ms[6])
@@ -847,7 +868,7 @@ class EntityFeatures:
         out[keys.delta] = _NAN
         out[keys.roc] = _NAN
         out[keys.dt] = _NAN
-        m.ready_from = t
+        m.ready_from = [t] * len(m.wins)
         m.last_ts = t
         m.last_x = x
         m.p_cnt = 1
@@ -864,10 +885,13 @@ class EntityFeatures:
     ) -> None:
         lt = m.last_ts
         flush = t > lt
-        if flush and t - lt > self.cfg.max_gap_ms:
-            m.ready_from = t
-        min_count = self.cfg.min_count
         ready_from = m.ready_from
+        if flush and t - lt > self._min_gap_limit:
+            gap = t - lt
+            for j, limit in enumerate(self._gap_limits):
+                if gap > limit:
+                    ready_from[j] = t
+        min_count = self.cfg.min_count
         keys = m.keys
         means = m.means
         sqrt = math.sqrt
@@ -909,7 +933,7 @@ class EntityFeatures:
             if w.k:
                 med, scale = w.robust()
                 out[wk[7]] = (x - med) / scale if scale > 0.0 else 0.0
-            ready[wk[8]] = c >= min_count and t - w.length >= ready_from
+            ready[wk[8]] = c >= min_count and t - w.length >= ready_from[j]
         if keys.ratio_keys:
             idx = self._ratio_idx
             for rk, (si, li) in zip(keys.ratio_keys, idx, strict=True):

@@ -91,16 +91,24 @@ def parse_verdict(raw: str) -> Verdict | DeadLetter:
     >>> parse_verdict('{"alert_id": "a1", "verdict": "true_positive"}').field
     'entity'
     """
-    if len(raw) > _MAX_VERDICT_BYTES or len(raw.encode("utf-8", "surrogatepass")) > _MAX_VERDICT_BYTES:
+    if (
+        len(raw) > _MAX_VERDICT_BYTES
+        or len(raw.encode("utf-8", "surrogatepass")) > _MAX_VERDICT_BYTES
+    ):
         return DeadLetter(
-            OVERSIZED, None, raw[:_MAX_VERDICT_BYTES], f"record longer than {_MAX_VERDICT_BYTES} bytes"
+            OVERSIZED,
+            None,
+            raw[:_MAX_VERDICT_BYTES],
+            f"record longer than {_MAX_VERDICT_BYTES} bytes",
         )
     try:
         obj = json.loads(raw)
     except (ValueError, RecursionError) as exc:
         return DeadLetter(INVALID_JSON, None, raw, str(exc)[:200])
     if not isinstance(obj, dict):
-        return DeadLetter(NOT_AN_OBJECT, None, raw, f"expected a JSON object, got {type(obj).__name__}")
+        return DeadLetter(
+            NOT_AN_OBJECT, None, raw, f"expected a JSON object, got {type(obj).__name__}"
+        )
     fields: dict[str, str] = {}
     for name in ("alert_id", "entity", "verdict"):
         value = obj.get(name)

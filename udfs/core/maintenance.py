@@ -234,9 +234,7 @@ _MAX_ENTITIES = 100_000
 
 
 def _applicable(cfg: MaintenanceConfig, entity: str) -> _Applicable:
-    explicit = tuple(
-        (w.start_ms, w.end_ms) for w in cfg.windows if fnmatchcase(entity, w.entities)
-    )
+    explicit = tuple((w.start_ms, w.end_ms) for w in cfg.windows if fnmatchcase(entity, w.entities))
     recurring = tuple(
         (offset, w.minutes * _MIN_MS)
         for w in cfg.recurring

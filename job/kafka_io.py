@@ -1,0 +1,345 @@
+"""Kafka in and out: the job's production source and sinks (Flink Kafka connector 5.0).
+
+- :class:`KafkaConfig`: the ``kafka`` section of the configuration (topics, consumer group,
+  starting offsets, delivery guarantee, transactions, pass-through client properties).
+- :func:`kafka_source`: raw JSON lines from ``events_topic`` (a ``KafkaSource`` with a
+  value-only string deserializer and no watermarks: the pipeline assigns event time after
+  parsing, so a malformed record never touches the watermark).
+- :func:`attach_kafka_sinks`: one ``KafkaSink`` per output stream (``alerts``,
+  ``dead_letter``, ``late``, ``scores``, ...) to ``<output>_topic``.
+
+Exactly-once end to end (``delivery: exactly_once``, the default) needs checkpointing: the
+source's offsets and the detectors' state are checkpointed together and each sink writes in a
+Kafka transaction committed when the checkpoint completes. Consumers of the output topics must
+read with ``isolation.level=read_committed`` (otherwise they also see records of transactions
+that a failure aborted). Outputs then appear once per checkpoint interval.
+
+Each sink has its own transactional-id prefix, ``<transactional_id_prefix>-<output>``: keep
+it stable across restarts and savepoint resumes (Flink aborts the lingering transactions of
+its prefix on recovery), and distinct between jobs writing to the same cluster.
+
+The connector jar (``deps/flink-sql-connector-kafka-*.jar``, fetched by ``make jars``) is
+added to ``pipeline.jars``; ``FLINK_KAFKA_CONNECTOR_JAR`` names another file, and a cluster
+whose ``lib/`` already holds the connector (the Docker image) needs no jar at all.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DELIVERY",
+    "KafkaConfig",
+    "KafkaConnectorMissing",
+    "attach_kafka_sinks",
+    "connector_jar",
+    "kafka_source",
+    "output_topics",
+]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONNECTOR_GLOB = "flink-sql-connector-kafka-*.jar"
+CONNECTOR_ENV = "FLINK_KAFKA_CONNECTOR_JAR"
+
+DELIVERY = ("exactly_once", "at_least_once", "none")
+STARTING_OFFSETS = ("earliest", "latest", "committed")
+# Kafka's own rule for topic names.
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+# Client properties that have a key of their own in this section (set them there).
+_RESERVED = {
+    "bootstrap.servers": "bootstrap_servers",
+    "group.id": "group_id",
+    "transactional.id": "transactional_id_prefix",
+    "transaction.timeout.ms": "transaction_timeout_ms",
+    "key.deserializer": None,
+    "value.deserializer": None,
+    "key.serializer": None,
+    "value.serializer": None,
+}
+# A broker's default transaction.max.timeout.ms (15 min): a producer asking for more is
+# refused by such a broker when it starts its first transaction.
+BROKER_DEFAULT_MAX_TRANSACTION_TIMEOUT_MS = 900_000
+
+
+class KafkaConnectorMissing(ValueError):
+    """The Kafka connector jar is neither in ``deps/`` nor on the Flink classpath."""
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    """Kafka source and sinks (``source.type: kafka`` / ``sink.type: kafka``).
+
+    Parameters
+    ----------
+    bootstrap_servers
+        ``host:port[,host:port...]`` of the brokers.
+    events_topic
+        Input: one JSON event per record value (see the event contract).
+    verdicts_topic, alerts_topic, drift_topic, health_topic, dead_letter_topic, late_topic,
+    scores_topic, summaries_topic
+        Output topics, one per output stream of the job (an output the job does not produce
+        leaves its topic untouched). ``scores`` needs ``sink.emit_scores``, ``summaries``
+        needs ``summaries.enabled``.
+    group_id
+        Consumer group of the source (offsets are committed to it on checkpoints, for
+        monitoring and for ``starting_offsets: committed``; recovery uses the checkpoint).
+    starting_offsets
+        Where a job that does not restore a checkpoint or savepoint starts reading:
+        ``earliest``, ``latest``, or ``committed`` (the group's committed offsets, earliest
+        where the group has none).
+    bounded
+        Stop at the latest offsets seen at start (tests and backfills); the job then ends.
+    delivery
+        ``exactly_once`` (transactions committed on checkpoints; needs checkpointing),
+        ``at_least_once`` (flush on checkpoints: duplicates after a failure) or ``none``.
+    transactional_id_prefix
+        Prefix of the sinks' transactional ids (``exactly_once``); each output appends
+        ``-<output>``. Stable across restarts, unique per job on a Kafka cluster.
+    transaction_timeout_ms
+        ``transaction.timeout.ms`` of the sinks' producers: longer than a checkpoint interval
+        plus the longest expected recovery (an open transaction the broker times out loses
+        its records), and at most the broker's ``transaction.max.timeout.ms`` (15 min by
+        default, the default here).
+    properties
+        ``[[key, value], ...]`` passed to the source's consumer and the sinks' producers
+        (``security.protocol``, ``sasl.mechanism``, ``sasl.jaas.config``, ``ssl.*``, ...).
+    """
+
+    bootstrap_servers: str = "localhost:9092"
+    events_topic: str = "anomaly.events"
+    verdicts_topic: str = "anomaly.verdicts"
+    alerts_topic: str = "anomaly.alerts"
+    drift_topic: str = "anomaly.drift"
+    health_topic: str = "anomaly.health"
+    dead_letter_topic: str = "anomaly.dead-letter"
+    late_topic: str = "anomaly.late"
+    scores_topic: str = "anomaly.scores"
+    summaries_topic: str = "anomaly.summaries"
+    group_id: str = "anomaly-detection"
+    starting_offsets: str = "committed"
+    bounded: bool = False
+    delivery: str = "exactly_once"
+    transactional_id_prefix: str = "anomaly-detection"
+    transaction_timeout_ms: int = BROKER_DEFAULT_MAX_TRANSACTION_TIMEOUT_MS
+    properties: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        servers = [s.strip() for s in self.bootstrap_servers.split(",")]
+        if not self.bootstrap_servers.strip() or not all(
+            re.fullmatch(r"[^\s:]+:\d{1,5}", s) for s in servers
+        ):
+            problems.append(
+                f"bootstrap_servers must be host:port[,host:port...], got {self.bootstrap_servers!r}"
+            )
+        topics = output_topics(self)
+        for key, topic in [("events_topic", self.events_topic), *topics.items()]:
+            if not _TOPIC_RE.match(topic) or topic in (".", ".."):
+                problems.append(
+                    f"{key} must be a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -), got {topic!r}"
+                )
+        seen: dict[str, str] = {}
+        for key, topic in topics.items():
+            if topic == self.events_topic:
+                problems.append(f"{key} must differ from events_topic ({topic!r}): a loop")
+            elif topic in seen:
+                problems.append(f"{key} and {seen[topic]} are the same topic {topic!r}")
+            seen.setdefault(topic, key)
+        if not self.group_id.strip():
+            problems.append("group_id must not be empty")
+        if self.starting_offsets not in STARTING_OFFSETS:
+            problems.append(
+                f"starting_offsets must be earliest, latest or committed, got {self.starting_offsets!r}"
+            )
+        if self.delivery not in DELIVERY:
+            problems.append(
+                f"delivery must be exactly_once, at_least_once or none, got {self.delivery!r}"
+            )
+        if self.delivery == "exactly_once" and not self.transactional_id_prefix.strip():
+            problems.append("transactional_id_prefix is required when delivery is exactly_once")
+        if len(self.transactional_id_prefix.encode()) > 6000:
+            problems.append("transactional_id_prefix must be at most 6000 bytes")
+        if self.transaction_timeout_ms < 1_000:
+            problems.append(
+                f"transaction_timeout_ms must be >= 1000 (and at most the broker's"
+                f" transaction.max.timeout.ms), got {self.transaction_timeout_ms}"
+            )
+        keys: set[str] = set()
+        for i, pair in enumerate(self.properties):
+            if len(pair) != 2:
+                problems.append(f"properties[{i}] must be [key, value], got {pair!r}")
+                continue
+            key, _value = pair
+            if not key.strip():
+                problems.append(f"properties[{i}]: empty key")
+            elif key in _RESERVED:
+                own = _RESERVED[key]
+                problems.append(
+                    f"properties[{i}]: {key} is set by the job"
+                    + (f" (use kafka.{own})" if own else " (records are UTF-8 strings)")
+                )
+            elif key in keys:
+                problems.append(f"properties[{i}]: {key} is given twice")
+            keys.add(key)
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+def output_topics(cfg: KafkaConfig) -> dict[str, str]:
+    """``{"<output>_topic": topic}`` for every output topic key of ``cfg``."""
+    return {
+        name: getattr(cfg, name)
+        for name in cfg.__dataclass_fields__
+        if name.endswith("_topic") and name != "events_topic"
+    }
+
+
+# -- the connector jar ---------------------------------------------------------------------
+
+
+def connector_jar(root: Path = PROJECT_ROOT) -> Path | None:
+    """The connector jar to ship with the job: ``$FLINK_KAFKA_CONNECTOR_JAR`` or ``deps/``."""
+    named = os.environ.get(CONNECTOR_ENV)
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise KafkaConnectorMissing(
+                f"{CONNECTOR_ENV}={named} is not a file: point it at {CONNECTOR_GLOB} or unset it"
+            )
+        return path.resolve()
+    found = sorted((root / "deps").glob(CONNECTOR_GLOB))
+    return found[-1].resolve() if found else None
+
+
+def _configured_jars(env: Any) -> list[str]:
+    from pyflink.common import Configuration
+    from pyflink.java_gateway import get_gateway
+
+    jvm = get_gateway().jvm
+    conf = jvm.org.apache.flink.python.util.PythonConfigUtil.getEnvironmentConfig(
+        env._j_stream_execution_environment
+    )
+    value = conf.getString(jvm.org.apache.flink.configuration.PipelineOptions.JARS.key(), None)
+    return list(Configuration.parse_list_value(value)) if value else []
+
+
+def _connector_on_classpath() -> bool:
+    from py4j.java_gateway import JavaClass
+    from pyflink.java_gateway import get_gateway
+
+    cls = get_gateway().jvm.org.apache.flink.connector.kafka.source.KafkaSource
+    return isinstance(cls, JavaClass)
+
+
+def _ensure_connector(env: Any) -> None:
+    """Ship the connector jar with the job (once), or check the classpath already has it."""
+    if any("connector-kafka" in Path(j).name for j in _configured_jars(env)):
+        return  # shipped already (an earlier call, or `flink run -j <connector jar>`)
+    jar = connector_jar()
+    if jar is not None:
+        env.add_jars(jar.as_uri())
+        return
+    if _connector_on_classpath():
+        return  # e.g. the Docker image keeps it in /opt/flink/lib
+    raise KafkaConnectorMissing(
+        f"the Flink Kafka connector jar ({CONNECTOR_GLOB}) is not in {PROJECT_ROOT / 'deps'}"
+        f" nor on the Flink classpath: run `make jars` (or set {CONNECTOR_ENV})"
+    )
+
+
+# -- source and sinks ----------------------------------------------------------------------
+
+
+def kafka_source(env: Any, cfg: KafkaConfig) -> Any:
+    """Raw record values of ``cfg.events_topic`` as a ``DataStream[str]``, no watermarks.
+
+    Reads with ``isolation.level=read_committed`` (records of aborted upstream transactions
+    are skipped; ``properties`` can override it).
+    """
+    _ensure_connector(env)
+    from pyflink.common import WatermarkStrategy
+    from pyflink.common.serialization import SimpleStringSchema
+    from pyflink.datastream.connectors.kafka import (
+        KafkaOffsetResetStrategy,
+        KafkaOffsetsInitializer,
+        KafkaSource,
+    )
+
+    starting = {
+        "earliest": KafkaOffsetsInitializer.earliest,
+        "latest": KafkaOffsetsInitializer.latest,
+        "committed": lambda: KafkaOffsetsInitializer.committed_offsets(
+            KafkaOffsetResetStrategy.EARLIEST
+        ),
+    }[cfg.starting_offsets]()
+    builder = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(cfg.bootstrap_servers)
+        .set_topics(cfg.events_topic)
+        .set_group_id(cfg.group_id)
+        .set_starting_offsets(starting)
+        .set_value_only_deserializer(SimpleStringSchema())
+        .set_property("isolation.level", "read_committed")
+    )
+    for key, value in cfg.properties:
+        builder = builder.set_property(key, value)
+    if cfg.bounded:
+        builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
+    return (
+        env.from_source(builder.build(), WatermarkStrategy.no_watermarks(), "events-kafka")
+        .uid("source-kafka")
+    )
+
+
+def attach_kafka_sinks(outputs: Mapping[str, Any], cfg: KafkaConfig) -> dict[str, str]:
+    """Write each output stream (JSON strings) to its topic; return ``{output: topic}``.
+
+    Every output needs a ``<output>_topic`` key: an output without one is an error rather
+    than dropped. Sinks are ``.uid("sink-kafka-<output>")`` (savepoint contract).
+    """
+    if not outputs:
+        return {}
+    missing = [n for n in outputs if not hasattr(cfg, f"{n}_topic")]
+    if missing:
+        raise ValueError(
+            f"no Kafka topic for output(s) {', '.join(missing)}: add kafka.<output>_topic"
+        )
+    first = next(iter(outputs.values()))
+    _ensure_connector(first.get_execution_environment())
+    from pyflink.common.serialization import SimpleStringSchema
+    from pyflink.datastream.connectors.base import DeliveryGuarantee
+    from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
+
+    guarantee = {
+        "exactly_once": DeliveryGuarantee.EXACTLY_ONCE,
+        "at_least_once": DeliveryGuarantee.AT_LEAST_ONCE,
+        "none": DeliveryGuarantee.NONE,
+    }[cfg.delivery]
+    topics: dict[str, str] = {}
+    for name, stream in outputs.items():
+        topic = getattr(cfg, f"{name}_topic")
+        builder = (
+            KafkaSink.builder()
+            .set_bootstrap_servers(cfg.bootstrap_servers)
+            .set_record_serializer(
+                KafkaRecordSerializationSchema.builder()
+                .set_topic(topic)
+                .set_value_serialization_schema(SimpleStringSchema())
+                .build()
+            )
+            .set_delivery_guarantee(guarantee)
+        )
+        if cfg.delivery == "exactly_once":
+            builder = builder.set_transactional_id_prefix(
+                f"{cfg.transactional_id_prefix}-{name}"
+            ).set_property("transaction.timeout.ms", str(cfg.transaction_timeout_ms))
+        for key, value in cfg.properties:
+            builder = builder.set_property(key, value)
+        stream.sink_to(builder.build()).name(f"kafka-{name}").uid(f"sink-kafka-{name}")
+        topics[name] = topic
+    return topics
