@@ -150,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_tune_arguments(tun)
     _add_config_args(tun)
 
+    # Listed for --help; main() hands its arguments to job/train_filter.py.
+    sub.add_parser(
+        "train-filter",
+        help="train the false-positive alert filter from alerts and operator verdicts",
+        add_help=False,
+    )
+
     cfg = sub.add_parser(
         "config", help="print the effective configuration, or the reference of every key"
     )
@@ -234,8 +241,14 @@ def cmd_run(cfg: JobConfig, job_name: str = "anomaly-detection") -> Counter[str]
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_list = sys.argv[1:] if argv is None else argv
+    if args_list[:1] == ["train-filter"]:
+        # Its own parser (job/train_filter.py): --alerts, --verdicts, --out.
+        from job.train_filter import main as train_filter_main
+
+        return train_filter_main(args_list[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     try:
         return _dispatch(args)
     except ConfigError as exc:

@@ -402,3 +402,19 @@ def test_encoded_state_of_three_metrics_is_small_and_stops_growing() -> None:
             sizes[i + 1] = len(encode(det.snapshot()))
     assert sizes[5_000] <= 32 * 1024
     assert abs(sizes[20_000] - sizes[5_000]) <= 256, sizes
+
+
+def test_an_episode_open_when_the_entity_goes_silent_is_resolved_as_idle() -> None:
+    strict = dataclasses.replace(SMALL, threshold=dataclasses.replace(SMALL.threshold, target_alert_rate=1e-4))
+    events = stream(402, seed=1, shift={400: {"cpu": 30.0}, 401: {"cpu": 30.0}})
+    det = EntityDetector("srv-1", strict)
+    out: list[Output] = []
+    for ev in events:
+        out += det.on_event(ev)
+    out += det.flush()
+    alerts = of_kind(out, "alert")
+    assert [a["kind"] for a in alerts] == ["open", "resolved"]
+    resolved = alerts[1]
+    assert resolved["resolution"] == "idle"
+    assert resolved["ts_ms"] == events[-1].ts_ms + TTL
+    assert resolved["alert_id"] == alerts[0]["alert_id"]

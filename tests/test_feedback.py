@@ -51,7 +51,9 @@ def test_parses_a_full_verdict() -> None:
 
 
 def test_reason_and_timestamp_are_optional() -> None:
-    v = parse_verdict('{"alert_id": "a1", "entity": "e", "verdict": "true_positive", "reason": null}')
+    v = parse_verdict(
+        '{"alert_id": "a1", "entity": "e", "verdict": "true_positive", "reason": null}'
+    )
     assert v == Verdict("a1", "e", "true_positive", "", None)
     assert isinstance(v, Verdict) and not v.false_positive
 
@@ -62,14 +64,26 @@ def test_reason_and_timestamp_are_optional() -> None:
         ("{not json", "invalid_json", None),
         ("[1, 2]", "not_an_object", None),
         ('{"entity": "e", "verdict": "false_positive"}', "missing_field", "alert_id"),
-        ('{"alert_id": "", "entity": "e", "verdict": "false_positive"}', "missing_field", "alert_id"),
+        (
+            '{"alert_id": "", "entity": "e", "verdict": "false_positive"}',
+            "missing_field",
+            "alert_id",
+        ),
         ('{"alert_id": "a", "verdict": "false_positive"}', "missing_field", "entity"),
         ('{"alert_id": "a", "entity": "e"}', "missing_field", "verdict"),
         ('{"alert_id": 7, "entity": "e", "verdict": "false_positive"}', "bad_field", "alert_id"),
         ('{"alert_id": "a", "entity": ["e"], "verdict": "true_positive"}', "bad_field", "entity"),
         ('{"alert_id": "a", "entity": "e", "verdict": "FP"}', "bad_verdict", "verdict"),
-        ('{"alert_id": "a", "entity": "e", "verdict": "false_positive", "reason": 3}', "bad_field", "reason"),
-        ('{"alert_id": "a", "entity": "e", "verdict": "true_positive", "ts": "soon"}', "bad_field", "ts"),
+        (
+            '{"alert_id": "a", "entity": "e", "verdict": "false_positive", "reason": 3}',
+            "bad_field",
+            "reason",
+        ),
+        (
+            '{"alert_id": "a", "entity": "e", "verdict": "true_positive", "ts": "soon"}',
+            "bad_field",
+            "ts",
+        ),
         ('{"alert_id": "' + "a" * 20_000 + '"}', "oversized", None),
     ],
 )

@@ -74,7 +74,7 @@ def test_matches_a_brute_force_sliding_window_on_ordered_bursts() -> None:
         got = [lim.allow(x) for x in stream]
         assert got == _reference(stream, cap)
         assert lim.suppressed == got.count(False)
-        allowed = [x for x, ok in zip(stream, got) if ok]
+        allowed = [x for x, ok in zip(stream, got, strict=True) if ok]
         # no hour (t - 1 h, t] ever holds more than cap allowed alerts
         assert all(sum(1 for a in allowed if x - HOUR_MS < a <= x) <= cap for x in allowed)
 

@@ -67,7 +67,9 @@ def test_minimum_deviations_are_inclusive_bounds(actual: float, expected: float,
 
 
 def test_the_first_matching_rule_wins() -> None:
-    cfg = RulesConfig((MetricRule("disk.io.*", min_abs_deviation=100.0), MetricRule("disk.*", "dip")))
+    cfg = RulesConfig(
+        (MetricRule("disk.io.*", min_abs_deviation=100.0), MetricRule("disk.*", "dip"))
+    )
     # disk.io.read matches both: the first (size) rule decides, in either direction.
     assert allowed(cfg, "disk.io.read", 200.0, 50.0, 5.0)
     assert not allowed(cfg, "disk.io.read", 120.0, 50.0, 5.0)

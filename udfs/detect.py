@@ -113,7 +113,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
                 self._state.clear()
                 if release_timer != _NO_TIMER:
                     service.delete_event_time_timer(release_timer)
-                yield from self._emit(outputs)
+                yield from self._emit(outputs + det.expire())
                 return
         self._store(det, release_timer, idle_timer, service)
         yield from self._emit(outputs)

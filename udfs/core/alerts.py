@@ -138,11 +138,7 @@ class EpisodeTracker:
         out: list[dict[str, Any]] = []
         cfg = self.cfg
         if self._open and ts_ms - self._last_anomalous_ts >= cfg.quiet_period_ms:
-            out.append(self._record("resolved", ts_ms, self._peak))
-            self._open = False
-            self._closed_ts = ts_ms
-            self._closed_level = self._level
-            self._level = -1
+            out.extend(self.close(ts_ms, "quiet"))
         if not anomalous:
             return out
         if self._open:
@@ -176,6 +172,18 @@ class EpisodeTracker:
         self._peak = detail
         out.append(self._record("open", ts_ms, detail))
         return out
+
+    def close(self, ts_ms: int, resolution: str) -> list[dict[str, Any]]:
+        """Resolve the open episode, if any: ``quiet`` period passed or entity ``idle``."""
+        if not self._open:
+            return []
+        rec = self._record("resolved", ts_ms, self._peak)
+        rec["resolution"] = resolution
+        self._open = False
+        self._closed_ts = ts_ms
+        self._closed_level = self._level
+        self._level = -1
+        return [rec]
 
     def _record(self, kind: str, ts_ms: int, detail: dict[str, Any]) -> dict[str, Any]:
         aid = alert_id(self.entity, self._start_ts)

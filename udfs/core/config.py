@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from udfs.core.alerts import AlertConfig
 from udfs.core.drift import DriftConfig
 from udfs.core.features import FeatureConfig
+from udfs.core.feedback import FeedbackConfig
+from udfs.core.maintenance import MaintenanceConfig
+from udfs.core.rules import RulesConfig
 
 __all__ = ["DetectorConfig", "LatenessConfig", "ModelConfig", "ThresholdConfig"]
 
@@ -174,5 +177,8 @@ class DetectorConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
     alerts: AlertConfig = field(default_factory=AlertConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
+    maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     config_version: str = "1"

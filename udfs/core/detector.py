@@ -51,7 +51,11 @@ from udfs.core.config import DetectorConfig
 from udfs.core.drift import SCORE, DriftMonitor
 from udfs.core.events import Event, format_timestamp
 from udfs.core.features import EntityFeatures, WindowSpec
+from udfs.core.feedback import ThresholdFeedback, Verdict
 from udfs.core.hst import CompactHST, HSTStructure, get_structure
+from udfs.core.maintenance import in_maintenance
+from udfs.core.rules import allowed as rule_allows
+from udfs.core.rules import rule_for
 
 __all__ = ["EntityDetector", "Output"]
 
@@ -62,7 +66,8 @@ _NEG_INF = -(1 << 62)
 _STATS_EDGES = linear_edges(0.0, 7.0, 140)
 _HST_EDGES = linear_edges(0.0, 1.0, 100)
 _Z_CAP = 1e3
-_STATE_VERSION = 2
+_THRESHOLD_CLIP = 0.5  # decades above the current threshold
+_STATE_VERSION = 3
 
 
 def _sort_key(ev: Event) -> tuple[int, str]:
@@ -81,6 +86,7 @@ class _Models:
         "cal_hst",
         "threshold",
         "episodes",
+        "feedback",
         "drift",
         "n_scored",
     )
@@ -99,6 +105,7 @@ class _Models:
             t.target_alert_rate, t.min_events, t.half_life, t.fallback_margin
         )
         self.episodes = EpisodeTracker(cfg.alerts, entity)
+        self.feedback = ThresholdFeedback(cfg.feedback)
         self.drift: DriftMonitor | None = None
         self.n_scored = 0
 
@@ -175,11 +182,35 @@ class EntityDetector:
         buf.insert(i, ev)
         return self._advance(self._max_seen - self._bound)
 
+    def on_verdict(self, verdict: Verdict) -> list[Output]:
+        """An operator's verdict on one of this entity's alerts (see :mod:`udfs.core.feedback`).
+
+        Applied at the entity's own event time (the newest timestamp it has seen; the
+        verdict's ``ts`` only for an entity without events), so a replay of the same
+        interleaving of events and verdicts gives the same thresholds.
+        """
+        ts = self._max_seen if self._max_seen != _NEG_INF else (verdict.ts_ms or 0)
+        self._m.feedback.apply(verdict, ts)
+        return []
+
     def on_watermark(self, watermark_ms: int) -> list[Output]:
         return self._advance(watermark_ms + 1)
 
     def flush(self) -> list[Output]:
-        return self._advance(1 << 62)
+        """End of input: release everything, then expire as the idle timer would."""
+        return self._advance(1 << 62) + self.expire()
+
+    def expire(self) -> list[Output]:
+        """The entity idled out (its TTL timer fired): close an open episode.
+
+        The ``resolved`` record is dated at the idle deadline (newest timestamp plus
+        ``idle_ttl_ms``) and says ``"resolution": "idle"``, so an episode never ends
+        without a record even when the entity stops reporting.
+        """
+        if self._max_seen == _NEG_INF:
+            return []
+        at = self._max_seen + self.cfg.lateness.idle_ttl_ms
+        return [("alert", rec) for rec in self._m.episodes.close(at, "idle")]
 
     def _advance(self, frontier: int) -> list[Output]:
         if frontier > self._frontier:
@@ -214,10 +245,17 @@ class EntityDetector:
         cfg = self.cfg
         ts = ev.ts_ms
         if self._last_ts is not None and ts - self._last_ts > cfg.lateness.idle_ttl_ms:
+            closed = self._m.episodes.close(self._last_ts + cfg.lateness.idle_ttl_ms, "idle")
+            out.extend(("alert", rec) for rec in closed)
             self._m = _Models(self.entity, cfg)
         self._last_ts = ts
         m = self._m
+        maintenance = in_maintenance(cfg.maintenance, self.entity, ts)
+        learn = not maintenance or cfg.maintenance.learn
+        before = None if learn else m.features.snapshot()
         values, ready = m.features.update(ts, ev.metrics)
+        if before is not None:  # scored against the windows, which do not learn it
+            m.features = EntityFeatures.restore(cfg.features, before)
         if m.hst is None:
             self._init_hst(ev)
 
@@ -226,7 +264,6 @@ class EntityDetector:
         squash = self._squash
         vec: list[float] = []
         best = 0.0
-        best_key: tuple[str, str] | None = None
         any_ready = False
         frac = cfg.model.std_floor_fraction
         for metric in m.hst_metrics:
@@ -243,7 +280,6 @@ class EntityDetector:
                 az = abs(z)
                 if az > best:
                     best = az
-                    best_key = (metric, w.name)
             for short, long_ in cfg.features.ratio_pairs:
                 r = values.get(f"{metric}.{short}_{long_}.ratio", 1.0) if x is not None else 1.0
                 lr = math.log(r) if r > 0.0 else 0.0
@@ -261,7 +297,6 @@ class EntityDetector:
                     az = abs(_z(x, values[key + ".mean"], values[key + ".std"], noise))
                     if az > best:
                         best = az
-                        best_key = (metric, w.name)
 
         # Warm: every metric of the event has its longest window (the baseline) covered by
         # history. Before that the event is scored but nothing learns from it and nothing
@@ -298,31 +333,48 @@ class EntityDetector:
         # ``hysteresis_decades`` of the threshold, so one incident is one episode even when
         # the windows start to absorb it.
         bar = thr - cfg.alerts.hysteresis_decades if m.episodes.open else thr
-        anomalous = is_ready and u >= bar
+        unusual = is_ready and u >= bar  # the models' own judgement: what the trees skip
+        # Operators' false positives make the entity stricter (udfs.core.feedback); no alert
+        # opens or continues inside a maintenance window (udfs.core.maintenance).
+        offset = m.feedback.offset(ts)
+        alert_thr = thr + offset
+        anomalous = unusual and u >= bar + offset and not maintenance
         # Calibration and threshold see every warm score. Learn-gating applies to the
         # trees: an event judged anomalous does not train them, so an anomaly does not
         # become normal. (Gating the calibration too was measured on the demo stream: the
         # tail it never sees then always looks rare, and false episodes rose from 11 to 19.)
-        if warm:
+        if warm and learn:
             m.cal_stats.update(math.log1p(best))
-        if hst_warm:
+        if hst_warm and learn:
             m.cal_hst.update(hst_raw)
-        if is_ready:
-            m.threshold.update(u)
-        if warm and (mc.learn_anomalies or not anomalous):
+        if is_ready and learn:
+            # Winsorised: a score far above the threshold counts as an exceedance without
+            # dragging the quantile up with it, so one extreme incident does not make the
+            # entity deaf for the rest of it (the quantile of a rate of 1e-3 rests on a
+            # handful of events).
+            m.threshold.update(min(u, thr + _THRESHOLD_CLIP))
+        if warm and learn and (mc.learn_anomalies or not unusual):
             hst.learn_vec(vec)
         m.n_scored += 1
 
         severity = 0
         if anomalous:
-            excess = u - thr
+            excess = u - alert_thr
             severity = 2 if excess >= self._crit else 1 if excess >= self._warn else 0
         score = rarity_to_score(u)
-        threshold = rarity_to_score(thr)
+        threshold = rarity_to_score(alert_thr)
         episode_detail: dict[str, Any] = {}
         if anomalous:
-            episode_detail = self._explain(ev, values, ready, score, threshold, best_key)
+            explained = self._explain(ev, values, ready, u, alert_thr)
+            if explained is None:  # the rules (udfs.core.rules) rule out every leading feature
+                anomalous = False
+            else:
+                episode_detail = explained
+                if offset > 0.0:
+                    episode_detail["threshold_offset"] = round(offset, 6)
         for rec in m.episodes.on_decision(ts, anomalous, severity, episode_detail):
+            if maintenance:
+                rec["maintenance"] = True
             out.append(("alert", rec))
         if is_ready and m.drift is not None:
             self._watch_drift(ts, ev, score, anomalous, out)
@@ -367,6 +419,7 @@ class EntityDetector:
             fresh = _Models(self.entity, self.cfg)
             fresh.episodes = m.episodes
             fresh.drift = m.drift
+            fresh.feedback = m.feedback
             self._m = fresh
 
     def reset_drift_reference(self) -> None:
@@ -400,10 +453,10 @@ class EntityDetector:
         ev: Event,
         values: dict[str, float],
         ready: dict[str, bool],
-        score: float,
-        threshold: float,
-        best_key: tuple[str, str] | None,
-    ) -> dict[str, Any]:
+        rarity: float,
+        threshold_rarity: float,
+    ) -> dict[str, Any] | None:
+        """The alert body, or None when the rules rule out every leading feature."""
         contributions = []
         windows = self.cfg.features.windows
         for metric, x in ev.metrics.items():
@@ -414,22 +467,39 @@ class EntityDetector:
                     continue
                 mean = values[key + ".mean"]
                 z = _z(x, mean, values[key + ".std"], noise)
-                contributions.append((-abs(z), key, x, mean, z))
+                contributions.append((-abs(z), key, x, mean, z, metric))
         contributions.sort()
+        leading = contributions[: self.cfg.alerts.top_features]
+        rules = self.cfg.rules
+        if rules.rules:
+            # Only the strongest contributions may carry an alert: a weak allowed feature
+            # does not stand in for a strong one the rules rule out.
+            leading = [c for c in leading if rule_allows(rules, c[5], c[2], c[3], c[4])]
+            if not leading:
+                return None
         top = [
             {"feature": f"{k}.zscore", "actual": x, "expected": mean, "z": round(z, 4)}
-            for _, k, x, mean, z in contributions[: self.cfg.alerts.top_features]
+            for _, k, x, mean, z, _metric in leading
         ]
         direction = "spike"
         if top and top[0]["z"] < 0:
             direction = "dip"
-        return {
-            "score": round(score, 6),
-            "threshold": round(threshold, 6),
+        detail: dict[str, Any] = {
+            "score": round(rarity_to_score(rarity), 6),
+            "threshold": round(rarity_to_score(threshold_rarity), 6),
+            # The same in decades (score = 1 - 10**-rarity): the score itself rounds to 1.0
+            # above about six decades, where critical alerts live.
+            "rarity": round(rarity, 4),
+            "threshold_rarity": round(threshold_rarity, 4),
             "direction": direction,
             "features": top,
             "config_version": self.cfg.config_version,
         }
+        if rules.rules and leading:
+            rule = rule_for(rules, leading[0][5])
+            if rule is not None:
+                detail["rule"] = rule.metrics
+        return detail
 
     # -- state -----------------------------------------------------------------------------
 
@@ -451,6 +521,7 @@ class EntityDetector:
             m.episodes.snapshot(),
             m.n_scored,
             None if m.drift is None else m.drift.snapshot(),
+            m.feedback.snapshot(),
         )
 
     @classmethod
@@ -472,6 +543,7 @@ class EntityDetector:
             episodes,
             n_scored,
             drift,
+            feedback,
         ) = snap
         det = cls(entity, cfg)
         det._frontier = frontier
@@ -489,6 +561,7 @@ class EntityDetector:
         m.threshold.restore(threshold)
         m.episodes.restore(episodes)
         m.n_scored = n_scored
+        m.feedback.restore(feedback)
         if drift is not None and cfg.drift.enabled:
             try:
                 m.drift = DriftMonitor.restore(cfg.drift, drift)

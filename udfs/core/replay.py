@@ -12,11 +12,14 @@ from collections.abc import Iterable, Iterator
 from udfs.core.config import DetectorConfig
 from udfs.core.detector import EntityDetector, Output
 from udfs.core.events import DeadLetter, Event
+from udfs.core.feedback import Verdict
 
 __all__ = ["replay"]
 
 
-def replay(records: Iterable[Event | DeadLetter], cfg: DetectorConfig) -> Iterator[Output]:
+def replay(
+    records: Iterable[Event | DeadLetter | Verdict], cfg: DetectorConfig
+) -> Iterator[Output]:
     """Yield every output of the core for ``records`` in processing order.
 
     Dead letters pass through as ``("dead_letter", record)``; then come the detectors'
@@ -27,6 +30,11 @@ def replay(records: Iterable[Event | DeadLetter], cfg: DetectorConfig) -> Iterat
     for rec in records:
         if isinstance(rec, DeadLetter):
             yield ("dead_letter", rec.to_dict())
+            continue
+        if isinstance(rec, Verdict):  # applied in input order, like an event
+            vdet = detectors.get(rec.entity)
+            if vdet is not None:  # a verdict on an entity this run never saw is dropped
+                yield from vdet.on_verdict(rec)
             continue
         det = detectors.get(rec.entity)
         if det is None:

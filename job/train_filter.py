@@ -1,0 +1,362 @@
+"""``python -m job train-filter``: learn which alerts operators call false positives.
+
+Input: the job's ``alerts.jsonl`` (only ``kind == "open"`` records are used: one per episode)
+and a JSON-lines file of operator verdicts (see :mod:`udfs.core.feedback`), joined on
+``alert_id``. When an alert has several verdicts the **last** one in the file is its label (a
+correction in the verdict log is honoured; the online :class:`~udfs.core.feedback.ThresholdFeedback`
+can only count the first, it cannot undo a step).
+
+Each alert becomes the feature vector :data:`FEATURES`:
+
+=====================  ================================================================
+``score``              the alert's score ``1 - 10**-rarity``
+``threshold``          the entity's threshold on the same scale
+``margin_decades``     ``-log10(1 - score) + log10(1 - threshold)``: how many decades of
+                       rarity the event cleared its threshold by (``1 - x`` is floored at
+                       ``5e-7``: scores are rounded to 6 decimals, so 1.0 means "at least
+                       about 6.3 decades"); ``rarity - threshold_rarity`` instead when the
+                       record carries those optional fields
+``severity``           0 info, 1 warning, 2 critical
+``direction``          +1 spike, -1 dip
+``log_abs_z``          ``log1p(|z|)`` of the leading feature (z is capped at 1000)
+``log_rel_deviation``  ``log1p(|actual - expected| / |expected|)`` of the leading feature
+                       (``|expected|`` floored at 1e-9, the ratio capped at 1e6)
+``hour_sin/hour_cos``  hour of day (UTC, fractional) of ``ts_ms`` on the unit circle, so
+                       23:30 is next to 00:30
+``metric_0..7``        one-hot of ``crc32(metric name) % 8`` of the leading feature
+                       (``<metric>.<window>.zscore`` -> ``<metric>``): a stable hash (not
+                       Python's salted ``hash``), so the same metric lands in the same bucket
+                       in every process; distinct metrics may share a bucket
+=====================  ================================================================
+
+The model is ``StandardScaler`` + ``LogisticRegression(class_weight="balanced")``. It was
+picked by 5-fold cross-validated average precision on the synthetic labelled alerts of
+``tests/test_train_filter.py`` (15 % of the false positives indistinguishable from true ones;
+3 seeds at 300, 600 and 2,000 alerts): 0.927-0.936 for it against 0.931-0.934 for
+``HistGradientBoostingClassifier(class_weight="balanced")``, a tie within seed noise, while the
+linear model trains 10 to 100 times faster, predicts one alert in under a millisecond and its
+coefficients can be read. ``--model hgb`` selects the boosted trees, for large label sets where
+interactions between features matter.
+
+The drop threshold ``p`` is chosen on out-of-fold probabilities: the smallest ``p >= 0.5``
+such that at most ``--max-tp-drop`` (default 5 %) of the true positives score ``>= p``.
+Dropping a real incident costs more than letting a false alarm through.
+
+The artifact is a joblib pickle of ``{"format": "alert-filter", "version": 1, "sklearn":
+sklearn.__version__, "features": [...], "model": estimator, "trained_on": n, "threshold": p,
+"metrics": {...}}``; :meth:`AlertFilter.load` refuses another format or version, and a model
+trained with another scikit-learn major.minor (pickled estimators are not portable across
+them). Load only artifacts you produced: unpickling runs code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import zlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from udfs.core.alerts import SEVERITIES
+from udfs.core.events import DeadLetter
+from udfs.core.feedback import parse_verdict
+
+__all__ = [
+    "ARTIFACT_FORMAT",
+    "ARTIFACT_VERSION",
+    "FEATURES",
+    "AlertFilter",
+    "alert_features",
+    "main",
+    "train",
+]
+
+ARTIFACT_FORMAT = "alert-filter"
+ARTIFACT_VERSION = 1
+METRIC_BUCKETS = 8
+FEATURES = (
+    "score",
+    "threshold",
+    "margin_decades",
+    "severity",
+    "direction",
+    "log_abs_z",
+    "log_rel_deviation",
+    "hour_sin",
+    "hour_cos",
+    *(f"metric_{i}" for i in range(METRIC_BUCKETS)),
+)
+_TAIL_FLOOR = 5e-7
+_DAY_MS = 86_400_000
+
+
+def _decades(score: float) -> float:
+    return -math.log10(max(1.0 - score, _TAIL_FLOOR))
+
+
+def metric_of(feature: str) -> str:
+    """``cpu.1m.zscore`` -> ``cpu`` (metric names may contain dots; window names may not)."""
+    parts = feature.rsplit(".", 2)
+    return parts[0] if len(parts) == 3 and parts[2] == "zscore" else feature
+
+
+def alert_features(alert: dict[str, Any]) -> list[float]:
+    """The feature vector of one alert record, in :data:`FEATURES` order."""
+    score = float(alert["score"])
+    threshold = float(alert["threshold"])
+    feats = alert.get("features") or []
+    top = feats[0] if feats else {}
+    z = float(top.get("z", 0.0))
+    actual = float(top.get("actual", 0.0))
+    expected = float(top.get("expected", 0.0))
+    rel = min(abs(actual - expected) / max(abs(expected), 1e-9), 1e6)
+    hour = (int(alert["ts_ms"]) % _DAY_MS) / 3_600_000.0
+    angle = 2.0 * math.pi * hour / 24.0
+    bucket = [0.0] * METRIC_BUCKETS
+    if top:
+        bucket[zlib.crc32(metric_of(str(top["feature"])).encode()) % METRIC_BUCKETS] = 1.0
+    severity = alert.get("severity", "info")
+    if "rarity" in alert and "threshold_rarity" in alert:
+        margin = float(alert["rarity"]) - float(alert["threshold_rarity"])
+    else:
+        margin = _decades(score) - _decades(threshold)
+    return [
+        score,
+        threshold,
+        margin,
+        float(SEVERITIES.index(severity) if severity in SEVERITIES else 0),
+        -1.0 if alert.get("direction") == "dip" else 1.0,
+        math.log1p(abs(z)),
+        math.log1p(rel),
+        math.sin(angle),
+        math.cos(angle),
+        *bucket,
+    ]
+
+
+def _make_model(kind: str) -> Any:
+    if kind == "logistic":
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        return make_pipeline(
+            StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=2_000)
+        )
+    if kind == "hgb":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        return HistGradientBoostingClassifier(
+            class_weight="balanced", max_iter=200, learning_rate=0.05, random_state=0
+        )
+    raise ValueError(f"model must be logistic or hgb, got {kind!r}")
+
+
+def _drop_threshold(p_tp: np.ndarray[Any, Any], max_tp_drop: float) -> float:
+    """Smallest p >= 0.5 with at most ``max_tp_drop`` of ``p_tp`` at or above it."""
+    ranked = np.sort(p_tp)[::-1]
+    k = int(math.floor(max_tp_drop * len(ranked)))
+    if k >= len(ranked):
+        return 0.5
+    return max(0.5, float(np.nextafter(ranked[k], 1.0)))
+
+
+def train(
+    alerts: Sequence[dict[str, Any]],
+    labels: Sequence[int],
+    model: str = "logistic",
+    max_tp_drop: float = 0.05,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Fit the filter on ``alerts`` (``labels``: 1 false positive, 0 true) -> the artifact.
+
+    Raises ``ValueError`` when there are fewer than 2 labelled alerts of either kind.
+    """
+    import sklearn
+    from sklearn.metrics import average_precision_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    y = np.asarray(labels, dtype=int)
+    n_fp, n_tp = int(y.sum()), int(len(y) - y.sum())
+    if min(n_fp, n_tp) < 2:
+        raise ValueError(
+            f"need at least 2 false positives and 2 true positives to train, got {n_fp} and {n_tp}"
+        )
+    if not 0.0 <= max_tp_drop < 1.0:
+        raise ValueError(f"max_tp_drop must be in [0, 1), got {max_tp_drop}")
+    x = np.asarray([alert_features(a) for a in alerts], dtype=float)
+    folds = StratifiedKFold(n_splits=min(5, n_fp, n_tp), shuffle=True, random_state=seed)
+    oof = cross_val_predict(_make_model(model), x, y, cv=folds, method="predict_proba")[:, 1]
+    p = _drop_threshold(oof[y == 0], max_tp_drop)
+    estimator = _make_model(model).fit(x, y)
+    return {
+        "format": ARTIFACT_FORMAT,
+        "version": ARTIFACT_VERSION,
+        "sklearn": sklearn.__version__,
+        "features": list(FEATURES),
+        "model": estimator,
+        "model_kind": model,
+        "trained_on": len(y),
+        "threshold": p,
+        "metrics": {
+            "false_positives": n_fp,
+            "true_positives": n_tp,
+            "cv_average_precision": round(float(average_precision_score(y, oof)), 4),
+            "cv_fp_dropped": round(float(np.mean(oof[y == 1] >= p)), 4),
+            "cv_tp_dropped": round(float(np.mean(oof[y == 0] >= p)), 4),
+        },
+    }
+
+
+def _major_minor(version: str) -> tuple[str, ...]:
+    return tuple(version.split(".")[:2])
+
+
+class AlertFilter:
+    """A trained alert filter: the probability an alert is a false positive, and a verdict.
+
+    Build it with :meth:`load` (or from an artifact dict); the checks on format, version and
+    scikit-learn version happen here, so a worker never runs a model it cannot trust.
+    """
+
+    __slots__ = ("model", "threshold", "features", "trained_on")
+
+    def __init__(self, artifact: Any, source: str = "artifact") -> None:
+        if not isinstance(artifact, dict) or artifact.get("format") != ARTIFACT_FORMAT:
+            got = artifact.get("format") if isinstance(artifact, dict) else type(artifact).__name__
+            raise ValueError(f"{source}: not an alert-filter artifact (format {got!r})")
+        if artifact.get("version") != ARTIFACT_VERSION:
+            raise ValueError(
+                f"{source}: alert-filter version {artifact.get('version')!r} is not "
+                f"{ARTIFACT_VERSION}: retrain it with this release"
+            )
+        import sklearn
+
+        trained_with = str(artifact.get("sklearn"))
+        if _major_minor(trained_with) != _major_minor(sklearn.__version__):
+            raise ValueError(
+                f"{source}: trained with scikit-learn {trained_with}, this is "
+                f"{sklearn.__version__} (major.minor must match): retrain it"
+            )
+        if list(artifact.get("features", ())) != list(FEATURES):
+            raise ValueError(
+                f"{source}: its features {artifact.get('features')!r} are not {list(FEATURES)}"
+            )
+        self.model = artifact["model"]
+        self.threshold = float(artifact["threshold"])
+        self.features = tuple(FEATURES)
+        self.trained_on = int(artifact.get("trained_on", 0))
+
+    @classmethod
+    def load(cls, path: str | Path) -> AlertFilter:
+        """Read and check an artifact written by ``train-filter``."""
+        import joblib
+
+        return cls(joblib.load(path), str(path))
+
+    def false_positive_probability(self, alert: dict[str, Any]) -> float:
+        """Probability in [0, 1] that operators would call ``alert`` a false positive."""
+        x = np.asarray([alert_features(alert)], dtype=float)
+        return float(self.model.predict_proba(x)[0, 1])
+
+    def should_drop(self, alert: dict[str, Any]) -> bool:
+        """Whether ``alert`` is likely enough a false positive to be held back."""
+        return self.false_positive_probability(alert) >= self.threshold
+
+
+# -- command line ---------------------------------------------------------------------------
+
+
+def _read_jsonl(path: Path) -> Iterable[tuple[int, str]]:
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                yield n, line.rstrip("\n")
+
+
+def join(
+    alerts_path: Path, verdicts_path: Path
+) -> tuple[list[dict[str, Any]], list[int], dict[str, int]]:
+    """``open`` alerts with a verdict, their labels (1 = false positive), and counts."""
+    counts = {"alert_lines_invalid": 0, "verdicts_invalid": 0, "verdicts_unmatched": 0}
+    label: dict[str, int] = {}
+    for _, raw in _read_jsonl(verdicts_path):
+        v = parse_verdict(raw)
+        if isinstance(v, DeadLetter):
+            counts["verdicts_invalid"] += 1
+            continue
+        label[v.alert_id] = 1 if v.false_positive else 0  # the last verdict wins
+    alerts: list[dict[str, Any]] = []
+    labels: list[int] = []
+    matched: set[str] = set()
+    for _, raw in _read_jsonl(alerts_path):
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            counts["alert_lines_invalid"] += 1
+            continue
+        if not isinstance(rec, dict) or rec.get("kind") != "open":
+            continue
+        aid = rec.get("alert_id")
+        if aid in label and aid not in matched:
+            matched.add(aid)
+            alerts.append(rec)
+            labels.append(label[aid])
+    counts["verdicts_unmatched"] = len(set(label) - matched)
+    return alerts, labels, counts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m job train-filter",
+        description="Train the alert filter from alerts.jsonl and operator verdicts.",
+    )
+    p.add_argument("--alerts", required=True, help="alerts.jsonl written by the job")
+    p.add_argument(
+        "--verdicts", required=True, help="JSON lines {alert_id, entity, verdict, reason}"
+    )
+    p.add_argument("--out", required=True, help="where to write the model artifact (joblib)")
+    p.add_argument(
+        "--model", choices=("logistic", "hgb"), default="logistic", help="(default: %(default)s)"
+    )
+    p.add_argument(
+        "--max-tp-drop",
+        type=float,
+        default=0.05,
+        help="largest share of true positives the filter may drop (default: %(default)s)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        alerts_path, verdicts_path = Path(args.alerts), Path(args.verdicts)
+        for path in (alerts_path, verdicts_path):
+            if not path.is_file():
+                raise FileNotFoundError(f"input file not found: {path}")
+        alerts, labels, counts = join(alerts_path, verdicts_path)
+        artifact = train(alerts, labels, args.model, args.max_tp_drop)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    import joblib
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(artifact, out)
+    summary = {
+        "out": str(out),
+        "model": artifact["model_kind"],
+        "trained_on": artifact["trained_on"],
+        "threshold": round(artifact["threshold"], 4),
+        **artifact["metrics"],
+        **counts,
+    }
+    print(json.dumps(summary))
+    return 0

@@ -1,0 +1,156 @@
+"""Rules, maintenance windows and operator feedback inside the detector (udfs.core.detector):
+a dip the rules rule out never opens an alert, no alert opens in maintenance and the windows
+do not learn from it, a false-positive verdict raises the entity's threshold, and all of it
+survives a snapshot/restore."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from job.config import load_config
+from state.codec import decode, encode
+from udfs.core.config import DetectorConfig
+from udfs.core.detector import _STATE_VERSION, EntityDetector
+from udfs.core.events import Event
+from udfs.core.feedback import Verdict
+from udfs.core.replay import replay
+
+T0 = 1_767_225_600_000
+MIN = 60_000
+FAST = [
+    "detector.features.windows=[{name: 1m, length_ms: 60000, buckets: 6}, {name: 10m, length_ms: 600000, buckets: 10}, {name: 1h, length_ms: 3600000, buckets: 12}]",
+    "detector.features.ratio_pairs=[[1m, 1h]]",
+    "detector.features.robust_windows=[1h]",
+    "detector.threshold.min_events=200",
+    "detector.model.hst_window=50",
+    "detector.model.min_calibration_events=50",
+    "detector.alerts.quiet_period_ms=300000",
+    "detector.alerts.cooldown_ms=600000",
+]
+
+
+def cfg_with(*extra: str) -> DetectorConfig:
+    return load_config(None, [*FAST, *extra]).detector
+
+
+def stream(seed: int = 5) -> Iterator[Event]:
+    """Every 20 s for 8 h: ``e1`` has a cpu spike at 5 h, ``e2`` a cpu dip at 5 h."""
+    rng = random.Random(seed)
+    for step in range(480 * 3):
+        minute = step // 3
+        for entity, shift in (("e1", 45.0), ("e2", -30.0)):
+            cpu = 40 + rng.gauss(0, 2) + (shift if 300 <= minute < 315 else 0.0)
+            lat = 100 + rng.gauss(0, 5)
+            yield Event(entity, T0 + step * 20_000, {"cpu": round(cpu, 3), "lat_ms": lat})
+
+
+def opens(outputs: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, int, str]]:
+    return [
+        (r["entity"], (r["ts_ms"] - T0) // MIN, r["direction"])
+        for k, r in outputs
+        if k == "alert" and r["kind"] == "open"
+    ]
+
+
+def test_rules_rule_out_a_direction_and_name_the_rule_that_let_an_alert_out() -> None:
+    base = opens(list(replay(stream(), cfg_with())))
+    assert ("e1", 300, "spike") in base
+    dips_only = list(
+        replay(stream(), cfg_with("detector.rules.rules=[{metrics: 'cpu*', direction: dip}]"))
+    )
+    assert all(not (e == "e1" and 295 <= m < 320) for e, m, _ in opens(dips_only))
+    spikes = list(
+        replay(stream(), cfg_with("detector.rules.rules=[{metrics: 'cpu*', direction: spike}]"))
+    )
+    spike = next(
+        r
+        for k, r in spikes
+        if k == "alert"
+        and r["kind"] == "open"
+        and r["entity"] == "e1"
+        and r["ts_ms"] == T0 + 300 * MIN
+    )
+    assert spike["rule"] == "cpu*"
+
+
+def test_no_alert_opens_in_maintenance_and_the_windows_do_not_learn_from_it() -> None:
+    window = "detector.maintenance.windows=[{entities: 'e*', start: '2026-01-01T04:55:00Z', end: '2026-01-01T05:20:00Z'}]"
+    out = list(replay(stream(), cfg_with(window)))
+    assert all(not 295 <= m < 320 for _, m, _ in opens(out))
+    scores = [
+        r
+        for k, r in out
+        if k == "score" and r["entity"] == "e1" and T0 + 300 * MIN <= r["ts_ms"] < T0 + 315 * MIN
+    ]
+    assert scores and all(r["is_alert"] == 0 for r in scores)
+    assert max(r["anomaly_score"] for r in scores) > 0.9999  # still scored, for the audit
+    # The windows after maintenance equal those of a run that never saw those events.
+    cfg = cfg_with(window)
+    with_m, without = EntityDetector("e1", cfg), EntityDetector("e1", cfg)
+    start, end = T0 + 295 * MIN, T0 + 320 * MIN
+    for ev in stream():
+        if ev.ts_ms >= T0 + 330 * MIN:
+            break
+        if ev.entity != "e1":
+            continue
+        with_m.on_event(ev)
+        if not start <= ev.ts_ms < end:
+            without.on_event(ev)
+    with_m.flush()
+    without.flush()
+    assert with_m.snapshot()[5] == without.snapshot()[5]  # features
+
+
+def test_false_positive_verdicts_raise_the_threshold_of_the_entity() -> None:
+    cfg = cfg_with("detector.feedback.fp_step=1.5", "detector.feedback.max_raise=1.5")
+    events = [ev for ev in stream() if ev.entity == "e1"]
+    cut = next(i for i, ev in enumerate(events) if ev.ts_ms >= T0 + 200 * MIN)
+    verdict = Verdict("0123456789abcdef", "e1", "false_positive")
+    base = list(replay(events, cfg))
+    fed = list(replay([*events[:cut], verdict, *events[cut:]], cfg))
+    b_open = {r["ts_ms"]: r for k, r in base if k == "alert" and r["kind"] == "open"}
+    f_open = {r["ts_ms"]: r for k, r in fed if k == "alert" and r["kind"] == "open"}
+    cut_ts = events[cut].ts_ms
+    # Before the verdict nothing changes; after it the same spike is judged 1.5 decades
+    # more strictly: a lower severity, and the raise travels on the alert.
+    assert {t: r for t, r in f_open.items() if t < cut_ts} == {
+        t: r for t, r in b_open.items() if t < cut_ts
+    }
+    spike = T0 + 300 * MIN
+    order = ("info", "warning", "critical")
+    assert spike in b_open and "threshold_offset" not in b_open[spike]
+    if spike in f_open:
+        assert order.index(f_open[spike]["severity"]) < order.index(b_open[spike]["severity"])
+        assert f_open[spike]["threshold_offset"] == pytest.approx(
+            1.5 * 2.0 ** (-(spike - events[cut - 1].ts_ms) / cfg.feedback.half_life_ms)
+        )
+    half_life = cfg.feedback.half_life_ms
+    b_scores = [r for k, r in base if k == "score"]
+    f_scores = [r for k, r in fed if k == "score"]
+    for b, f in zip(b_scores, f_scores, strict=True):  # one score record per event
+        if f["ts_ms"] < events[cut - 1].ts_ms:  # scored before the verdict arrived
+            assert f["threshold"] == b["threshold"]
+            continue
+        offset = 1.5 * 2.0 ** (-(f["ts_ms"] - events[cut - 1].ts_ms) / half_life)
+        raised = -math.log10(1 - f["threshold"]) + math.log10(1 - b["threshold"])
+        assert raised == pytest.approx(offset, abs=1e-6)
+
+
+def test_feedback_state_survives_snapshot_and_restore() -> None:
+    cfg = cfg_with()
+    det = EntityDetector("e1", cfg)
+    events = [ev for ev in stream() if ev.entity == "e1"]
+    for ev in events[:600]:
+        det.on_event(ev)
+    det.on_verdict(Verdict("a1", "e1", "false_positive"))
+    restored = EntityDetector.restore("e1", cfg, decode(encode(det.snapshot())))
+    assert restored.on_verdict(Verdict("a1", "e1", "false_positive")) == []
+    a = [json.dumps(o, sort_keys=True) for ev in events[600:] for o in det.on_event(ev)]
+    b = [json.dumps(o, sort_keys=True) for ev in events[600:] for o in restored.on_event(ev)]
+    assert a == b
