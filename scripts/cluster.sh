@@ -9,6 +9,8 @@
 #   scripts/cluster.sh render [--rest-port P] [--rpc-port P] [--build-dir DIR]   (config only)
 #   scripts/cluster.sh submit [--build-dir DIR] -- <arguments to `flink run`>
 #   scripts/cluster.sh flink  [--build-dir DIR] -- <any flink CLI command> (list, cancel, stop, ...)
+#   scripts/cluster.sh add-taskmanager [--build-dir DIR]   one more TaskManager for a running cluster
+#                     (e.g. to replace one that died); prints its pid
 #
 #   --taskmanagers N  TaskManagers to start, 1 slot each (default 1)
 #   --rest-port P     REST/web port (default 8081); --rpc-port P JobManager RPC port (default 6123)
@@ -35,7 +37,7 @@ VENV="${VENV:-$ROOT/.venv}"
 PY="$VENV/bin/python"
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
-usage() { sed -n '2,30p' "$0"; }
+usage() { sed -n '2,32p' "$0"; }
 
 cmd="${1:-}"; [[ $# -gt 0 ]] && shift
 TMS=1; REST_PORT=""; RPC_PORT=""; BUILD="$ROOT/build"; TIMEOUT=120; PASS=()
@@ -245,6 +247,20 @@ do_status() {
   fi
 }
 
+# One more TaskManager with the running cluster's config, lib dir (PEMJA fix) and pid dir.
+do_add_taskmanager() {
+  [[ -n "$(live_pids standalonesession)" ]] || die "no JobManager of $BUILD is running (start the cluster first)"
+  local before after p
+  before=" $(live_pids taskexecutor | xargs) "
+  "$FLINK_HOME/bin/taskmanager.sh" start >>"$FLINK_LOG_DIR/launch-taskmanager-added.txt" 2>&1 \
+    || { cat "$FLINK_LOG_DIR/launch-taskmanager-added.txt" >&2; die "taskmanager.sh start failed"; }
+  after="$(live_pids taskexecutor | xargs)"
+  for p in $after; do
+    [[ "$before" == *" $p "* ]] || { echo "cluster.sh: started TaskManager pid $p" >&2; echo "$p"; return 0; }
+  done
+  die "taskmanager.sh start returned but no new TaskManager process is alive (see $FLINK_LOG_DIR)"
+}
+
 flink_cli() {
   [[ -f "$FLINK_CONF_DIR/config.yaml" ]] || render
   "$FLINK_HOME/bin/flink" "$@"
@@ -254,6 +270,7 @@ case "$cmd" in
   start) do_start ;;
   stop) do_stop ;;
   status) do_status ;;
+  add-taskmanager) do_add_taskmanager ;;
   render) render; echo "$FLINK_CONF_DIR/config.yaml" ;;
   submit)
     [[ -n "$CONNECTOR_JAR" ]] || die "no connector jar in deps/ (run scripts/fetch_jars.sh)"
@@ -264,5 +281,5 @@ case "$cmd" in
     [[ ${#PASS[@]} -gt 0 ]] || die "usage: scripts/cluster.sh flink -- <flink CLI arguments>"
     flink_cli "${PASS[@]}" ;;
   -h|--help|"") usage; [[ -n "$cmd" ]] ;;
-  *) die "unknown command '$cmd' (start|stop|status|render|submit|flink)" ;;
+  *) die "unknown command '$cmd' (start|stop|status|render|submit|flink|add-taskmanager)" ;;
 esac

@@ -16,7 +16,7 @@ import pytest
 from job.config import load_config
 from state.codec import decode, encode
 from udfs.core.config import DetectorConfig
-from udfs.core.detector import _STATE_VERSION, EntityDetector
+from udfs.core.detector import EntityDetector
 from udfs.core.events import Event
 from udfs.core.feedback import Verdict
 from udfs.core.replay import replay
