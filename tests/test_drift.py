@@ -500,7 +500,7 @@ def test_restore_at_every_event_continues_like_an_uninterrupted_run() -> None:
     assert snap == whole.snapshot()
 
 
-def test_page_hinkley_is_rivers_own_and_a_restored_one_continues_exactly() -> None:
+def test_page_hinkley_equals_rivers_and_a_restored_one_continues_exactly() -> None:
     cfg = DEFAULT
     reference = PageHinkley(
         min_instances=cfg.page_hinkley_min_instances,

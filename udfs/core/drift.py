@@ -44,9 +44,10 @@ Samples are kept as float32 (the statistics use the rounded values; values beyon
 
 Score drift
 -----------
-The :data:`SCORE` series gets the same two comparisons plus River's
-:class:`river.drift.PageHinkley` on every score value (River's own class; its handful of
-attributes are snapshotted as plain data). Page-Hinkley's default ``alpha`` (forgetting
+The :data:`SCORE` series gets the same two comparisons plus Page-Hinkley on every score
+value: :class:`PageHinkley` is River 0.23's ``drift.PageHinkley`` step for step (tested
+against it value by value), in plain Python so that the workers never import numpy; its
+handful of attributes are snapshotted as plain data. Page-Hinkley's default ``alpha`` (forgetting
 factor) makes its cumulative sum an AR(1) process that keeps crossing any threshold on a
 stationary stream, so the default here is ``alpha=1`` (the classic test); ``delta=0.05`` and
 ``threshold=20`` suit a calibrated score (about uniform on [0, 1], sd 0.29): a shift of the
@@ -110,7 +111,7 @@ byte each when ``check_every < 256``) and its start timestamps, a few integers; 
 fifteen numbers for Page-Hinkley and the health checks. Nothing grows with the number of
 events. An update is a bisection and a few integer operations per series (plus
 Page-Hinkley on the score); PSI and KS cost ``O(psi_bins * W / check_every + K log K)`` once
-per ``check_every`` values, the KS part with numpy (already loaded by River).
+per ``check_every`` values.
 """
 
 from __future__ import annotations
@@ -123,9 +124,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-from river.drift import PageHinkley
 
 __all__ = [
     "PSI_EPSILON",
@@ -150,7 +148,6 @@ _PSI = 1
 _KS = 2
 _STALE = 4
 
-FloatArray = npt.NDArray[np.floating[Any]]
 
 
 def _check(problems: list[str]) -> None:
@@ -353,29 +350,105 @@ def psi(expected: Sequence[float], actual: Sequence[float]) -> float:
     return total
 
 
-def ks_statistic(a: Sequence[float] | FloatArray, b: Sequence[float] | FloatArray) -> float:
+def ks_statistic(a: Sequence[float], b: Sequence[float]) -> float:
     """Two-sample Kolmogorov-Smirnov statistic ``max |F_a - F_b|`` of two *sorted* samples.
 
     The empirical CDFs are compared just after every point of either sample, in integers:
     the result is ``h / lcm(len(a), len(b))`` correctly rounded, which is what
-    ``scipy.stats.ks_2samp(a, b).statistic`` returns (its exact mode). numpy does the
-    work: a Python merge of two 128-value samples costs ten times more, and this runs every
-    ``check_every`` values of every series.
+    ``scipy.stats.ks_2samp(a, b).statistic`` returns (its exact mode). Pure Python (a
+    merge): the Flink workers' embedded interpreter must not import numpy on the hot path
+    (PEMJA deadlocked finalising one operator's interpreter while another imported it).
 
     Examples
     --------
     >>> ks_statistic([1.0, 2.0, 3.0, 4.0], [3.0, 4.0, 5.0, 6.0])
     0.5
     """
-    sa = np.asarray(a)
-    sb = np.asarray(b)
-    n = len(sa)
-    m = len(sb)
+    n = len(a)
+    m = len(b)
     lcm = n // math.gcd(n, m) * m
-    both = np.concatenate((sa, sb))
-    fa = np.searchsorted(sa, both, side="right") * (lcm // n)
-    fb = np.searchsorted(sb, both, side="right") * (lcm // m)
-    return int(np.abs(fa - fb).max()) / lcm
+    sa = lcm // n
+    sb = lcm // m
+    i = j = 0
+    best = 0
+    while i < n and j < m:
+        x = a[i] if a[i] <= b[j] else b[j]
+        while i < n and a[i] <= x:
+            i += 1
+        while j < m and b[j] <= x:
+            j += 1
+        d = i * sa - j * sb
+        if d < 0:
+            d = -d
+        if d > best:
+            best = d
+    # Past the end of one sample the other's CDF only rises towards 1: the gap shrinks.
+    return best / lcm
+
+
+class _Mean:
+    """River's ``stats.Mean`` arithmetic (same float operations, so the same values)."""
+
+    __slots__ = ("n", "_mean")
+
+    def __init__(self) -> None:
+        self.n = 0.0
+        self._mean = 0.0
+
+    def update(self, x: float) -> None:
+        self.n += 1.0
+        self._mean += (1.0 / self.n) * (x - self._mean)
+
+    def get(self) -> float:
+        return self._mean
+
+
+class PageHinkley:
+    """River 0.23's ``drift.PageHinkley(mode="both")``, step for step, in plain Python.
+
+    The same attributes and the same float operations as River's class (a test compares the
+    two on random streams), without importing River, and so numpy, into the Flink workers.
+    """
+
+    __slots__ = (
+        "min_instances", "delta", "threshold", "alpha", "_x_mean", "_sum_increase",
+        "_sum_decrease", "_min_increase", "_max_decrease", "_drift_detected",
+    )
+
+    def __init__(self, min_instances: int, delta: float, threshold: float, alpha: float) -> None:
+        self.min_instances = min_instances
+        self.delta = delta
+        self.threshold = threshold
+        self.alpha = alpha
+        self._reset()
+
+    def _reset(self) -> None:
+        self._drift_detected = False
+        self._x_mean = _Mean()
+        self._sum_increase = 0.0
+        self._sum_decrease = 0.0
+        self._min_increase = float("inf")
+        self._max_decrease: float = -1
+
+    @property
+    def drift_detected(self) -> bool:
+        return self._drift_detected
+
+    def update(self, x: float) -> None:
+        if self._drift_detected:
+            self._reset()
+        self._x_mean.update(x)
+        dev = x - self._x_mean.get()
+        self._sum_increase = self.alpha * self._sum_increase + dev - self.delta
+        self._sum_decrease = self.alpha * self._sum_decrease + dev + self.delta
+        if self._sum_increase < self._min_increase:
+            self._min_increase = self._sum_increase
+        if self._sum_decrease > self._max_decrease:
+            self._max_decrease = self._sum_decrease
+        if self._x_mean.n >= self.min_instances:
+            up = self._sum_increase - self._min_increase
+            down = self._max_decrease - self._sum_decrease
+            self._drift_detected = up > self.threshold or down > self.threshold
 
 
 def quantiles(sorted_values: Sequence[float], qs: Sequence[float]) -> list[float]:
@@ -606,7 +679,6 @@ class DriftMonitor:
             delta=cfg.page_hinkley_delta,
             threshold=cfg.page_hinkley_threshold,
             alpha=cfg.page_hinkley_alpha,
-            mode="both",
         )
 
     @property
@@ -759,9 +831,9 @@ class DriftMonitor:
     def _compare(self, s: _Series, ts: int, out: list[dict[str, Any]]) -> None:
         """The check at the end of a sub-window: the ring holds exactly the last W values."""
         cfg = self.cfg
-        current = np.sort(np.frombuffer(s.cur_sample, dtype=np.float32))
+        current = sorted(s.cur_sample)
         psi_value = psi(s.ref_counts, s.sums)
-        ks_value = ks_statistic(np.frombuffer(s.sample, dtype="<f4"), current)
+        ks_value = ks_statistic(_from_bytes("f", s.sample), current)
         oldest = (s.base // cfg.psi_bins + 1) % self._nsub
         ref = _span(s.ref_from_ts, s.ref_to_ts, cfg.reference_events)
         cur = _span(s.ring_ts[oldest], ts, cfg.window_events)
@@ -779,7 +851,7 @@ class DriftMonitor:
                     self._score_drift_ts = ts
         if s is not self._score:
             return
-        iqr_lo, iqr_hi = quantiles(current.tolist(), (0.25, 0.75))
+        iqr_lo, iqr_hi = quantiles(current, (0.25, 0.75))
         spread = iqr_hi - iqr_lo
         if s.flags & _STALE:
             if spread >= cfg.stale_spread:
@@ -884,7 +956,7 @@ class DriftMonitor:
         """The reference sample: frozen and sorted, or in arrival order while it grows."""
         s = self._get(name)
         if s.sample:
-            return [float(v) for v in np.frombuffer(s.sample, dtype="<f4")]
+            return [float(v) for v in _from_bytes("f", s.sample)]
         return list(s.building)
 
     def bin_edges(self, name: str) -> tuple[float, ...]:
