@@ -38,7 +38,9 @@ CFG = DetectorConfig(
         max_gap_ms=30_000,
         min_count=3,
     ),
-    model=ModelConfig(hst_trees=5, hst_height=6, hst_window=50, min_calibration_events=30),
+    model=ModelConfig(
+        combine="max", hst_trees=5, hst_height=6, hst_window=50, min_calibration_events=30
+    ),
     threshold=ThresholdConfig(min_events=200, target_alert_rate=0.001),
     alerts=AlertConfig(quiet_period_ms=30_000, cooldown_ms=60_000),
 )

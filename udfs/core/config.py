@@ -67,7 +67,12 @@ class ModelConfig:
     z_squash
         Feature z-scores enter the trees as ``0.5 + 0.5 * tanh(z / z_squash)`` (in [0, 1]).
     combine
-        ``max`` (the rarer of the two), ``mean`` (of the two rarities), ``hst`` or ``stats``.
+        ``stats`` (default: the statistics scorer alone; the trees are not built), ``max``
+        (the rarer of the two), ``mean`` (of the two rarities) or ``hst``. Measured on NAB
+        (standard profile, NAB's threshold sweep): stats 42.8, max 38.2, mean 37.6, hst
+        alone 3.8; on the demo stream at 1e-3, stats opens 9 episodes for the 3 incidents,
+        max 14. The trees stay available for streams where joint structure across
+        features matters more than single-feature extremes.
     calibration_half_life
         Events after which a past raw score counts half in the per-entity calibration.
     tail_scale
@@ -91,7 +96,7 @@ class ModelConfig:
     hst_window: int = 250
     seed: int = 42
     z_squash: float = 3.0
-    combine: str = "max"
+    combine: str = "stats"
     calibration_half_life: float = 20_000.0
     tail_scale: float = 0.25
     min_calibration_events: int = 100

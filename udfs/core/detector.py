@@ -256,8 +256,8 @@ class EntityDetector:
         values, ready = m.features.update(ts, ev.metrics)
         if before is not None:  # scored against the windows, which do not learn it
             m.features = EntityFeatures.restore(cfg.features, before)
-        if m.hst is None:
-            self._init_hst(ev)
+        if not m.hst_metrics:
+            self._init_entity(ev)
 
         # Statistics scorer: largest |z| over ready windows, and the HST input vector.
         windows = cfg.features.windows
@@ -305,10 +305,13 @@ class EntityDetector:
         longest = self._longest
         warm = any_ready and all(ready.get(f"{metric}.{longest}", False) for metric in ev.metrics)
         hst = m.hst
-        assert hst is not None
-        vec = [vec[i] for i in m.hst_perm]
-        hst_raw = hst.score_vec(vec)
-        hst_warm = warm and not hst.first_window
+        if hst is not None:
+            vec = [vec[i] for i in m.hst_perm]
+            hst_raw = hst.score_vec(vec)
+            hst_warm = warm and not hst.first_window
+        else:  # combine=stats: the trees are not built at all
+            hst_raw = 0.0
+            hst_warm = False
         mc = cfg.model
         u_stats = (
             -math.log10(m.cal_stats.survival(math.log1p(best), mc.tail_scale)) if any_ready else 0.0
@@ -326,7 +329,7 @@ class EntityDetector:
         is_ready = (
             warm
             and m.cal_stats.updates >= mc.min_calibration_events
-            and (combine == "stats" or (hst_warm and m.cal_hst.updates >= mc.min_calibration_events))
+            and (hst is None or (hst_warm and m.cal_hst.updates >= mc.min_calibration_events))
         )
         thr = m.threshold.current()
         # Hysteresis: an open episode goes on while the event stays within
@@ -353,7 +356,7 @@ class EntityDetector:
             # entity deaf for the rest of it (the quantile of a rate of 1e-3 rests on a
             # handful of events).
             m.threshold.update(min(u, thr + _THRESHOLD_CLIP))
-        if warm and learn and (mc.learn_anomalies or not unusual):
+        if hst is not None and warm and learn and (mc.learn_anomalies or not unusual):
             hst.learn_vec(vec)
         m.n_scored += 1
 
@@ -427,11 +430,13 @@ class EntityDetector:
         if self._m.drift is not None:
             self._m.drift.reset_reference()
 
-    def _init_hst(self, ev: Event) -> None:
+    def _init_entity(self, ev: Event) -> None:
+        """On the entity's first event: its metric set, its trees (if used), its drift monitor."""
         m = self._m
         m.hst_metrics = tuple(sorted(ev.metrics))
-        structure, m.hst_perm = self._structure(m.hst_metrics)
-        m.hst = CompactHST(structure, self.cfg.model.hst_window)
+        if self.cfg.model.combine != "stats":
+            structure, m.hst_perm = self._structure(m.hst_metrics)
+            m.hst = CompactHST(structure, self.cfg.model.hst_window)
         if m.drift is None and self.cfg.drift.enabled:
             m.drift = DriftMonitor(self.cfg.drift, [*(x for x in m.hst_metrics if x != SCORE), SCORE])
 
@@ -553,9 +558,13 @@ class EntityDetector:
         m = det._m
         m.features = EntityFeatures.restore(cfg.features, feats)
         m.hst_metrics = tuple(hst_metrics)
-        if hst_bytes is not None:
+        if m.hst_metrics and cfg.model.combine != "stats":
+            # (A savepoint of a stats-only run restored with trees starts them fresh.)
             structure, m.hst_perm = det._structure(m.hst_metrics)
-            m.hst = CompactHST.from_bytes(structure, cfg.model.hst_window, hst_bytes)
+            if hst_bytes is not None:
+                m.hst = CompactHST.from_bytes(structure, cfg.model.hst_window, hst_bytes)
+            else:
+                m.hst = CompactHST(structure, cfg.model.hst_window)
         m.cal_stats.restore(cal_stats)
         m.cal_hst.restore(cal_hst)
         m.threshold.restore(threshold)
