@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 NAB_DIR ?= $(abspath ../shared/data/nab)
 export NAB_DIR
 
-.PHONY: demo test test-fast test-e2e lint venv jars kafka-start kafka-stop kafka-status cluster-start cluster-stop cluster-status clean report tune
+.PHONY: demo test test-fast test-e2e lint venv jars kafka-start kafka-stop kafka-status cluster-start cluster-stop cluster-status clean report tune bench
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v java >/dev/null || { echo "error: java (JDK 17) is needed by Flink: install it (apt-get install openjdk-17-jdk-headless) and run again"; exit 1; }
@@ -42,6 +42,10 @@ report: $(STAMP)
 tune: $(STAMP)
 	@test -f out/demo/input.jsonl || $(PY) -c "from job.demo_data import write_demo; write_demo('out/demo/input.jsonl')"
 	$(PY) -m job tune --input out/demo/input.jsonl --labels demo --json out/tune.json
+
+## Benchmark: job vs plain loop vs naive River baseline -> bench/results/<date>.{json,md} (~3 min; FULL=1: full run)
+bench: $(STAMP)
+	$(PY) -m job bench $(if $(FULL),,--quick)
 
 ## End-to-end tests only (real Kafka broker + standalone Flink cluster, ~2 min).
 test-e2e: $(STAMP)

@@ -150,6 +150,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_tune_arguments(tun)
     _add_config_args(tun)
 
+    bench = sub.add_parser(
+        "bench",
+        help="measure throughput, latency and state size: the job vs the plain loop vs a naive baseline",
+        description="Benchmark in one run on this machine (see bench/README.md): writes "
+        "<out>/<date>.json and .md and prints the ratios job / plain loop and job / naive.",
+    )
+    bench.add_argument("--quick", action="store_true", help="a shorter run (about 3 minutes)")
+    bench.add_argument("--out", default="bench/results", help="results folder (default: %(default)s)")
+    bench.add_argument(
+        "--only",
+        default="",
+        help="comma-separated parts: state,profile,plain,thread,naive,latency,checkpoint,process,cluster",
+    )
+    bench.add_argument("--keep-tmp", action="store_true", help="keep the generated inputs in bench/tmp")
+
     # Listed for --help; main() hands its arguments to job/train_filter.py.
     sub.add_parser(
         "train-filter",
@@ -319,6 +334,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         res = build_report(cfg.sink.dir, Path(cfg.sink.dir) / "report", Path(cfg.sink.dir) / "input.jsonl")
         print(f"report           {res['index']}")
         return 0
+    if args.command == "bench":
+        from job.bench import main as bench_main
+
+        return bench_main(args)
     raise AssertionError(args.command)
 
 

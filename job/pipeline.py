@@ -25,7 +25,7 @@ from job.config import JobConfig, python_executable
 from udfs.detect import DetectAnomalies
 from udfs.parse import ParseEvents
 from udfs.summaries import SummaryAggregate, SummaryWindow, summary_late_record
-from udfs.tags import DEAD_LETTER_TAG, DRIFT_TAG, EVENT_TYPE, LATE_TAG, SCORES_TAG, SUMMARY_LATE_TAG
+from udfs.tags import DEAD_LETTER_TAG, DRIFT_TAG, EVENT_TYPE, LATE_TAG, SCORES_TAG, summary_late_tag
 from udfs.watermarks import watermark_strategy
 
 __all__ = [
@@ -143,10 +143,11 @@ def build_pipeline(
         outputs["scores"] = detected.get_side_output(SCORES_TAG)
     if cfg.summaries.enabled:
         sc = cfg.summaries
+        late_tag = summary_late_tag()
         windowed = (
             timed.key_by(lambda e: e[0], key_type=Types.STRING())
             .window(SlidingEventTimeWindows.of(Time.milliseconds(sc.size_ms), Time.milliseconds(sc.slide_ms)))
-            .side_output_late_data(SUMMARY_LATE_TAG)
+            .side_output_late_data(late_tag)
         )
         summaries = (
             windowed.aggregate(
@@ -159,7 +160,7 @@ def build_pipeline(
             .uid("summaries")
         )
         late_for_windows = (
-            summaries.get_side_output(SUMMARY_LATE_TAG)
+            summaries.get_side_output(late_tag)
             .map(summary_late_record, output_type=Types.STRING())
             .name("summaries-late")
             .uid("summaries-late")

@@ -13,6 +13,7 @@ LATE_TAG = OutputTag("late", Types.STRING())
 SCORES_TAG = OutputTag("scores", Types.STRING())
 DRIFT_TAG = OutputTag("drift", Types.STRING())
 # Events behind Flink's watermark for the summary windows (still scored by the detector).
-# (A type instance of its own: the tag is pickled with the window operator, and a type that
-# already holds Java objects cannot be.)
-SUMMARY_LATE_TAG = OutputTag("summary-late", Types.TUPLE([Types.STRING(), Types.LONG(), Types.STRING()]))
+def summary_late_tag() -> OutputTag:
+    """A new tag per pipeline: it is pickled with the window operator, and a type that
+    already holds Java objects (after one job was built) cannot be."""
+    return OutputTag("summary-late", Types.TUPLE([Types.STRING(), Types.LONG(), Types.STRING()]))

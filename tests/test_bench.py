@@ -1,0 +1,207 @@
+"""The benchmark harness's pure parts (no timing assertions, no Flink unless marked)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from job import bench
+from udfs.core.config import DetectorConfig
+from udfs.core.events import Event, ParseConfig, parse_line
+
+
+def test_event_stream_is_deterministic_and_valid() -> None:
+    a = bench.generate_events(64, metrics=4, entities=8, seed=3)
+    assert a == bench.generate_events(64, metrics=4, entities=8, seed=3)
+    assert a != bench.generate_events(64, metrics=4, entities=8, seed=4)
+    events = [parse_line(line, ParseConfig()) for line in a]
+    assert all(isinstance(e, Event) for e in events)
+    assert [e.entity for e in events[:9]] == [bench.entity_name(i % 8) for i in range(9)]
+    assert all(sorted(e.metrics) == ["m00", "m01", "m02", "m03"] for e in events)
+    for ent in {e.entity for e in events}:
+        ts = [e.ts_ms for e in events if e.entity == ent]
+        assert ts == sorted(ts) and len(set(ts)) == len(ts)
+
+
+def test_a_shorter_stream_is_a_prefix_of_a_longer_one() -> None:
+    # N1 and N2 runs of the marginal rate read the same first N1 events.
+    assert bench.generate_events(100)[:40] == bench.generate_events(40)
+
+
+def test_event_index_inverts_the_stream_layout() -> None:
+    lines = bench.generate_events(50, entities=7, interval_ms=15_000)
+    for i, line in enumerate(lines):
+        obj = json.loads(line)
+        assert bench.event_index(obj["entity"], obj["ts"], entities=7, interval_ms=15_000) == i
+    with pytest.raises(ValueError):
+        bench.event_index("ent-00001", bench.T0_MS + 5, entities=7)
+
+
+def test_marginal_rate_cancels_a_fixed_cost() -> None:
+    # 5 s of start-up, then 2,000 events per second: the marginal rate is exactly 2,000.
+    def t(n: int) -> float:
+        return 5.0 + n / 2000.0
+
+    assert bench.marginal_rate(1000, t(1000), 9000, t(9000)) == pytest.approx(2000.0)
+    assert bench.fixed_cost(1000, t(1000), 2000.0) == pytest.approx(5.0)
+    assert bench.marginal_rate(1000, 7.0, 5000, 9.0) == 2000.0
+
+
+def test_marginal_rate_refuses_meaningless_inputs() -> None:
+    with pytest.raises(ValueError):
+        bench.marginal_rate(5000, 1.0, 5000, 2.0)
+    assert bench.marginal_rate(1000, 9.0, 5000, 8.5) is None  # noise larger than the signal
+    assert bench.fixed_cost(1000, 9.0, None) is None
+
+
+def test_fastest_keeps_the_smallest_time_per_size() -> None:
+    assert bench.fastest([(10, 3.0), (20, 5.0), (10, 2.5), (20, 6.0)]) == {10: 2.5, 20: 5.0}
+
+
+def test_percentiles_equal_numpy_linear() -> None:
+    values = [float(v) for v in (7, 1, 3, 9, 4, 4, 12, 0.5)]
+    qs = [0, 25, 50, 90, 99, 100]
+    assert bench.percentiles(values, qs) == pytest.approx(list(np.percentile(values, qs)))
+    with pytest.raises(ValueError):
+        bench.percentiles([], [50])
+
+
+def test_latency_stats_from_pace_and_arrival_records() -> None:
+    ms = 1_000_000
+    rate = 100.0  # one event every 10 ms
+    sent = [i * 10 * ms + (2 * ms if i == 5 else 0) for i in range(20)]
+    pace = {"t0_ns": 0, "rate": rate, "sent_ns": sent}
+    # Every event comes out 30 ms after it was sent, event 7 after 80 ms.
+    arrivals = [[i, sent[i] + (80 if i == 7 else 30) * ms] for i in range(20)]
+    st = bench.latency_stats(pace, arrivals, warmup_s=0.02, tail_events=2)
+    assert st["samples"] == 16  # events 2..17
+    assert st["from_send_ms"]["p50"] == pytest.approx(30.0)
+    assert st["from_send_ms"]["max"] == pytest.approx(80.0)
+    # Event 5 left 2 ms late: counted from its schedule it waited 32 ms.
+    sched = sorted((a - i * 10 * ms) / ms for i, a in arrivals if 2 <= i < 18)
+    assert st["from_schedule_ms"]["p99"] == pytest.approx(bench.percentiles(sched, [99])[0])
+    assert st["achieved_send_rate"] == pytest.approx(19 / 0.19)
+
+
+def test_plain_loops_report_every_mark() -> None:
+    lines = bench.generate_events(48, metrics=2, entities=4)
+    for codec in (False, True):
+        marks = bench.plain_loop(lines, DetectorConfig(), codec=codec, marks=(16, 48))
+        assert [m[0] for m in marks] == [16, 48]
+        assert all(w >= 0.0 and c >= 0.0 for _, w, c in marks)
+    row = bench.measure_plain(lines, DetectorConfig(), 16, 48, codec=True, repeats=1)
+    assert row["n1"] == 16 and row["n2"] == 48 and row["eps"] > 0
+
+
+def test_the_codec_loop_stores_what_the_operator_stores() -> None:
+    lines = bench.generate_events(40, metrics=2, entities=4)
+    states: dict[str, bytes] = {}
+    bench._codec_loop(lines, DetectorConfig(), ParseConfig(), (), states_out=states)
+    assert sorted(states) == [bench.entity_name(e) for e in range(4)]
+    assert all(isinstance(v, bytes) and len(v) > 1000 for v in states.values())
+
+
+def test_state_growth_reports_the_encoded_size() -> None:
+    s = bench.state_growth(2, DetectorConfig(), hours=0.2)
+    assert s["metrics"] == 2
+    assert s["steady_bytes"] == s["growth"][-1]["bytes"] > 0
+    assert s["events"] == int(0.2 * 3_600_000 / 20_000)
+
+
+def test_plan_sizes_are_whole_rounds_of_entities() -> None:
+    plan = bench.Plan.for_mode(quick=True)
+    n1, n2 = plan.sizes(1234.0)
+    assert n1 % plan.entities == 0 and n2 % plan.entities == 0 and n2 > n1
+    assert not plan.cluster and bench.Plan.for_mode(quick=False).cluster
+
+
+def _fake_results() -> dict[str, object]:
+    return {
+        "date": "2026-01-01",
+        "quick": True,
+        "machine": {"cpu_model": "x", "cores": 2},
+        "plain": [
+            {"variant": "core", "metrics": 4, "n1": 10, "n2": 20, "eps": 4000.0, "eps_per_cpu_s": 5000.0},
+            {"variant": "core+codec", "metrics": 4, "n1": 10, "n2": 20, "eps": 1000.0, "eps_per_cpu_s": 1250.0},
+        ],
+        "throughput": [
+            {
+                "mode": "thread", "metrics": 4, "n1": 10, "n2": 20, "eps": 800.0,
+                "eps_per_cpu_s": 1000.0, "cores_used": 0.8, "fixed_cost_s": 3.0,
+            }
+        ],
+        "naive": {"metrics": 4, "n1": 1, "n2": 2, "eps": 8.0, "eps_per_cpu_s": 10.0},
+        "latency": {
+            "target_rate": 400.0, "entities": 16, "samples": 100,
+            "from_send_ms": {"p50": 50.0, "p90": 70.0, "p99": 90.0, "max": 99.0},
+            "from_schedule_ms": {"p50": 51.0, "p99": 91.0},
+        },
+        "state": {"per_metrics": [
+            {"metrics": 4, "steady_bytes": 28000, "growth": [{"hours": 1, "bytes": 20000}],
+             "snapshot_encode_us": 1.0, "decode_restore_us": 2.0, "events": 9}
+        ]},
+        "errors": [],
+    }
+
+
+def test_report_has_the_required_keys_and_ratios() -> None:
+    rep = bench.build_report(_fake_results())
+    for key in bench.REQUIRED_KEYS:
+        assert key in rep
+    assert rep["job_vs_plain"] == pytest.approx(0.8)
+    assert rep["job_vs_naive"] == pytest.approx(100.0)
+    assert rep["job_vs_plain_cpu"] == pytest.approx(0.8)
+    assert rep["state_bytes_per_entity"] == 28000
+    assert rep["targets"]["job_vs_naive"]["met"] is True
+    assert rep["targets"]["job_eps"]["met"] is False
+    assert rep["targets"]["state_bytes_per_entity"]["met"] is True
+    json.dumps(rep)
+    md = bench.render_markdown(rep)
+    assert "| job / plain loop (core+codec) | 0.80 |" in md
+
+
+def test_report_of_a_run_where_everything_failed_still_has_the_keys() -> None:
+    rep = bench.build_report({"machine": {}, "errors": ["thread: boom"]})
+    assert all(k in rep for k in bench.REQUIRED_KEYS)
+    assert rep["job_vs_plain"] is None and rep["targets"]["job_eps"]["met"] is None
+    assert "thread: boom" in bench.render_markdown(rep)
+
+
+def test_main_writes_json_and_markdown_without_flink(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tiny = dataclasses.replace(
+        bench.Plan.for_mode(quick=True),
+        metrics=(1, 4),
+        job_seconds=0.01,
+        base_seconds=0.01,
+        state_hours=0.1,
+        profile_events=64,
+    )
+    monkeypatch.setattr(bench.Plan, "for_mode", classmethod(lambda cls, quick: tiny))
+    monkeypatch.setattr(bench, "PROJECT_ROOT", tmp_path)  # bench/tmp goes there
+    args = argparse.Namespace(quick=True, out=str(tmp_path / "results"), only="plain,state,profile", keep_tmp=False)
+    assert bench.main(args) == 0
+    files = sorted(p.name for p in (tmp_path / "results").iterdir())
+    assert len(files) == 2 and files[0].endswith(".json") and files[1].endswith(".md")
+    rep = json.loads((tmp_path / "results" / files[0]).read_text())
+    for key in bench.REQUIRED_KEYS:
+        assert key in rep
+    assert rep["plain_eps"] > 0 and rep["state_bytes_per_entity"] > 0
+    assert rep["job_eps"] is None  # no Flink part ran
+    assert {r["what"] for r in rep["profile"]["by_phase"]} & {"on_event", "restore"}
+    shares = sum(r["share"] for r in rep["profile"]["by_module"])
+    assert math.isclose(shares, 1.0, abs_tol=0.01)
+
+
+@pytest.mark.minicluster
+def test_the_job_runs_into_a_discarding_sink(tmp_path: Path) -> None:
+    path = bench.write_lines(tmp_path / "in.jsonl", bench.generate_events(96, metrics=2))
+    t = bench.run_detect_job(path, ["execution.mode=thread"], "bench-smoke")
+    assert t["wall_s"] > 0 and t["cpu_s"] > 0 and t["net_runtime_s"] > 0
