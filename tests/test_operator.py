@@ -80,9 +80,49 @@ class FakeValueState:
         self._b.state.pop(self._slot(), None)
 
 
+class FakeCounter:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def inc(self, n: int = 1) -> None:
+        self.count += n
+
+
+class FakeDistribution:
+    def __init__(self) -> None:
+        self.values: list[int] = []
+
+    def update(self, value: int) -> None:
+        self.values.append(value)
+
+
+class FakeMetricGroup:
+    """Records what the operator registers, by dotted name."""
+
+    def __init__(self, registry: dict[str, Any], prefix: str = "") -> None:
+        self._r = registry
+        self._p = prefix
+
+    def add_group(self, name: str) -> FakeMetricGroup:
+        return FakeMetricGroup(self._r, f"{self._p}{name}.")
+
+    def counter(self, name: str) -> FakeCounter:
+        return self._r.setdefault(self._p + name, FakeCounter())
+
+    def distribution(self, name: str) -> FakeDistribution:
+        return self._r.setdefault(self._p + name, FakeDistribution())
+
+    def gauge(self, name: str, fn: Any) -> None:
+        self._r[self._p + name] = fn
+
+
 class FakeRuntimeContext:
     def __init__(self, backend: Backend) -> None:
         self._b = backend
+        self.metrics: dict[str, Any] = {}
+
+    def get_metrics_group(self) -> FakeMetricGroup:
+        return FakeMetricGroup(self.metrics)
 
     def get_state(self, descriptor: ValueStateDescriptor) -> FakeValueState:
         assert isinstance(descriptor, ValueStateDescriptor)
@@ -134,7 +174,8 @@ class Harness:
         self.cfg = cfg
         self.b = Backend()
         self.fn = DetectAnomalies(cfg, emit_scores=True)
-        self.fn.open(FakeRuntimeContext(self.b))
+        self.ctx = FakeRuntimeContext(self.b)
+        self.fn.open(self.ctx)
         self.out: list[tuple[str, dict[str, Any]]] = []
         self.max_ts = LONG_MIN
         self.max_timers_seen = 0
@@ -369,3 +410,52 @@ def test_idle_timer_clears_state_on_a_regular_cadence() -> None:
     h.advance(events[-1].ts_ms + TTL)
     assert h.stored("a") is None
     assert h.timers("a") == set()
+
+
+def test_metrics_count_what_the_operator_emitted_and_the_entities_it_holds() -> None:
+    rng = random.Random(5)
+    a = stream(400, "a", seed=1, spike=300)
+    b = stream(200, "b", seed=2, start=T0 + 250)
+    merged = sorted(a + b, key=lambda e: e.ts_ms + rng.uniform(0, BOUND))
+    merged.insert(150, Event("a", T0 + 10 * SEC, {"cpu": 1.0, "mem": 1.0}))  # late
+    h = Harness()
+    for ev in merged[:300]:
+        h.element(ev)
+    m = h.ctx.metrics
+    assert m["anomaly.active_entities"]() == 2
+    assert m["anomaly.state_bytes_avg"]() > 1000
+    for ev in merged[300:]:
+        h.element(ev)
+    h.end_of_input()
+    kinds = [kind for kind, _ in h.out]
+    opened = [rec["severity"] for kind, rec in h.out if kind == "alert" and rec["kind"] == "open"]
+    assert opened, "the spike must open an alert for this to matter"
+    assert m["anomaly.events"].count == kinds.count("score") == len(m["anomaly.lag_ms"].values)
+    assert m["anomaly.late"].count == kinds.count("late") == 1
+    assert m["anomaly.alert_records"].count == kinds.count("alert")
+    for sev in ("info", "warning", "critical"):
+        assert m[f"anomaly.alerts_{sev}"].count == opened.count(sev)
+    # End of input: every entity expired and cleared.
+    assert m["anomaly.active_entities"]() == 0
+    assert m["anomaly.entities_expired"].count == 2
+
+
+def test_parse_counts_dead_letters_in_total_and_by_reason() -> None:
+    from udfs.core.events import ParseConfig
+    from udfs.parse import ParseEvents
+
+    fn = ParseEvents(ParseConfig())
+    ctx = FakeRuntimeContext(Backend())
+    fn.open(ctx)
+    lines = [
+        "{bad",
+        "{also bad",
+        '{"entity": "", "ts": 1767225600000, "metrics": {"a": 1}}',
+        '{"entity": "x", "ts": 1767225600000, "metrics": {"a": 1}}',
+    ]
+    outs = [list(fn.process_element(line, None)) for line in lines]
+    assert [len(o) for o in outs] == [1, 1, 1, 1]
+    m = ctx.metrics
+    assert m["anomaly.dead_letters"].count == 3
+    assert m["anomaly.dead_letters_invalid_json"].count == 2
+    assert m["anomaly.dead_letters_missing_entity"].count == 1

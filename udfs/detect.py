@@ -23,6 +23,7 @@ from state.descriptors import entity_state_descriptor
 from udfs.core.config import DetectorConfig
 from udfs.core.detector import EntityDetector, Output
 from udfs.core.events import Event
+from udfs.metrics import DetectorMetrics
 from udfs.tags import DRIFT_TAG, LATE_TAG, SCORES_TAG
 
 __all__ = ["DetectAnomalies", "score_row"]
@@ -54,9 +55,11 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         self._emit_features = emit_features
         self._state_ttl_ms = state_ttl_ms
         self._state: Any = None
+        self._metrics: Any = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._state = runtime_context.get_state(entity_state_descriptor(self._state_ttl_ms))
+        self._metrics = DetectorMetrics(runtime_context.get_metrics_group())
 
     # -- state ------------------------------------------------------------------------------
 
@@ -67,7 +70,9 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         release_timer, idle_timer, data = stored
         return EntityDetector.restore(entity, self._cfg, decode(data)), release_timer, idle_timer
 
-    def _store(self, det: EntityDetector, release_timer: int, idle_timer: int, ts: Any) -> None:
+    def _store(
+        self, det: EntityDetector, release_timer: int, idle_timer: int, ts: Any, new: bool = False
+    ) -> None:
         earliest = det.earliest_buffered_ms()
         if earliest != release_timer:
             # Flink keeps one timer per key and timestamp: never delete the idle timer's.
@@ -80,7 +85,9 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         if idle_timer == _NO_TIMER:
             idle_timer = det.max_seen_ms + self._cfg.lateness.idle_ttl_ms
             ts.register_event_time_timer(idle_timer)
-        self._state.update((release_timer, idle_timer, encode(det.snapshot())))
+        data = encode(det.snapshot())
+        self._state.update((release_timer, idle_timer, data))
+        self._metrics.stored(len(data), new)
 
     # -- Flink callbacks --------------------------------------------------------------------
 
@@ -90,7 +97,9 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         ev = Event(entity, obj["ts"], obj["metrics"], obj.get("id"))
         det, release_timer, idle_timer = self._load(entity)
         outputs = det.on_event(ev)
-        self._store(det, release_timer, idle_timer, ctx.timer_service())
+        # A new entity is the only one stored without an idle timer yet.
+        new = idle_timer == _NO_TIMER
+        self._store(det, release_timer, idle_timer, ctx.timer_service(), new)
         yield from self._emit(outputs)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
@@ -111,6 +120,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
                 and det.max_seen_ms + self._cfg.lateness.idle_ttl_ms <= timestamp
             ):
                 self._state.clear()
+                self._metrics.cleared()
                 if release_timer != _NO_TIMER:
                     service.delete_event_time_timer(release_timer)
                 yield from self._emit(outputs + det.expire())
@@ -119,7 +129,9 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         yield from self._emit(outputs)
 
     def _emit(self, outputs: list[Output]) -> Iterator[Any]:
+        metrics = self._metrics
         for kind, rec in outputs:
+            metrics.record(kind, rec)
             if kind == "alert":
                 yield json.dumps(rec, sort_keys=True)
             elif kind == "late":
