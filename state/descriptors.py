@@ -1,6 +1,7 @@
 """The pyflink keyed-state descriptors of the detector, with their end.
 
-One ``ValueState`` per entity holds ``(release_timer_ms, ttl_timer_ms, detector_bytes)``:
+One ``ValueState`` per entity holds ``(release_timer_ms, ttl_timer_ms, write_token,
+detector_bytes)``:
 the detector's complete state encoded by :mod:`state.codec`, plus the two timers the
 adapter has registered. It is written while the entity's key is being processed, on every
 event, so every checkpoint holds exactly the state that produced the outputs before it.

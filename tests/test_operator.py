@@ -344,7 +344,7 @@ def test_release_timer_emits_buffered_events_when_the_watermark_passes_them() ->
 
     got = h.advance(T0 + 19 * SEC)
     assert [r["ts_ms"] for k, r in got if k == "score"] == [T0 + s * SEC for s in (17, 18, 19)]
-    snapshot = decode(h.stored("a")[2])
+    snapshot = decode(h.stored("a")[3])
     assert snapshot[3] == []  # nothing left in the entity's buffer
     # No release timer is left, only the idle timer (past every event seen).
     [idle] = h.timers("a")
@@ -459,3 +459,26 @@ def test_parse_counts_dead_letters_in_total_and_by_reason() -> None:
     assert m["anomaly.dead_letters"].count == 3
     assert m["anomaly.dead_letters_invalid_json"].count == 2
     assert m["anomaly.dead_letters_missing_entity"].count == 1
+
+
+def test_a_fresh_operator_instance_restores_from_state_not_from_its_cache() -> None:
+    """The read cache never stands in for the state: a restored instance (new nonce, empty
+    cache) continues exactly like the instance that kept running."""
+    a = stream(300, "a", seed=1, spike=250)
+    whole = Harness()
+    for ev in a:
+        whole.element(ev)
+    whole.end_of_input()
+
+    first = Harness()
+    for ev in a[:150]:
+        first.element(ev)
+    second = Harness()
+    second.b = first.b  # the checkpointed keyed state and timers, as a restore hands them over
+    second.fn.open(FakeRuntimeContext(second.b))
+    second.out = list(first.out)
+    second.max_ts = first.max_ts
+    for ev in a[150:]:
+        second.element(ev)
+    second.end_of_input()
+    assert second.out == whole.out

@@ -13,6 +13,8 @@ No detection rule lives here. Two event-time timers per entity at most:
 from __future__ import annotations
 
 import json
+import os
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,16 +51,26 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         emit_scores: bool = False,
         emit_features: bool = False,
         state_ttl_ms: int = 7 * 86_400_000,
+        cache_size: int = 4096,
     ) -> None:
         self._cfg = cfg
         self._emit_scores = emit_scores
         self._emit_features = emit_features
         self._state_ttl_ms = state_ttl_ms
+        self._cache_size = cache_size
         self._state: Any = None
         self._metrics: Any = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._state = runtime_context.get_state(entity_state_descriptor(self._state_ttl_ms))
+        # A read cache of decoded detectors. The state is still written in full on every
+        # event (exactly-once: a checkpoint holds the state behind the outputs before it);
+        # the cache only saves decoding what this instance itself just wrote. Each write
+        # carries (nonce, sequence): after a restore or on another instance the token cannot
+        # match, and the state is decoded.
+        self._nonce = os.urandom(8).hex()
+        self._seq = 0
+        self._cache: OrderedDict[str, tuple[tuple[str, int], EntityDetector]] = OrderedDict()
         self._metrics = DetectorMetrics(runtime_context.get_metrics_group())
 
     # -- state ------------------------------------------------------------------------------
@@ -67,7 +79,13 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         stored = self._state.value()
         if stored is None:
             return EntityDetector(entity, self._cfg), _NO_TIMER, _NO_TIMER
-        release_timer, idle_timer, data = stored
+        release_timer, idle_timer, token, data = stored
+        hit = self._cache.get(entity)
+        if hit is not None and hit[0] == token:
+            # The state holds exactly what this instance last stored for the entity: the
+            # object it stored it from is that state, decoded. Skip the decode.
+            self._cache.move_to_end(entity)
+            return hit[1], release_timer, idle_timer
         return EntityDetector.restore(entity, self._cfg, decode(data)), release_timer, idle_timer
 
     def _store(
@@ -86,7 +104,14 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
             idle_timer = det.max_seen_ms + self._cfg.lateness.idle_ttl_ms
             ts.register_event_time_timer(idle_timer)
         data = encode(det.snapshot())
-        self._state.update((release_timer, idle_timer, data))
+        self._seq += 1
+        token = (self._nonce, self._seq)
+        self._state.update((release_timer, idle_timer, token, data))
+        cache = self._cache
+        cache[det.entity] = (token, det)
+        cache.move_to_end(det.entity)
+        if len(cache) > self._cache_size:
+            cache.popitem(last=False)
         self._metrics.stored(len(data), new)
 
     # -- Flink callbacks --------------------------------------------------------------------
@@ -120,6 +145,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
                 and det.max_seen_ms + self._cfg.lateness.idle_ttl_ms <= timestamp
             ):
                 self._state.clear()
+                self._cache.pop(entity, None)
                 self._metrics.cleared()
                 if release_timer != _NO_TIMER:
                     service.delete_event_time_timer(release_timer)
