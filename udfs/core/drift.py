@@ -124,7 +124,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-
 __all__ = [
     "PSI_EPSILON",
     "SCORE",
