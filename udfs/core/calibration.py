@@ -223,4 +223,4 @@ class AdaptiveThreshold:
 
 def rarity_to_score(u: float) -> float:
     """Map rarity (decades) to an anomaly score in [0, 1): ``1 - 10**-u``."""
-    return 1.0 - 10.0 ** (-u)
+    return 1.0 - math.pow(10.0, -u)

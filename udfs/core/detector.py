@@ -482,13 +482,11 @@ class EntityDetector:
             leading = [c for c in leading if rule_allows(rules, c[5], c[2], c[3], c[4])]
             if not leading:
                 return None
-        top = [
+        top: list[dict[str, Any]] = [
             {"feature": f"{k}.zscore", "actual": x, "expected": mean, "z": round(z, 4)}
             for _, k, x, mean, z, _metric in leading
         ]
-        direction = "spike"
-        if top and top[0]["z"] < 0:
-            direction = "dip"
+        direction = "dip" if leading and leading[0][4] < 0 else "spike"
         detail: dict[str, Any] = {
             "score": round(rarity_to_score(rarity), 6),
             "threshold": round(rarity_to_score(threshold_rarity), 6),
