@@ -243,7 +243,8 @@ def cmd_run(cfg: JobConfig, job_name: str = "anomaly-detection") -> Counter[str]
     if cfg.sink.type == "kafka":
         from job.kafka_io import attach_kafka_sinks
 
-        attach_kafka_sinks(outputs, cfg.kafka)
+        bounded = cfg.source.type != "kafka" or cfg.kafka.bounded
+        attach_kafka_sinks(outputs, cfg.kafka, bounded_input=bounded)
         env.execute(job_name)  # detached under `flink run -d`: returns once submitted
         return Counter()
     counts = collect_to_files(outputs, cfg.sink.dir, job_name)

@@ -296,11 +296,18 @@ def kafka_source(env: Any, cfg: KafkaConfig) -> Any:
     )
 
 
-def attach_kafka_sinks(outputs: Mapping[str, Any], cfg: KafkaConfig) -> dict[str, str]:
+def attach_kafka_sinks(
+    outputs: Mapping[str, Any], cfg: KafkaConfig, bounded_input: bool = False
+) -> dict[str, str]:
     """Write each output stream (JSON strings) to its topic; return ``{output: topic}``.
 
     Every output needs a ``<output>_topic`` key: an output without one is an error rather
     than dropped. Sinks are ``.uid("sink-kafka-<output>")`` (savepoint contract).
+
+    ``exactly_once`` commits on checkpoints: with checkpointing off (neither
+    ``execution.checkpoint_interval_ms`` nor the cluster's ``execution.checkpointing.interval``)
+    an unbounded job would never commit anything, so that is an error; a bounded input
+    (``bounded_input``) commits once, at its end.
     """
     if not outputs:
         return {}
@@ -309,8 +316,18 @@ def attach_kafka_sinks(outputs: Mapping[str, Any], cfg: KafkaConfig) -> dict[str
         raise ValueError(
             f"no Kafka topic for output(s) {', '.join(missing)}: add kafka.<output>_topic"
         )
-    first = next(iter(outputs.values()))
-    _ensure_connector(first.get_execution_environment())
+    env = next(iter(outputs.values())).get_execution_environment()
+    if (
+        cfg.delivery == "exactly_once"
+        and not bounded_input
+        and not env.get_checkpoint_config().is_checkpointing_enabled()
+    ):
+        raise ValueError(
+            "kafka.delivery=exactly_once commits on checkpoints and checkpointing is off: set"
+            " execution.checkpoint_interval_ms (or execution.checkpointing.interval in the"
+            " cluster's config.yaml), or read a bounded input (kafka.bounded=true)"
+        )
+    _ensure_connector(env)
     from pyflink.common.serialization import SimpleStringSchema
     from pyflink.datastream.connectors.base import DeliveryGuarantee
     from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
