@@ -1086,24 +1086,10 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (``python -m job.report``), with the CLI's one-line errors."""
-    p = argparse.ArgumentParser(
-        prog="python -m job report",
-        description="Write a self-contained HTML report (and one PNG per entity) of a run.",
-    )
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return run_command(args)
-    except FileNotFoundError as exc:
-        print(
-            f"error: {exc.args[0] if exc.args else exc}: check the path and run again",
-            file=sys.stderr,
-        )
-        return 2
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    """``python -m job.report``: the same as ``python -m job report`` (one parser, one error path)."""
+    from job.cli import main as cli_main
+
+    return cli_main(["report", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

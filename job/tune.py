@@ -518,33 +518,10 @@ def run_command(args: argparse.Namespace, cfg: Any) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (``python -m job.tune``), with the CLI's one-line errors."""
-    from job.cli import _add_config_args
-    from job.config import ConfigError, load_config
+    """``python -m job.tune``: the same as ``python -m job tune`` (one parser, one error path)."""
+    from job.cli import main as cli_main
 
-    p = argparse.ArgumentParser(
-        prog="python -m job tune",
-        description="Replay a sample once per target alert rate; alerts per entity per day "
-        "and, with labels, episode-level precision / recall / F1.",
-    )
-    add_arguments(p)
-    _add_config_args(p)
-    args = p.parse_args(argv)
-    try:
-        cfg = load_config(args.config, args.set, profile=args.profile)
-        return run_command(args, cfg)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as exc:
-        print(
-            f"error: {exc.args[0] if exc.args else exc}: check the path and run again",
-            file=sys.stderr,
-        )
-        return 2
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return cli_main(["tune", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
