@@ -5,10 +5,12 @@ reason as ``dead_letters_<reason>``), ``alerts_info`` / ``alerts_warning`` /
 ``alerts_critical`` (episodes opened), ``alert_records`` (open, escalate, resolved),
 ``suppressed_alerts`` (held back by cooldown or rate limit, counted when the next alert
 carries them), ``drift_events``, ``health_records``, ``entities_expired``.
-Gauges: ``active_entities`` (entities this operator instance created minus those it
-cleared since it started; after a restore it counts from zero), ``state_bytes_avg`` (mean
-encoded state of the entities it wrote, exponentially weighted).
-Distributions: ``score_rarity_milli`` (rarity of each scored event in thousandths of a
+``active_entities`` is a counter moved both ways (entities this operator instance created
+minus those it cleared since it started; after a restore it counts from zero).
+No Python gauges: in thread mode Flink's metric thread would call into the embedded
+interpreter to read them, and a TaskManager crashed doing so (SIGSEGV in take_gil); every
+value here is pushed from the operator instead.
+Distributions: ``state_bytes`` (encoded state written per event), ``score_rarity_milli`` (rarity of each scored event in thousandths of a
 decade) and ``lag_ms`` (wall clock minus event time when the event is scored: the
 processing lag, including the order buffer's wait).
 """
@@ -36,10 +38,8 @@ class DetectorMetrics:
         self.expired = g.counter("entities_expired")
         self.rarity = g.distribution("score_rarity_milli")
         self.lag = g.distribution("lag_ms")
-        self.active = 0
-        self.state_bytes = 0.0
-        g.gauge("active_entities", lambda: self.active)
-        g.gauge("state_bytes_avg", lambda: int(self.state_bytes))
+        self.active = g.counter("active_entities")
+        self.state_bytes = g.distribution("state_bytes")
 
     def record(self, kind: str, rec: dict[str, Any]) -> None:
         if kind == "score":
@@ -61,11 +61,11 @@ class DetectorMetrics:
 
     def stored(self, size: int, new_entity: bool) -> None:
         if new_entity:
-            self.active += 1
-        self.state_bytes += 0.01 * (size - self.state_bytes) if self.state_bytes else size
+            self.active.inc()
+        self.state_bytes.update(size)
 
     def cleared(self) -> None:
-        self.active -= 1
+        self.active.dec()
         self.expired.inc()
 
 
