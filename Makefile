@@ -47,7 +47,7 @@ tune: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m job bench $(if $(FULL),,--quick)
 
-## End-to-end tests only (real Kafka broker + standalone Flink cluster, ~2 min).
+## End-to-end tests only (real Kafka broker + standalone Flink cluster, ~5 min).
 test-e2e: $(STAMP)
 	$(PY) -m pytest -m e2e tests/e2e
 
