@@ -15,6 +15,7 @@ import pytest
 
 from job.config import load_config
 from state.codec import decode, encode
+from tests.configs import FAST
 from udfs.core.config import DetectorConfig
 from udfs.core.detector import EntityDetector
 from udfs.core.events import Event
@@ -23,16 +24,6 @@ from udfs.core.replay import replay
 
 T0 = 1_767_225_600_000
 MIN = 60_000
-FAST = [
-    "detector.features.windows=[{name: 1m, length_ms: 60000, buckets: 6}, {name: 10m, length_ms: 600000, buckets: 10}, {name: 1h, length_ms: 3600000, buckets: 12}]",
-    "detector.features.ratio_pairs=[[1m, 1h]]",
-    "detector.features.robust_windows=[1h]",
-    "detector.threshold.min_events=200",
-    "detector.model.hst_window=50",
-    "detector.model.min_calibration_events=50",
-    "detector.alerts.quiet_period_ms=300000",
-    "detector.alerts.cooldown_ms=600000",
-]
 
 
 def cfg_with(*extra: str) -> DetectorConfig:

@@ -14,25 +14,13 @@ import jsonschema
 import pytest
 
 from job.config import load_config
+from tests.configs import FAST
 from udfs.core.alerts import ALERT_SCHEMA_VERSION, EpisodeTracker
 from udfs.core.events import Event
 from udfs.core.replay import replay
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "job" / "schemas" / "alert.schema.json"
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-
-# Small windows so a few hours of events warm everything up (as tests/test_flink_job.py's FAST,
-# copied so this test does not import pyflink).
-FAST = [
-    "detector.features.windows=[{name: 1m, length_ms: 60000, buckets: 6}, {name: 10m, length_ms: 600000, buckets: 10}, {name: 1h, length_ms: 3600000, buckets: 12}]",
-    "detector.features.ratio_pairs=[[1m, 1h]]",
-    "detector.features.robust_windows=[1h]",
-    "detector.threshold.min_events=200",
-    "detector.model.hst_window=50",
-    "detector.model.min_calibration_events=50",
-    "detector.alerts.quiet_period_ms=300000",
-    "detector.alerts.cooldown_ms=600000",
-]
 
 
 def _stream(seed: int = 5, minutes: int = 480) -> Iterator[Event]:

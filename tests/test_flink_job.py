@@ -17,6 +17,7 @@ import pytest
 
 from job.config import JobConfig, load_config
 from job.pipeline import build_pipeline, collect_to_files, create_environment, file_source
+from tests.configs import FAST
 from udfs.core.events import DeadLetter, Event, ParseConfig, parse_line
 from udfs.core.replay import replay
 from udfs.detect import score_row
@@ -25,18 +26,6 @@ pytestmark = pytest.mark.minicluster
 
 T0 = 1_767_225_600_000
 MIN = 60_000
-
-# Small windows so a few thousand events warm everything up.
-FAST = [
-    "detector.features.windows=[{name: 1m, length_ms: 60000, buckets: 6}, {name: 10m, length_ms: 600000, buckets: 10}, {name: 1h, length_ms: 3600000, buckets: 12}]",
-    "detector.features.ratio_pairs=[[1m, 1h]]",
-    "detector.features.robust_windows=[1h]",
-    "detector.threshold.min_events=200",
-    "detector.model.hst_window=50",
-    "detector.model.min_calibration_events=50",
-    "detector.alerts.quiet_period_ms=300000",
-    "detector.alerts.cooldown_ms=600000",
-]
 
 
 def _stream(seed: int = 3, entities: int = 4, minutes: int = 600) -> list[str]:
