@@ -254,11 +254,17 @@ do_add_taskmanager() {
   before=" $(live_pids taskexecutor | xargs) "
   "$FLINK_HOME/bin/taskmanager.sh" start >>"$FLINK_LOG_DIR/launch-taskmanager-added.txt" 2>&1 \
     || { cat "$FLINK_LOG_DIR/launch-taskmanager-added.txt" >&2; die "taskmanager.sh start failed"; }
-  after="$(live_pids taskexecutor | xargs)"
-  for p in $after; do
-    [[ "$before" == *" $p "* ]] || { echo "cluster.sh: started TaskManager pid $p" >&2; echo "$p"; return 0; }
+  # taskmanager.sh returns once the daemon is forked; until the fork has exec'd java its command
+  # line lacks --configDir, so look for the new pid for a bounded while (CI saw this race once).
+  local deadline=$((SECONDS + 30))
+  while (( SECONDS < deadline )); do
+    after="$(live_pids taskexecutor | xargs)"
+    for p in $after; do
+      [[ "$before" == *" $p "* ]] || { echo "cluster.sh: started TaskManager pid $p" >&2; echo "$p"; return 0; }
+    done
+    sleep 0.2
   done
-  die "taskmanager.sh start returned but no new TaskManager process is alive (see $FLINK_LOG_DIR)"
+  die "taskmanager.sh start returned but no new TaskManager process is alive after 30 s (see $FLINK_LOG_DIR)"
 }
 
 flink_cli() {
