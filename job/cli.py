@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +240,11 @@ def cmd_run(cfg: JobConfig, job_name: str = "anomaly-detection") -> Counter[str]
         source = kafka_source(env, cfg.kafka)
     else:
         source = file_source(env, path)
+        if cfg.source.verdicts_path:
+            if not Path(cfg.source.verdicts_path).is_file():
+                raise FileNotFoundError(f"verdicts file not found: {cfg.source.verdicts_path}")
+            # The parse operator tells verdicts from events; both are keyed by entity.
+            source = source.union(file_source(env, cfg.source.verdicts_path, "verdicts"))
     outputs = build_pipeline(env, cfg, source)
     if cfg.sink.type == "kafka":
         from job.kafka_io import attach_kafka_sinks
@@ -357,10 +363,21 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         )
     if not path.is_file():
         raise FileNotFoundError(f"input file not found: {path}")
+    verdicts_path = cfg.source.verdicts_path
+    if verdicts_path and not Path(verdicts_path).is_file():
+        raise FileNotFoundError(f"verdicts file not found: {verdicts_path}")
+
+    def records() -> Iterator[Any]:
+        # The verdicts first: each waits for its entity to reach its ts, as in the job
+        # (udfs.core.detector.EntityDetector.on_verdict).
+        if verdicts_path:
+            yield from read_records(verdicts_path, cfg.parse)
+        yield from read_records(path, cfg.parse, csv_opts)
+
     t0 = time.monotonic()
     metrics = input_metrics(read_records(path, cfg.parse, csv_opts)) if args.emit_features else None
     counts = write_replay(
-        read_records(path, cfg.parse, csv_opts),
+        records(),
         cfg.detector,
         args.out,
         emit_features=args.emit_features,

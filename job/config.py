@@ -57,10 +57,16 @@ class SourceConfig:
         (``kafka.events_topic``, see the ``kafka`` section).
     path
         Input file for ``type: file``.
+    verdicts_path
+        Optional JSON-lines file of operator verdicts (``{alert_id, entity, verdict, reason,
+        ts}``, see ``udfs/core/feedback.py``) read beside the events (``type: file|demo``;
+        with Kafka set ``kafka.read_verdicts``). Verdicts may also sit among the events of the
+        input itself: a line with a ``verdict`` key is a verdict.
     """
 
     type: str = "demo"
     path: str = ""
+    verdicts_path: str = ""
 
     def __post_init__(self) -> None:
         problems = []
@@ -68,6 +74,8 @@ class SourceConfig:
             problems.append(f"type must be file, demo or kafka, got {self.type!r}")
         if self.type == "file" and not self.path:
             problems.append("path is required when type is file")
+        if self.type == "kafka" and self.verdicts_path:
+            problems.append("verdicts_path is for file inputs; with Kafka set kafka.read_verdicts")
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -80,7 +80,12 @@ class KafkaConfig:
         ``host:port[,host:port...]`` of the brokers.
     events_topic
         Input: one JSON event per record value (see the event contract).
-    verdicts_topic, alerts_topic, drift_topic, health_topic, dead_letter_topic, late_topic,
+    read_verdicts
+        Also read operator verdicts from ``verdicts_topic`` (one JSON verdict per record,
+        ``{alert_id, entity, verdict, reason, ts}``); they reach the entity's detector by key.
+    verdicts_topic
+        Input topic of operator verdicts (with ``read_verdicts``).
+    alerts_topic, drift_topic, health_topic, dead_letter_topic, late_topic,
     scores_topic, summaries_topic
         Output topics, one per output stream of the job (an output the job does not produce
         leaves its topic untouched). ``scores`` needs ``sink.emit_scores``, ``summaries``
@@ -112,6 +117,7 @@ class KafkaConfig:
 
     bootstrap_servers: str = "localhost:9092"
     events_topic: str = "anomaly.events"
+    read_verdicts: bool = False
     verdicts_topic: str = "anomaly.verdicts"
     alerts_topic: str = "anomaly.alerts"
     drift_topic: str = "anomaly.drift"
@@ -256,7 +262,9 @@ def _ensure_connector(env: Any) -> None:
 
 
 def kafka_source(env: Any, cfg: KafkaConfig) -> Any:
-    """Raw record values of ``cfg.events_topic`` as a ``DataStream[str]``, no watermarks.
+    """Raw record values of ``cfg.events_topic`` (and ``verdicts_topic`` with
+    ``read_verdicts``: the parse operator tells verdicts from events) as a
+    ``DataStream[str]``, no watermarks.
 
     Reads with ``isolation.level=read_committed`` (records of aborted upstream transactions
     are skipped; ``properties`` can override it).
@@ -280,7 +288,7 @@ def kafka_source(env: Any, cfg: KafkaConfig) -> Any:
     builder = (
         KafkaSource.builder()
         .set_bootstrap_servers(cfg.bootstrap_servers)
-        .set_topics(cfg.events_topic)
+        .set_topics(*([cfg.events_topic, cfg.verdicts_topic] if cfg.read_verdicts else [cfg.events_topic]))
         .set_group_id(cfg.group_id)
         .set_starting_offsets(starting)
         .set_value_only_deserializer(SimpleStringSchema())

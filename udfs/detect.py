@@ -25,6 +25,7 @@ from state.descriptors import entity_state_descriptor
 from udfs.core.config import DetectorConfig
 from udfs.core.detector import EntityDetector, Output
 from udfs.core.events import Event
+from udfs.core.feedback import Verdict
 from udfs.metrics import DetectorMetrics
 from udfs.tags import DRIFT_TAG, LATE_TAG, SCORES_TAG
 
@@ -101,7 +102,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
                 ts.register_event_time_timer(earliest)
                 release_timer = earliest
         if idle_timer == _NO_TIMER:
-            idle_timer = det.max_seen_ms + self._cfg.lateness.idle_ttl_ms
+            idle_timer = det.idle_deadline_ms()
             ts.register_event_time_timer(idle_timer)
         data = encode(det.snapshot())
         self._seq += 1
@@ -119,9 +120,13 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         entity, _ts_ms, payload = value
         obj = json.loads(payload)
-        ev = Event(entity, obj["ts"], obj["metrics"], obj.get("id"))
         det, release_timer, idle_timer = self._load(entity)
-        outputs = det.on_event(ev)
+        if "verdict" in obj:  # an operator's verdict (udfs/parse.py), keyed like the events
+            v = Verdict(obj["alert_id"], entity, obj["verdict"], obj["reason"], obj["ts_ms"])
+            outputs = det.on_verdict(v)
+            self._metrics.verdict()
+        else:
+            outputs = det.on_event(Event(entity, obj["ts"], obj["metrics"], obj.get("id")))
         # A new entity is the only one stored without an idle timer yet.
         new = idle_timer == _NO_TIMER
         self._store(det, release_timer, idle_timer, ctx.timer_service(), new)
@@ -140,10 +145,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         outputs = det.on_watermark(max(watermark, timestamp))
         if timestamp == idle_timer:
             idle_timer = _NO_TIMER
-            if (
-                det.earliest_buffered_ms() is None
-                and det.max_seen_ms + self._cfg.lateness.idle_ttl_ms <= timestamp
-            ):
+            if det.earliest_buffered_ms() is None and det.idle_deadline_ms() <= timestamp:
                 self._state.clear()
                 self._cache.pop(entity, None)
                 self._metrics.cleared()

@@ -4,7 +4,8 @@ Counters: ``events`` (scored), ``late``, ``dead_letters`` (in the parse operator
 reason as ``dead_letters_<reason>``), ``alerts_info`` / ``alerts_warning`` /
 ``alerts_critical`` (episodes opened), ``alert_records`` (open, escalate, resolved),
 ``suppressed_alerts`` (held back by cooldown or rate limit, counted when the next alert
-carries them), ``drift_events``, ``health_records``, ``entities_expired``.
+carries them), ``drift_events``, ``health_records``, ``entities_expired``, ``verdicts``
+(operator verdicts received by the detectors).
 ``active_entities`` is a counter moved both ways (entities this operator instance created
 minus those it cleared since it started; after a restore it counts from zero).
 No Python gauges: in thread mode Flink's metric thread would call into the embedded
@@ -40,6 +41,10 @@ class DetectorMetrics:
         self.lag = g.distribution("lag_ms")
         self.active = g.counter("active_entities")
         self.state_bytes = g.distribution("state_bytes")
+        self.verdicts = g.counter("verdicts")
+
+    def verdict(self) -> None:
+        self.verdicts.inc()
 
     def record(self, kind: str, rec: dict[str, Any]) -> None:
         if kind == "score":

@@ -49,6 +49,12 @@ class AlertConfig:
         How many contributing features an alert explains.
     runbook_url, dashboard_url
         Templates filled with ``{entity}``, ``{alert_id}``, ``{start_ts}`` and ``{ts}``.
+    global_max_per_hour
+        Most paging records (``open``, ``escalate``) of the whole job in any sliding hour of
+        event time (``0``: no global limit). A suppressed ``open`` takes its episode with it;
+        every record held back is counted on the next one out (``suppressed_global``) and a
+        storm is reported once as an ``alert_storm`` health record
+        (:class:`udfs.core.ratelimit.GlobalAlertGate`, one operator instance for the job).
     """
 
     quiet_period_ms: int = 600_000
@@ -58,6 +64,7 @@ class AlertConfig:
     top_features: int = 3
     runbook_url: str = "https://runbooks.example.com/anomaly?entity={entity}"
     dashboard_url: str = "https://grafana.example.com/d/anomaly?var-entity={entity}&from={start_ts}"
+    global_max_per_hour: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -71,6 +78,8 @@ class AlertConfig:
             problems.append(f"hysteresis_decades must be >= 0, got {self.hysteresis_decades}")
         if self.top_features < 1:
             problems.append(f"top_features must be >= 1, got {self.top_features}")
+        if self.global_max_per_hour < 0:
+            problems.append(f"global_max_per_hour must be >= 0, got {self.global_max_per_hour}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -126,6 +135,11 @@ class EpisodeTracker:
     @property
     def suppressed(self) -> int:
         return self._suppressed
+
+    def suppress(self) -> None:
+        """Count an anomalous event held back by the caller (a maintenance window): the
+        count travels on the next record out, like the cooldown's."""
+        self._suppressed += 1
 
     def on_decision(
         self, ts_ms: int, anomalous: bool, severity: int, detail: dict[str, Any]

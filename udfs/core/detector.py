@@ -67,7 +67,9 @@ _STATS_EDGES = linear_edges(0.0, 7.0, 140)
 _HST_EDGES = linear_edges(0.0, 1.0, 100)
 _Z_CAP = 1e3
 _THRESHOLD_CLIP = 0.5  # decades above the current threshold
-_STATE_VERSION = 3
+_STATE_VERSION = 4
+# Verdicts waiting for the entity's frontier: (ts_ms, alert_id, verdict, reason).
+_PendingVerdict = tuple[int, str, str, str]
 
 
 def _sort_key(ev: Event) -> tuple[int, str]:
@@ -131,6 +133,7 @@ class EntityDetector:
         "_frontier",
         "_max_seen",
         "_buffer",
+        "_verdicts",
         "_last_ts",
         "_m",
         "_squash",
@@ -146,6 +149,7 @@ class EntityDetector:
         self._frontier = _NEG_INF
         self._max_seen = _NEG_INF
         self._buffer: list[Event] = []
+        self._verdicts: list[_PendingVerdict] = []
         self._last_ts: int | None = None
         self._m = _Models(entity, cfg)
         self._squash = 1.0 / cfg.model.z_squash
@@ -166,8 +170,22 @@ class EntityDetector:
         return self._max_seen
 
     def earliest_buffered_ms(self) -> int | None:
-        """Timestamp of the oldest event waiting in the buffer (for the release timer)."""
-        return self._buffer[0].ts_ms if self._buffer else None
+        """Timestamp of the oldest event or verdict waiting to be released (release timer)."""
+        ev = self._buffer[0].ts_ms if self._buffer else None
+        if self._verdicts:
+            vt = self._verdicts[0][0]
+            return vt if ev is None or vt < ev else ev
+        return ev
+
+    def idle_deadline_ms(self) -> int:
+        """When the entity's state may be dropped if nothing else arrives: the newest event
+        (or, for an entity that has only had verdicts, the newest verdict) plus the TTL."""
+        newest = self._max_seen
+        if self._verdicts and self._verdicts[-1][0] > newest:
+            newest = self._verdicts[-1][0]
+        if newest == _NEG_INF:
+            newest = 0
+        return newest + self.cfg.lateness.idle_ttl_ms
 
     def on_event(self, ev: Event) -> list[Output]:
         if ev.ts_ms < self._frontier:
@@ -185,13 +203,26 @@ class EntityDetector:
     def on_verdict(self, verdict: Verdict) -> list[Output]:
         """An operator's verdict on one of this entity's alerts (see :mod:`udfs.core.feedback`).
 
-        Applied at the entity's own event time (the newest timestamp it has seen; the
-        verdict's ``ts`` only for an entity without events), so a replay of the same
-        interleaving of events and verdicts gives the same thresholds.
+        A verdict with a ``ts`` takes effect at that point of the entity's event time: it
+        waits, like an event, until the entity's frontier passes it, and is applied before
+        the events of the same timestamp. So the result does not depend on how the verdict
+        stream and the event stream interleave on arrival, as long as the verdict arrives
+        before the entity's frontier passes its ``ts`` (the same premise as for events). A
+        verdict behind the frontier, or without ``ts``, is applied at once, at the entity's
+        newest event time: its effect then depends on when it arrived.
         """
-        ts = self._max_seen if self._max_seen != _NEG_INF else (verdict.ts_ms or 0)
-        self._m.feedback.apply(verdict, ts)
-        return []
+        ts = verdict.ts_ms
+        if ts is None or ts < self._frontier:
+            now = self._max_seen if self._max_seen != _NEG_INF else (ts or 0)
+            self._m.feedback.apply(verdict, now)
+            return []
+        item = (ts, verdict.alert_id, verdict.verdict, verdict.reason)
+        pending = self._verdicts
+        i = len(pending)
+        while i > 0 and pending[i - 1] > item:
+            i -= 1
+        pending.insert(i, item)
+        return self._advance(self._max_seen - self._bound)
 
     def on_watermark(self, watermark_ms: int) -> list[Output]:
         return self._advance(watermark_ms + 1)
@@ -221,11 +252,33 @@ class EntityDetector:
         n = 0
         while n < len(buf) and buf[n].ts_ms < f:
             n += 1
+        if self._verdicts and self._verdicts[0][0] < f:
+            self._release_with_verdicts(n, f, out)
+            return out
         if n:
             ready, self._buffer = buf[:n], buf[n:]
             for ev in ready:
                 self._process(ev, out)
         return out
+
+    def _release_with_verdicts(self, n: int, frontier: int, out: list[Output]) -> None:
+        """Release ``n`` events and the due verdicts in timestamp order (a verdict first)."""
+        pending = self._verdicts
+        k = 0
+        while k < len(pending) and pending[k][0] < frontier:
+            k += 1
+        due, self._verdicts = pending[:k], pending[k:]
+        ready, self._buffer = self._buffer[:n], self._buffer[n:]
+        i = 0
+        for ts, alert_id, kind, reason in due:
+            while i < len(ready) and ready[i].ts_ms < ts:
+                self._process(ready[i], out)
+                i += 1
+            # (self._m, not a local: _process replaces the models after an idle gap)
+            self._m.feedback.apply(Verdict(alert_id, self.entity, kind, reason, ts), ts)
+        while i < len(ready):
+            self._process(ready[i], out)
+            i += 1
 
     def _late_record(self, ev: Event) -> dict[str, Any]:
         return {
@@ -342,6 +395,9 @@ class EntityDetector:
         offset = m.feedback.offset(ts)
         alert_thr = thr + offset
         anomalous = unusual and u >= bar + offset and not maintenance
+        held_back = maintenance and unusual and u >= bar + offset
+        if held_back:  # counted: it travels on the next alert out (suppressed_before)
+            m.episodes.suppress()
         # Calibration and threshold see every warm score. Learn-gating applies to the
         # trees: an event judged anomalous does not train them, so an anomaly does not
         # become normal. (Gating the calibration too was measured on the demo stream: the
@@ -381,22 +437,20 @@ class EntityDetector:
             out.append(("alert", rec))
         if is_ready and m.drift is not None:
             self._watch_drift(ts, ev, score, anomalous, out)
-        out.append(
-            (
-                "score",
-                {
-                    "entity": self.entity,
-                    "ts_ms": ts,
-                    "anomaly_score": score,
-                    "threshold": threshold,
-                    "is_alert": 1 if anomalous else 0,
-                    "ready": 1 if is_ready else 0,
-                    "stats_raw": best,
-                    "hst_raw": hst_raw,
-                    "features": values,
-                },
-            )
-        )
+        score_rec = {
+            "entity": self.entity,
+            "ts_ms": ts,
+            "anomaly_score": score,
+            "threshold": threshold,
+            "is_alert": 1 if anomalous else 0,
+            "ready": 1 if is_ready else 0,
+            "stats_raw": best,
+            "hst_raw": hst_raw,
+            "features": values,
+        }
+        if held_back:
+            score_rec["suppressed"] = "maintenance"
+        out.append(("score", score_rec))
 
     def _watch_drift(
         self, ts: int, ev: Event, score: float, anomalous: bool, out: list[Output]
@@ -525,11 +579,14 @@ class EntityDetector:
             m.n_scored,
             None if m.drift is None else m.drift.snapshot(),
             m.feedback.snapshot(),
+            list(self._verdicts),
         )
 
     @classmethod
     def restore(cls, entity: str, cfg: DetectorConfig, snap: tuple[Any, ...]) -> EntityDetector:
-        if snap[0] != _STATE_VERSION:
+        if snap[0] == 3:  # before verdicts waited for the frontier: none pending
+            snap = (*snap, [])
+        elif snap[0] != _STATE_VERSION:
             raise ValueError(f"entity {entity!r}: state version {snap[0]} is not {_STATE_VERSION}")
         (
             _,
@@ -547,11 +604,13 @@ class EntityDetector:
             n_scored,
             drift,
             feedback,
+            verdicts,
         ) = snap
         det = cls(entity, cfg)
         det._frontier = frontier
         det._max_seen = max_seen
         det._buffer = [Event(entity, ts, metrics, eid) for ts, metrics, eid in buffer]
+        det._verdicts = [(int(t), str(a), str(k), str(r)) for t, a, k, r in verdicts]
         det._last_ts = last_ts
         m = det._m
         m.features = EntityFeatures.restore(cfg.features, feats)
