@@ -19,9 +19,12 @@ __all__ = ["ParseEvents"]
 class ParseEvents(ProcessFunction):  # type: ignore[misc]
     """``str -> (entity, ts_ms, event_json)``; dead letters leave through a side output.
 
-    A verdict line becomes ``(entity, ts_ms or 0, verdict_json)``, where the JSON has a
-    ``verdict`` key (the detector tells the two apart by it): keyed by entity like the
-    events, it reaches the entity's detector (udfs.core.detector.EntityDetector.on_verdict).
+    A verdict line becomes ``(entity, 0, verdict_json)``, where the JSON has a ``verdict``
+    key (the detector tells the two apart by it) and its own ``ts_ms``: keyed by entity like
+    the events, it reaches the entity's detector (udfs.core.detector.EntityDetector.on_verdict),
+    which waits for the entity to reach that ts. Its Flink timestamp is 0 so that a verdict
+    never moves the watermark: event time is the events' (a verdict dated ahead of the
+    events would otherwise make them all late).
     """
 
     def __init__(self, cfg: ParseConfig) -> None:
@@ -46,7 +49,7 @@ class ParseEvents(ProcessFunction):  # type: ignore[misc]
             counter.inc()
             yield DEAD_LETTER_TAG, json.dumps(rec.to_dict(), sort_keys=True)
         elif isinstance(rec, Verdict):
-            yield rec.entity, rec.ts_ms or 0, verdict_json(rec)
+            yield rec.entity, 0, verdict_json(rec)
         else:
             yield rec.entity, rec.ts_ms, rec.to_json()
 
