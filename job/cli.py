@@ -233,6 +233,13 @@ def cmd_run(cfg: JobConfig, job_name: str = "anomaly-detection") -> Counter[str]
     elif cfg.source.type == "file" and not Path(path).is_file():
         raise FileNotFoundError(f"input file not found: {path}")
     env = create_environment(cfg)
+    if "kafka" in (cfg.source.type, cfg.sink.type):
+        from job.kafka_io import ensure_connector, preflight
+
+        # Both before the job is submitted: failing there would end in a Java stack trace.
+        ensure_connector(env)
+        if cfg.kafka.preflight:
+            preflight(cfg.kafka, events_topic=cfg.source.type == "kafka")
     if cfg.source.type == "kafka":
         from job.kafka_io import kafka_source
 
