@@ -281,15 +281,21 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    except FileNotFoundError as exc:
-        print(
-            f"error: {exc.args[0] if exc.args else exc}: check the path and run again",
-            file=sys.stderr,
-        )
+    except OSError as exc:
+        if exc.filename is None and not isinstance(exc, FileNotFoundError):
+            raise  # not about a path the user gave (e.g. the JVM's gateway went away)
+        print(f"error: {_path_problem(exc)}: check the path and run again", file=sys.stderr)
         return 2
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _path_problem(exc: OSError) -> str:
+    """``input file not found: x`` (our own checks) or ``Not a directory: x`` (the OS's)."""
+    if exc.filename is not None:
+        return f"{exc.strerror or exc.__class__.__name__}: {exc.filename}"
+    return str(exc.args[0]) if exc.args else str(exc)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

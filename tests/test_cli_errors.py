@@ -183,3 +183,31 @@ def test_preflight_is_a_config_key_on_by_default() -> None:
 
     assert load_config().kafka.preflight is True
     assert load_config(overrides=["kafka.preflight=false"]).kafka.preflight is False
+
+
+# -- paths ---------------------------------------------------------------------------------
+
+
+def test_run_with_a_missing_input_file(tmp_path: Path) -> None:
+    proc = job("run", "--input", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "out"))
+    assert last_line_of_a_clean_failure(proc) == (
+        f"error: input file not found: {tmp_path / 'nope.jsonl'}: check the path and run again"
+    )
+
+
+def test_an_output_folder_under_a_file(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"entity": "a", "ts": 1767225600000, "metrics": {"x": 1.0}}\n')
+    (tmp_path / "taken").write_text("")
+    proc = job("replay", "--input", str(events), "--out", str(tmp_path / "taken" / "out"))
+    assert last_line_of_a_clean_failure(proc) == (
+        f"error: Not a directory: {tmp_path / 'taken' / 'out'}: check the path and run again"
+    )
+
+
+def test_nab_without_a_checkout(tmp_path: Path) -> None:
+    proc = job("nab", "--nab-dir", str(tmp_path / "nab"), "--out", str(tmp_path / "out"))
+    nab = tmp_path / "nab"
+    assert last_line_of_a_clean_failure(proc) == (
+        f"error: no NAB checkout at {nab} (expected {nab}/data/): check the path and run again"
+    )
