@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections import Counter
@@ -289,6 +290,41 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        if type(exc).__name__ != "Py4JJavaError":  # py4j is only imported with pyflink
+            raise
+        print(f"error: {_java_failure(exc)}", file=sys.stderr)
+        return 1
+
+
+def _java_failure(exc: Exception) -> str:
+    """One line for a failure inside Flink: the Java root cause; the whole trace to a file."""
+    import tempfile
+
+    fd, trace = tempfile.mkstemp(prefix="anomaly-job-error-", suffix=".log")
+    with open(fd, "w") as f:
+        f.write(str(exc))
+    try:
+        cause = exc.java_exception  # type: ignore[attr-defined]
+        while cause.getCause() is not None:
+            cause = cause.getCause()
+        root = f"{cause.getClass().getSimpleName()}: {_first_words(str(cause.getMessage() or ''))}"
+    except Exception:  # the JVM is gone: the last line of the trace
+        root = str(exc).strip().splitlines()[-1]
+    return f"the Flink job failed: {root[:300]} (whole trace in {trace}): fix the cause and run again"
+
+
+def _first_words(message: str) -> str:
+    """The telling line of a Java message: its first, or for a Python error raised in an
+    operator (the message carries its traceback) the exception line that ends it."""
+    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    if any(ln.startswith("Traceback (most recent call last)") for ln in lines):
+        raised = [ln for ln in lines if re.match(r"[A-Za-z_][\w.]*(Error|Exception)\b", ln)]
+        if raised:
+            return raised[-1]
+    return lines[0]
 
 
 def _path_problem(exc: OSError) -> str:

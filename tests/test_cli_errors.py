@@ -2,12 +2,15 @@
 and what to do, exit code 2, and no stack trace (Python's or Java's).
 
 Each case runs the real command line in a subprocess. The Kafka cases start the JVM (the
-connector check asks it), a few seconds each, but never submit a job: the checks run first.
+connector check asks it), a few seconds each, but submit no job: the checks run first. The
+pre-flight check itself is also tested against a port that is not Kafka and a fake admin
+client here, and against a real broker in tests/e2e/test_preflight.py.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -17,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import job.kafka_io as kio
+from job.cli import _first_words
 from job.kafka_io import KafkaConfig, KafkaPreflightError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +58,7 @@ def free_port() -> int:
 # -- Kafka: the connector jar, the broker, the input topic ---------------------------------
 
 
+@pytest.mark.minicluster  # starts the JVM (the connector check asks it)
 @pytest.mark.parametrize("kafka_end", ["source", "sink"])
 def test_a_missing_connector_jar_says_to_run_make_jars(kafka_end: str, tmp_path: Path) -> None:
     empty = tmp_path / "jars"
@@ -74,6 +79,7 @@ def test_a_missing_connector_jar_says_to_run_make_jars(kafka_end: str, tmp_path:
     )
 
 
+@pytest.mark.minicluster  # starts the JVM (the connector check asks it)
 @pytest.mark.parametrize("kafka_end", ["source", "sink"])
 def test_an_unreachable_broker_is_named_before_the_job_is_submitted(
     kafka_end: str, tmp_path: Path
@@ -211,3 +217,55 @@ def test_nab_without_a_checkout(tmp_path: Path) -> None:
     assert last_line_of_a_clean_failure(proc) == (
         f"error: no NAB checkout at {nab} (expected {nab}/data/): check the path and run again"
     )
+
+
+# -- a failure inside Flink ----------------------------------------------------------------
+
+
+@pytest.mark.minicluster
+def test_a_job_failing_inside_flink_ends_in_its_root_cause(tmp_path: Path) -> None:
+    """With the pre-flight check off, the source's own admin client times out (fast here)."""
+    proc = job(
+        "run",
+        "--out",
+        str(tmp_path / "out"),
+        "--set",
+        "source.type=kafka",
+        "--set",
+        "kafka.bounded=true",
+        "--set",
+        f"kafka.bootstrap_servers=127.0.0.1:{free_port()}",
+        "--set",
+        "kafka.preflight=false",
+        "--set",
+        "kafka.properties=[[default.api.timeout.ms, '2000'], [request.timeout.ms, '1000']]",
+        env={"TMPDIR": str(tmp_path)},
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    assert len(proc.stderr.splitlines()) == 1, output  # the root cause is itself an Exception
+    assert "at org.apache" not in output and "Traceback" not in output, output
+    last = proc.stderr.splitlines()[-1]
+    match = re.fullmatch(
+        r"error: the Flink job failed: TimeoutException: Timed out waiting for a node"
+        r" assignment\. Call: listNodes \(whole trace in (\S+)\): fix the cause and run again",
+        last,
+    )
+    assert match, last
+    trace_file = Path(match.group(1))
+    assert trace_file.parent == tmp_path
+    assert "at org.apache.flink" in trace_file.read_text()
+
+
+def test_a_python_error_inside_an_operator_is_named_by_its_exception_line() -> None:
+    message = (
+        "Error received from SDK harness for instruction 4:\n"
+        "Traceback (most recent call last):\n"
+        '  File "udfs/detect.py", line 9, in process_element\n'
+        "    raise KeyError(k)\n"
+        "KeyError: 'cpu'\n"
+        "\tat org.apache.beam.runners.fnexecution.control.FnApiControlClient.onNext\n"
+    )
+    assert _first_words(message) == "KeyError: 'cpu'"
+    assert _first_words("Timed out waiting.\nmore detail") == "Timed out waiting."
+    assert _first_words("") == ""
