@@ -342,7 +342,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise FileNotFoundError(f"input file not found: {path}")
         alerts, labels, counts = join(alerts_path, verdicts_path)
         artifact = train(alerts, labels, args.model, args.max_tp_drop)
-    except (FileNotFoundError, ValueError) as exc:
+    except FileNotFoundError as exc:
+        print(f"error: {exc}: check the path and run again", file=sys.stderr)
+        return 2
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     import joblib
