@@ -347,7 +347,25 @@ def load_config(
     cfg = _build(JobConfig, data, "", problems)
     if problems:
         raise ConfigError(problems)
-    return typing.cast(JobConfig, cfg)
+    return _with_filter(typing.cast(JobConfig, cfg))
+
+
+def _with_filter(cfg: JobConfig) -> JobConfig:
+    """Read ``detector.filter.artifact`` here, in the client: workers get plain numbers."""
+    flt = cfg.detector.filter
+    if not flt.artifact or flt.coef:
+        return cfg
+    from job.train_filter import AlertFilter  # scikit-learn: client side only
+
+    path = flt.artifact
+    if not Path(path).is_file():
+        raise ConfigError([f"detector.filter.artifact: no such file {path} (train one with train-filter)"])
+    try:
+        resolved = AlertFilter.load(path).to_config(path)
+    except (ValueError, OSError) as exc:
+        raise ConfigError([f"detector.filter.artifact: {exc}"]) from None
+    detector = dataclasses.replace(cfg.detector, filter=resolved)
+    return dataclasses.replace(cfg, detector=detector)
 
 
 def reference_rows(cls: Any = JobConfig, prefix: str = "") -> list[tuple[str, str, str]]:

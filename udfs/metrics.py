@@ -5,7 +5,8 @@ reason as ``dead_letters_<reason>``), ``alerts_info`` / ``alerts_warning`` /
 ``alerts_critical`` (episodes opened), ``alert_records`` (open, escalate, resolved),
 ``suppressed_alerts`` (held back by cooldown or rate limit, counted when the next alert
 carries them), ``drift_events``, ``health_records``, ``entities_expired``, ``verdicts``
-(operator verdicts received by the detectors).
+(operator verdicts received by the detectors), ``filtered_alerts`` (held back by the trained
+filter, counted when the entity's next record carries them).
 ``active_entities`` is a counter moved both ways (entities this operator instance created
 minus those it cleared since it started; after a restore it counts from zero).
 No Python gauges: in thread mode Flink's metric thread would call into the embedded
@@ -42,6 +43,7 @@ class DetectorMetrics:
         self.active = g.counter("active_entities")
         self.state_bytes = g.distribution("state_bytes")
         self.verdicts = g.counter("verdicts")
+        self.filtered = g.counter("filtered_alerts")
 
     def verdict(self) -> None:
         self.verdicts.inc()
@@ -59,6 +61,8 @@ class DetectorMetrics:
                 self.opened[rec["severity"]].inc()
                 if rec.get("suppressed_before"):
                     self.suppressed.inc(rec["suppressed_before"])
+            if rec.get("filtered_before"):
+                self.filtered.inc(rec["filtered_before"])
         elif kind == "late":
             self.late.inc()
         elif kind == "drift":

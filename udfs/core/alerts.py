@@ -15,6 +15,7 @@ replay, a restore from a checkpoint, or a second run produce the same ids.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,6 +113,8 @@ class EpisodeTracker:
         "_hour_start",
         "_hour_count",
         "_peak",
+        "_filtered",
+        "_filtered_count",
     )
 
     def __init__(self, cfg: AlertConfig, entity: str) -> None:
@@ -127,6 +130,8 @@ class EpisodeTracker:
         self._hour_start = 0
         self._hour_count = 0
         self._peak: dict[str, Any] = {}
+        self._filtered = ""  # alert_id of the episode the alert filter held back
+        self._filtered_count = 0
 
     @property
     def open(self) -> bool:
@@ -225,6 +230,35 @@ class EpisodeTracker:
             self._suppressed = 0
         return rec
 
+    def screen(
+        self, records: list[dict[str, Any]], drop: Callable[[dict[str, Any]], bool]
+    ) -> list[dict[str, Any]]:
+        """Apply the alert filter (:mod:`udfs.core.alert_filter`) to this entity's records.
+
+        ``drop`` judges ``open`` records; a dropped ``open`` takes its episode with it (its
+        escalations and resolution). Each record held back is counted, and the count rides
+        on the next record of the entity that gets out as ``filtered_before``.
+        """
+        out = []
+        for rec in records:
+            aid = rec["alert_id"]
+            if rec["kind"] == "open":
+                if drop(rec):
+                    self._filtered = aid
+                    self._filtered_count += 1
+                    continue
+                self._filtered = ""
+            elif aid == self._filtered:
+                self._filtered_count += 1
+                if rec["kind"] == "resolved":
+                    self._filtered = ""
+                continue
+            if self._filtered_count:
+                rec["filtered_before"] = self._filtered_count
+                self._filtered_count = 0
+            out.append(rec)
+        return out
+
     def snapshot(self) -> tuple[Any, ...]:
         return (
             self._open,
@@ -237,9 +271,13 @@ class EpisodeTracker:
             self._hour_start,
             self._hour_count,
             self._peak,
+            self._filtered,
+            self._filtered_count,
         )
 
     def restore(self, snap: tuple[Any, ...]) -> None:
+        if len(snap) == 10:  # state written before the alert filter
+            snap = (*snap, "", 0)
         (
             self._open,
             self._start_ts,
@@ -251,4 +289,6 @@ class EpisodeTracker:
             self._hour_start,
             self._hour_count,
             self._peak,
+            self._filtered,
+            self._filtered_count,
         ) = snap

@@ -40,6 +40,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from udfs.core.alert_filter import drops
 from udfs.core.alerts import EpisodeTracker
 from udfs.core.calibration import (
     AdaptiveThreshold,
@@ -241,7 +242,7 @@ class EntityDetector:
         if self._max_seen == _NEG_INF:
             return []
         at = self._max_seen + self.cfg.lateness.idle_ttl_ms
-        return [("alert", rec) for rec in self._m.episodes.close(at, "idle")]
+        return [("alert", rec) for rec in self._screened(self._m.episodes.close(at, "idle"))]
 
     def _advance(self, frontier: int) -> list[Output]:
         if frontier > self._frontier:
@@ -299,7 +300,7 @@ class EntityDetector:
         ts = ev.ts_ms
         if self._last_ts is not None and ts - self._last_ts > cfg.lateness.idle_ttl_ms:
             closed = self._m.episodes.close(self._last_ts + cfg.lateness.idle_ttl_ms, "idle")
-            out.extend(("alert", rec) for rec in closed)
+            out.extend(("alert", rec) for rec in self._screened(closed))
             self._m = _Models(self.entity, cfg)
         self._last_ts = ts
         m = self._m
@@ -431,7 +432,7 @@ class EntityDetector:
                 episode_detail = explained
                 if offset > 0.0:
                     episode_detail["threshold_offset"] = round(offset, 6)
-        for rec in m.episodes.on_decision(ts, anomalous, severity, episode_detail):
+        for rec in self._screened(m.episodes.on_decision(ts, anomalous, severity, episode_detail)):
             if maintenance:
                 rec["maintenance"] = True
             out.append(("alert", rec))
@@ -451,6 +452,15 @@ class EntityDetector:
         if held_back:
             score_rec["suppressed"] = "maintenance"
         out.append(("score", score_rec))
+
+    def _screened(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Episode records after the trained alert filter (when one is configured)."""
+        if not records or not self.cfg.filter.enabled:
+            return records
+        return self._m.episodes.screen(records, self._drops)
+
+    def _drops(self, rec: dict[str, Any]) -> bool:
+        return drops(self.cfg.filter, rec)
 
     def _watch_drift(
         self, ts: int, ev: Event, score: float, anomalous: bool, out: list[Output]
