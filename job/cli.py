@@ -253,7 +253,16 @@ def cmd_run(cfg: JobConfig, job_name: str = "anomaly-detection") -> Counter[str]
                 raise FileNotFoundError(f"verdicts file not found: {cfg.source.verdicts_path}")
             # The parse operator tells verdicts from events; both are keyed by entity.
             source = source.union(file_source(env, cfg.source.verdicts_path, "verdicts"))
-    outputs = build_pipeline(env, cfg, source)
+    control = None
+    if cfg.source.type == "kafka" and cfg.kafka.read_control:
+        from job.kafka_io import kafka_source
+
+        control = kafka_source(env, cfg.kafka, control=True)
+    elif cfg.source.control_path:
+        if not cfg.source.control_watch_ms and not Path(cfg.source.control_path).is_file():
+            raise FileNotFoundError(f"control file not found: {cfg.source.control_path}")
+        control = file_source(env, cfg.source.control_path, "control", cfg.source.control_watch_ms)
+    outputs = build_pipeline(env, cfg, source, control)
     if cfg.sink.type == "kafka":
         from job.kafka_io import attach_kafka_sinks
 

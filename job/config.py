@@ -13,7 +13,6 @@ import dataclasses
 import json
 import re
 import sys
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,9 @@ import yaml
 from job.kafka_io import KafkaConfig
 from udfs.core.config import DetectorConfig
 from udfs.core.events import ParseConfig
+from udfs.core.typed import build as _build
+from udfs.core.typed import merge as _merge
+from udfs.core.typed import plain as _plain
 
 __all__ = [
     "ConfigError",
@@ -62,11 +64,21 @@ class SourceConfig:
         ts}``, see ``udfs/core/feedback.py``) read beside the events (``type: file|demo``;
         with Kafka set ``kafka.read_verdicts``). Verdicts may also sit among the events of the
         input itself: a line with a ``verdict`` key is a verdict.
+
+    control_path
+        Optional JSON-lines file of live configuration changes (``udfs/core/live.py``),
+        applied through broadcast state while the job runs (with Kafka set
+        ``kafka.read_control``).
+    control_watch_ms
+        Watch ``control_path`` (a file or a folder) for new lines / files every this many
+        ms instead of reading it once; the job then runs until it is cancelled.
     """
 
     type: str = "demo"
     path: str = ""
     verdicts_path: str = ""
+    control_path: str = ""
+    control_watch_ms: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -74,6 +86,10 @@ class SourceConfig:
             problems.append(f"type must be file, demo or kafka, got {self.type!r}")
         if self.type == "file" and not self.path:
             problems.append("path is required when type is file")
+        if self.control_watch_ms < 0:
+            problems.append(f"control_watch_ms must be >= 0, got {self.control_watch_ms}")
+        if self.control_watch_ms and not self.control_path:
+            problems.append("control_watch_ms needs control_path")
         if self.type == "kafka" and self.verdicts_path:
             problems.append("verdicts_path is for file inputs; with Kafka set kafka.read_verdicts")
         if problems:
@@ -196,98 +212,6 @@ class JobConfig:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
 
 
-# -- building dataclasses from plain data, collecting every problem ------------------------
-
-
-def _convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            problems.append(f"{path}: expected a mapping, got {value!r}")
-            return None
-        return _build(tp, value, path, problems)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, path, problems)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            problems.append(f"{path}: expected a list, got {value!r}")
-            return None
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(
-                _convert(args[0], v, f"{path}[{i}]", problems) for i, v in enumerate(value)
-            )
-        if len(args) != len(value):
-            problems.append(f"{path}: expected {len(args)} items, got {len(value)}")
-            return None
-        return tuple(
-            _convert(a, v, f"{path}[{i}]", problems) for i, (a, v) in enumerate(zip(args, value, strict=True))
-        )
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        problems.append(f"{path}: expected true or false, got {value!r}")
-        return None
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        problems.append(f"{path}: expected an integer, got {value!r}")
-        return None
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        problems.append(f"{path}: expected a number, got {value!r}")
-        return None
-    if tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        problems.append(f"{path}: expected a string, got {value!r}")
-        return None
-    problems.append(f"{path}: unsupported type {tp!r}")
-    return None
-
-
-def _build(cls: Any, data: dict[str, Any], path: str, problems: list[str]) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    kwargs: dict[str, Any] = {}
-    broken = False
-    for key, value in data.items():
-        key_path = f"{path}.{key}" if path else str(key)
-        if key not in names:
-            problems.append(f"{key_path}: unknown key (known: {', '.join(sorted(names))})")
-            broken = True
-            continue
-        before = len(problems)
-        converted = _convert(hints[key], value, key_path, problems)
-        if len(problems) > before:
-            broken = True  # leave the key at its default to still check the others below
-        else:
-            kwargs[key] = converted
-    try:
-        built = cls(**kwargs)
-    except (ValueError, TypeError) as exc:
-        for part in str(exc).split("; "):
-            problems.append(f"{path or '<root>'}: {part}")
-        return None
-    return None if broken else built
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
 def _parse_set(item: str, problems: list[str]) -> dict[str, Any] | None:
     if "=" not in item:
         problems.append(f"--set {item!r}: expected section.key=value")
@@ -382,14 +306,6 @@ def reference_rows(cls: Any = JobConfig, prefix: str = "") -> list[tuple[str, st
         value = getattr(default, f.name)
         rows.append((key, _type_name(tp), json.dumps(_plain(value))))
     return rows
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _type_name(tp: Any) -> str:

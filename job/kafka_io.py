@@ -100,6 +100,8 @@ class KafkaConfig:
         ``{alert_id, entity, verdict, reason, ts}``); they reach the entity's detector by key.
     verdicts_topic
         Input topic of operator verdicts (with ``read_verdicts``).
+    read_control, control_topic
+        Read live configuration changes (``udfs/core/live.py``) from ``control_topic``.
     alerts_topic, drift_topic, health_topic, dead_letter_topic, late_topic,
     scores_topic, summaries_topic
         Output topics, one per output stream of the job (an output the job does not produce
@@ -139,6 +141,8 @@ class KafkaConfig:
     events_topic: str = "anomaly.events"
     read_verdicts: bool = False
     verdicts_topic: str = "anomaly.verdicts"
+    read_control: bool = False
+    control_topic: str = "anomaly.control"
     alerts_topic: str = "anomaly.alerts"
     drift_topic: str = "anomaly.drift"
     health_topic: str = "anomaly.health"
@@ -367,10 +371,12 @@ def preflight(
 # -- source and sinks ----------------------------------------------------------------------
 
 
-def kafka_source(env: Any, cfg: KafkaConfig) -> Any:
+def kafka_source(env: Any, cfg: KafkaConfig, control: bool = False) -> Any:
     """Raw record values of ``cfg.events_topic`` (and ``verdicts_topic`` with
     ``read_verdicts``: the parse operator tells verdicts from events) as a
-    ``DataStream[str]``, no watermarks.
+    ``DataStream[str]``, no watermarks. With ``control``: the ``control_topic`` instead,
+    always from its earliest offset (a fresh start replays every change; a restore keeps the
+    live configuration in broadcast state and the offsets in the checkpoint).
 
     Reads with ``isolation.level=read_committed`` (records of aborted upstream transactions
     are skipped; ``properties`` can override it).
@@ -390,11 +396,17 @@ def kafka_source(env: Any, cfg: KafkaConfig) -> Any:
         "committed": lambda: KafkaOffsetsInitializer.committed_offsets(
             KafkaOffsetResetStrategy.EARLIEST
         ),
-    }[cfg.starting_offsets]()
+    }["earliest" if control else cfg.starting_offsets]()
+    if control:
+        topics = [cfg.control_topic]
+    elif cfg.read_verdicts:
+        topics = [cfg.events_topic, cfg.verdicts_topic]
+    else:
+        topics = [cfg.events_topic]
     builder = (
         KafkaSource.builder()
         .set_bootstrap_servers(cfg.bootstrap_servers)
-        .set_topics(*([cfg.events_topic, cfg.verdicts_topic] if cfg.read_verdicts else [cfg.events_topic]))
+        .set_topics(*topics)
         .set_group_id(cfg.group_id)
         .set_starting_offsets(starting)
         .set_value_only_deserializer(SimpleStringSchema())
@@ -404,10 +416,8 @@ def kafka_source(env: Any, cfg: KafkaConfig) -> Any:
         builder = builder.set_property(key, value)
     if cfg.bounded:
         builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
-    return (
-        env.from_source(builder.build(), WatermarkStrategy.no_watermarks(), "events-kafka")
-        .uid("source-kafka")
-    )
+    name, uid = ("control-kafka", "source-control-kafka") if control else ("events-kafka", "source-kafka")
+    return env.from_source(builder.build(), WatermarkStrategy.no_watermarks(), name).uid(uid)
 
 
 def attach_kafka_sinks(

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from pyflink.common import Configuration, WatermarkStrategy
+from pyflink.common import Configuration, Duration, WatermarkStrategy
 from pyflink.common.time import Time
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import CheckpointingMode, DataStream, StreamExecutionEnvironment
@@ -23,11 +23,12 @@ from pyflink.datastream.window import SlidingEventTimeWindows
 
 from job.config import JobConfig, python_executable
 from udfs.detect import DetectAnomalies
+from udfs.detect_live import AuditControl, DetectAnomaliesLive, SplitOutputs, live_config_descriptor
 from udfs.gate import GateAlerts
 from udfs.parse import ParseEvents
 from udfs.summaries import SummaryAggregate, SummaryWindow, summary_late_record
 from udfs.tags import DEAD_LETTER_TAG, DRIFT_TAG, EVENT_TYPE, LATE_TAG, SCORES_TAG, summary_late_tag
-from udfs.watermarks import watermark_strategy
+from udfs.watermarks import control_watermark_strategy, watermark_strategy
 
 __all__ = [
     "OUTPUT_FILES",
@@ -91,12 +92,18 @@ def _shipped_python_files(env: StreamExecutionEnvironment) -> set[str]:
     return {Path(p.rstrip("/")).name for p in value.split(",") if p.strip()}
 
 
-def file_source(env: StreamExecutionEnvironment, path: str, name: str = "events") -> DataStream:
-    """JSON lines from a file (bounded). ``name`` tells inputs apart (``events``,
-    ``verdicts``): each gets its own operator name and uid."""
-    src = FileSource.for_record_stream_format(
+def file_source(
+    env: StreamExecutionEnvironment, path: str, name: str = "events", watch_ms: int = 0
+) -> DataStream:
+    """JSON lines from a file (bounded) or, with ``watch_ms``, from a file or folder watched
+    for new content (unbounded). ``name`` tells inputs apart (``events``, ``verdicts``,
+    ``control``): each gets its own operator name and uid."""
+    builder = FileSource.for_record_stream_format(
         StreamFormat.text_line_format(), os.path.abspath(path)
-    ).build()
+    )
+    if watch_ms:
+        builder = builder.monitor_continuously(Duration.of_millis(watch_ms))
+    src = builder.build()
     uid = "source-file" if name == "events" else f"source-{name}-file"
     return env.from_source(src, WatermarkStrategy.no_watermarks(), f"{name}-file").uid(uid)
 
@@ -111,9 +118,13 @@ def collection_source(env: StreamExecutionEnvironment, lines: Iterable[str]) -> 
 
 
 def build_pipeline(
-    env: StreamExecutionEnvironment, cfg: JobConfig, source: DataStream
+    env: StreamExecutionEnvironment,
+    cfg: JobConfig,
+    source: DataStream,
+    control: DataStream | None = None,
 ) -> dict[str, DataStream]:
-    """Wire the job; return its outputs (JSON strings) by name."""
+    """Wire the job; return its outputs (JSON strings) by name. ``control``: raw live
+    configuration changes (udfs/core/live.py), broadcast to every detect instance."""
     det = cfg.detector
     parsed = (
         source.process(ParseEvents(cfg.parse), output_type=EVENT_TYPE).name("parse").uid("parse")
@@ -125,23 +136,48 @@ def build_pipeline(
         .name("watermarks")
         .uid("watermarks")
     )
-    detected = (
-        timed.key_by(lambda e: e[0], key_type=Types.STRING())
-        .process(
-            DetectAnomalies(
-                det, emit_scores=cfg.sink.emit_scores, emit_features=cfg.sink.emit_features
-            ),
-            output_type=Types.STRING(),
+    keyed = timed.key_by(lambda e: e[0], key_type=Types.STRING())
+    sink = cfg.sink
+    if control is None:
+        detected = (
+            keyed.process(
+                DetectAnomalies(det, emit_scores=sink.emit_scores, emit_features=sink.emit_features),
+                output_type=Types.STRING(),
+            )
+            .name("detect")
+            .uid("detect")
         )
-        .name("detect")
-        .uid("detect")
-    )
+    else:
+        live = DetectAnomaliesLive(det, emit_scores=sink.emit_scores, emit_features=sink.emit_features)
+        control = (
+            control.assign_timestamps_and_watermarks(control_watermark_strategy())
+            .name("control-watermarks")
+            .uid("control-watermarks")
+        )
+        detected = (
+            keyed.connect(control.broadcast(live_config_descriptor()))
+            .process(live, output_type=Types.STRING())
+            .name("detect")
+            .uid("detect")
+            .process(SplitOutputs(), output_type=Types.STRING())
+            .name("detect-outputs")
+            .uid("detect-outputs")
+        )
     outputs = {
         "alerts": detected,
         "dead_letter": parsed.get_side_output(DEAD_LETTER_TAG),
         "late": detected.get_side_output(LATE_TAG),
         "drift": detected.get_side_output(DRIFT_TAG),
     }
+    if control is not None:  # each change acknowledged (or rejected) once
+        audit = (
+            control.key_by(lambda _: 0, key_type=Types.INT())
+            .process(AuditControl(det), output_type=Types.STRING())
+            .name("control-audit")
+            .uid("control-audit")
+        )
+        outputs["dead_letter"] = outputs["dead_letter"].union(audit.get_side_output(DEAD_LETTER_TAG))
+        outputs["drift"] = outputs["drift"].union(audit.get_side_output(DRIFT_TAG))
     if det.alerts.global_max_per_hour > 0:
         # One instance judges every alert of the job (udfs/gate.py).
         gated = (

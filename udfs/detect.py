@@ -74,6 +74,12 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         self._cache: OrderedDict[str, tuple[tuple[str, int], EntityDetector]] = OrderedDict()
         self._metrics = DetectorMetrics(runtime_context.get_metrics_group())
 
+    def set_config(self, cfg: DetectorConfig) -> None:
+        """Decide under ``cfg`` from now on (a live change, udfs/detect_live.py): detectors
+        are rebuilt from state with it, so the decoded ones cached under the old are dropped."""
+        self._cfg = cfg
+        self._cache.clear()
+
     # -- state ------------------------------------------------------------------------------
 
     def _load(self, entity: str) -> tuple[EntityDetector, int, int]:

@@ -19,3 +19,23 @@ def watermark_strategy(max_out_of_orderness_ms: int) -> WatermarkStrategy:
     return WatermarkStrategy.for_bounded_out_of_orderness(
         Duration.of_millis(max_out_of_orderness_ms)
     ).with_timestamp_assigner(EventTimestamps())
+
+
+_LATEST = (1 << 63) - 2
+
+
+class ControlTimestamps(TimestampAssigner):  # type: ignore[misc]
+    def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
+        return _LATEST
+
+
+def control_watermark_strategy(idle_ms: int = 1000) -> WatermarkStrategy:
+    """The broadcast control input must never hold the detector's watermark back (a
+    two-input operator's watermark is the smaller of its inputs'): its records are stamped at
+    the end of time, so after the first one its watermark is past every event, and before the
+    first one (or with none at all) the input is marked idle after ``idle_ms``."""
+    return (
+        WatermarkStrategy.for_monotonous_timestamps()
+        .with_timestamp_assigner(ControlTimestamps())
+        .with_idleness(Duration.of_millis(idle_ms))
+    )

@@ -1,0 +1,111 @@
+"""Live configuration changes: versioned updates of the detector's parameters, applied to a
+running job without a restart (pure; the Flink adapter keeps them in broadcast state).
+
+A control record is one JSON object::
+
+    {"config_version": "2026-11-26.2",
+     "detector": {"threshold": {"target_alert_rate": 0.0005},
+                  "maintenance": {"windows": [{"entities": "db-*",
+                                               "start": "2026-11-27T01:00:00Z",
+                                               "end": "2026-11-27T03:00:00Z"}]}}}
+
+Updates accumulate: each is merged key by key over the previous ones (a list, such as the
+rules or the maintenance windows, is replaced whole), then over the job's start-up
+configuration, and the result must validate like a configuration file would. The detectors
+then decide under it and stamp ``config_version`` on their alerts and drift records.
+
+Only the sections that change decisions, not the layout of the state, can change live:
+:data:`LIVE_SECTIONS` (target alert rate and severity tiers, alerting, rules, maintenance
+calendars, feedback). Windows, models, lateness and drift sizes need a restart from a
+savepoint; ``alerts.global_max_per_hour`` belongs to the alert gate operator and is
+fixed at start too. A rejected update changes nothing and goes to the dead-letter output
+with every problem named.
+
+Examples
+--------
+>>> base = DetectorConfig()
+>>> upd = parse_control('{"config_version": "2", "detector": {"threshold": {"target_alert_rate": 0.01}}}')
+>>> cfg, problems = resolve(base, upd.changes, upd.version)
+>>> cfg.threshold.target_alert_rate, cfg.config_version, problems
+(0.01, '2', [])
+>>> resolve(base, {"features": {"windows": []}}, "3")[1]
+['detector.features: not a live setting (live: threshold, alerts, rules, maintenance, feedback; the rest needs a restart from a savepoint)']
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from udfs.core.config import DetectorConfig
+from udfs.core.events import INVALID_JSON, NOT_AN_OBJECT, OVERSIZED, DeadLetter
+from udfs.core.typed import build, merge, plain
+
+__all__ = ["BAD_CONTROL", "LIVE_SECTIONS", "ControlUpdate", "accumulate", "parse_control", "resolve"]
+
+LIVE_SECTIONS = ("threshold", "alerts", "rules", "maintenance", "feedback")
+_FIXED_KEYS = {("alerts", "global_max_per_hour")}
+BAD_CONTROL = "bad_control"
+_MAX_CONTROL_BYTES = 65_536
+
+
+@dataclass(frozen=True)
+class ControlUpdate:
+    """One versioned change: ``changes`` is a partial ``detector`` section."""
+
+    version: str
+    changes: dict[str, Any]
+
+
+def parse_control(raw: str) -> ControlUpdate | DeadLetter:
+    """Parse one control record; never raises on input (the checks of the values come in
+    :func:`resolve`)."""
+    if len(raw) > _MAX_CONTROL_BYTES:
+        return DeadLetter(OVERSIZED, None, raw[:_MAX_CONTROL_BYTES], "control record too long")
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        return DeadLetter(INVALID_JSON, None, raw, str(exc)[:200])
+    if not isinstance(obj, dict):
+        return DeadLetter(NOT_AN_OBJECT, None, raw, "a control record is a JSON object")
+    version = obj.get("config_version")
+    if not isinstance(version, str) or not version.strip():
+        return DeadLetter(BAD_CONTROL, "config_version", raw, "config_version must be a non-empty string")
+    changes = obj.get("detector")
+    if not isinstance(changes, dict) or not changes:
+        return DeadLetter(BAD_CONTROL, "detector", raw, "detector must be a non-empty mapping of changes")
+    extra = sorted(set(obj) - {"config_version", "detector"})
+    if extra:
+        return DeadLetter(BAD_CONTROL, extra[0], raw, f"unknown keys {extra} (config_version, detector)")
+    return ControlUpdate(version.strip(), changes)
+
+
+def resolve(
+    base: DetectorConfig, overrides: dict[str, Any], version: str
+) -> tuple[DetectorConfig | None, list[str]]:
+    """``base`` with the accumulated ``overrides`` under ``version``, or the problems."""
+    problems: list[str] = []
+    for section, value in overrides.items():
+        if section not in LIVE_SECTIONS:
+            problems.append(
+                f"detector.{section}: not a live setting (live: {', '.join(LIVE_SECTIONS)}; "
+                "the rest needs a restart from a savepoint)"
+            )
+        elif isinstance(value, dict):
+            problems += [
+                f"detector.{s}.{k}: fixed at start (restart from a savepoint to change it)"
+                for s, k in sorted(_FIXED_KEYS)
+                if s == section and k in value
+            ]
+    if problems:
+        return None, problems
+    data = merge(plain(base), overrides)
+    data["config_version"] = version
+    cfg = build(DetectorConfig, data, "detector", problems)
+    return (cfg if not problems else None), problems
+
+
+def accumulate(previous: dict[str, Any], update: ControlUpdate) -> dict[str, Any]:
+    """The overrides after ``update`` (merged key by key over the previous ones)."""
+    return merge(previous, update.changes)
