@@ -5,9 +5,17 @@ No detection rule lives here. Two event-time timers per entity at most:
 
 - the *release* timer at the oldest buffered timestamp: when the watermark passes it, the
   detector may release buffered events without waiting for the entity's next event;
-- the *idle* timer at ``newest timestamp + idle_ttl_ms``: when it fires and the entity has
-  been quiet, its state is cleared (at the end of a bounded input the final watermark fires
-  both, so everything is released and then cleared).
+- the *watch* timer at the entity's stale deadline (``EntityDetector.stale_deadline_ms``:
+  the core reports a ``stale_entity`` record once the watermark passes it), or, when there is
+  none, at its idle deadline ``newest timestamp + idle_ttl_ms``: when the watermark passes
+  that and the entity has been quiet, its state is cleared. The watch timer is moved only
+  earlier on an event; when it fires early (the entity has reported since), it is registered
+  again at the next deadline, so an event costs no timer call. At the end of a bounded input
+  the final watermark fires them all: everything is released, reported and then cleared.
+
+Whether a timer fires early or late changes no record, only when it leaves: the core
+decides staleness from event time, and reports a silence no timer reported when the
+entity's next event shows it.
 """
 
 from __future__ import annotations
@@ -79,34 +87,38 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         stored = self._state.value()
         if stored is None:
             return EntityDetector(entity, self._cfg), _NO_TIMER, _NO_TIMER
-        release_timer, idle_timer, token, data = stored
+        release_timer, watch_timer, token, data = stored
         hit = self._cache.get(entity)
         if hit is not None and hit[0] == token:
             # The state holds exactly what this instance last stored for the entity: the
             # object it stored it from is that state, decoded. Skip the decode.
             self._cache.move_to_end(entity)
-            return hit[1], release_timer, idle_timer
-        return EntityDetector.restore(entity, self._cfg, decode(data)), release_timer, idle_timer
+            return hit[1], release_timer, watch_timer
+        return EntityDetector.restore(entity, self._cfg, decode(data)), release_timer, watch_timer
 
     def _store(
-        self, det: EntityDetector, release_timer: int, idle_timer: int, ts: Any, new: bool = False
+        self, det: EntityDetector, release_timer: int, watch_timer: int, ts: Any, new: bool = False
     ) -> None:
         earliest = det.earliest_buffered_ms()
-        if earliest != release_timer:
-            # Flink keeps one timer per key and timestamp: never delete the idle timer's.
-            if release_timer != _NO_TIMER and release_timer != idle_timer:
-                ts.delete_event_time_timer(release_timer)
-            release_timer = _NO_TIMER
-            if earliest is not None:
-                ts.register_event_time_timer(earliest)
-                release_timer = earliest
-        if idle_timer == _NO_TIMER:
-            idle_timer = det.max_seen_ms + self._cfg.lateness.idle_ttl_ms
-            ts.register_event_time_timer(idle_timer)
+        release = _NO_TIMER if earliest is None else earliest
+        watch = watch_timer
+        due = det.stale_deadline_ms()
+        if due is None:
+            due = det.max_seen_ms + self._cfg.lateness.idle_ttl_ms
+        if watch == _NO_TIMER or due < watch:
+            watch = due
+        if release != release_timer or watch != watch_timer:
+            # Flink keeps one timer per key and timestamp: delete only timestamps no longer
+            # used by either timer, register only new ones.
+            kept = {release, watch}
+            for old in {release_timer, watch_timer} - kept - {_NO_TIMER}:
+                ts.delete_event_time_timer(old)
+            for t in kept - {release_timer, watch_timer, _NO_TIMER}:
+                ts.register_event_time_timer(t)
         data = encode(det.snapshot())
         self._seq += 1
         token = (self._nonce, self._seq)
-        self._state.update((release_timer, idle_timer, token, data))
+        self._state.update((release, watch, token, data))
         cache = self._cache
         cache[det.entity] = (token, det)
         cache.move_to_end(det.entity)
@@ -120,11 +132,11 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         entity, _ts_ms, payload = value
         obj = json.loads(payload)
         ev = Event(entity, obj["ts"], obj["metrics"], obj.get("id"))
-        det, release_timer, idle_timer = self._load(entity)
+        det, release_timer, watch_timer = self._load(entity)
         outputs = det.on_event(ev)
-        # A new entity is the only one stored without an idle timer yet.
-        new = idle_timer == _NO_TIMER
-        self._store(det, release_timer, idle_timer, ctx.timer_service(), new)
+        # A new entity is the only one stored without a watch timer yet.
+        new = watch_timer == _NO_TIMER
+        self._store(det, release_timer, watch_timer, ctx.timer_service(), new)
         yield from self._emit(outputs)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
@@ -132,17 +144,17 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         stored = self._state.value()
         if stored is None:
             return
-        det, release_timer, idle_timer = self._load(entity)
+        det, release_timer, watch_timer = self._load(entity)
         service = ctx.timer_service()
-        watermark = service.current_watermark()
+        at = max(service.current_watermark(), timestamp)
         if timestamp == release_timer:
             release_timer = _NO_TIMER  # it has fired; _store registers the next one
-        outputs = det.on_watermark(max(watermark, timestamp))
-        if timestamp == idle_timer:
-            idle_timer = _NO_TIMER
+        outputs = det.on_watermark(at)  # releases, and reports a stale entity (core)
+        if timestamp == watch_timer:
+            watch_timer = _NO_TIMER  # _store registers the next deadline (after ``at``)
             if (
                 det.earliest_buffered_ms() is None
-                and det.max_seen_ms + self._cfg.lateness.idle_ttl_ms <= timestamp
+                and det.max_seen_ms + self._cfg.lateness.idle_ttl_ms <= at
             ):
                 self._state.clear()
                 self._cache.pop(entity, None)
@@ -151,7 +163,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
                     service.delete_event_time_timer(release_timer)
                 yield from self._emit(outputs + det.expire())
                 return
-        self._store(det, release_timer, idle_timer, service)
+        self._store(det, release_timer, watch_timer, service)
         yield from self._emit(outputs)
 
     def _emit(self, outputs: list[Output]) -> Iterator[Any]:

@@ -11,7 +11,8 @@ lost, nothing duplicated.
 
 The oracle of an unbounded run: an unbounded source never sends the final watermark, so
 instead of the replay's end-of-input flush, each entity releases what the job's last
-watermark (newest timestamp - bound - 1) lets go; the rest stays buffered in state. A late
+watermark (newest timestamp - bound - 1) lets go, and is reported stale if that watermark
+passed its stale deadline; the rest stays buffered in state. A late
 record is compared by its event (its ``frontier_ms`` may reflect a watermark).
 
 Measurements (recovery time, checkpoint size per entity, throughput with and without the
@@ -98,8 +99,10 @@ def oracle(phases: Iterable[tuple[list[str], JobConfig]]) -> dict[str, Counter[s
             continue
         watermark = newest - det_cfg.lateness.max_out_of_orderness_ms - 1
         for det in detectors.values():
-            earliest = det.earliest_buffered_ms()
-            if earliest is not None and earliest <= watermark:  # the release timer fires
+            # The release timer (oldest buffered event) or the watch timer (stale deadline)
+            # fires.
+            due = [t for t in (det.earliest_buffered_ms(), det.stale_deadline_ms()) if t is not None]
+            if due and min(due) <= watermark:
                 _collect(out, det.on_watermark(watermark), cfg)
     return out
 

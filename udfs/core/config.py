@@ -16,6 +16,7 @@ from udfs.core.features import FeatureConfig
 from udfs.core.feedback import FeedbackConfig
 from udfs.core.maintenance import MaintenanceConfig
 from udfs.core.rules import RulesConfig
+from udfs.core.staleness import StalenessConfig
 
 __all__ = ["DetectorConfig", "LatenessConfig", "ModelConfig", "ThresholdConfig"]
 
@@ -186,4 +187,5 @@ class DetectorConfig:
     maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    staleness: StalenessConfig = field(default_factory=StalenessConfig)
     config_version: str = "1"
