@@ -542,3 +542,22 @@ def test_active_entities_and_state_bytes_follow_what_the_operator_stores_and_cle
     # Every write (events and timer callbacks that keep the entity), its encoded size.
     assert m["anomaly.state_bytes"].values == [len(w[3]) for w in h.b.writes]
     assert len(h.b.writes) > 31 and min(m["anomaly.state_bytes"].values) > 1000
+
+
+def test_active_entities_after_a_restore_counts_restored_entities_once_touched() -> None:
+    first = Harness()
+    for ev in stream(20, "a", seed=1) + stream(20, "b", seed=2, start=T0 + 100):
+        first.element(ev, watermark=False)
+    second = Harness()
+    second.b = first.b  # the checkpointed keyed state and timers
+    second.ctx = FakeRuntimeContext(second.b)
+    second.fn.open(second.ctx)
+    active = second.ctx.metrics["anomaly.active_entities"]
+    assert active.count == 0
+    second.element(stream(1, "a", seed=3, start=T0 + 20 * SEC)[0], watermark=False)
+    assert active.count == 1  # a touched; b not yet
+    second.element(stream(1, "a", seed=4, start=T0 + 21 * SEC)[0], watermark=False)
+    assert active.count == 1  # once
+    second.end_of_input()  # b's timers touch it, then both are cleared
+    assert active.count == 0
+    assert second.ctx.metrics["anomaly.entities_expired"].count == 2

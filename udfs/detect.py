@@ -88,6 +88,10 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         if stored is None:
             return EntityDetector(entity, self._cfg), _NO_TIMER, _NO_TIMER
         release_timer, watch_timer, token, data = stored
+        if token[0] != self._nonce:
+            # Written before this instance started (restored from a checkpoint): count the
+            # entity as active from now on (every store writes this instance's nonce).
+            self._metrics.restored()
         hit = self._cache.get(entity)
         if hit is not None and hit[0] == token:
             # The state holds exactly what this instance last stored for the entity: the

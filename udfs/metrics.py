@@ -5,8 +5,10 @@ reason as ``dead_letters_<reason>``), ``alerts_info`` / ``alerts_warning`` /
 ``alerts_critical`` (episodes opened), ``alert_records`` (open, escalate, resolved),
 ``suppressed_alerts`` (held back by cooldown or rate limit, counted when the next alert
 carries them), ``drift_events``, ``health_records``, ``entities_expired``.
-``active_entities`` is a counter moved both ways (entities this operator instance created
-minus those it cleared since it started; after a restore it counts from zero).
+``active_entities`` is a counter moved both ways: +1 when the instance creates an entity's
+state, or first touches one restored from a checkpoint (an event or a timer), -1 when it
+clears one. So it never goes negative; after a restore it counts restored entities as they
+are touched (each has a timer, so all are by their next deadline at the latest).
 No Python gauges: in thread mode Flink's metric thread would call into the embedded
 interpreter to read them, and a TaskManager crashed doing so (SIGSEGV in take_gil); every
 value here is pushed from the operator instead.
@@ -63,6 +65,9 @@ class DetectorMetrics:
         if new_entity:
             self.active.inc()
         self.state_bytes.update(size)
+
+    def restored(self) -> None:
+        self.active.inc()
 
     def cleared(self) -> None:
         self.active.dec()
