@@ -518,27 +518,36 @@ def test_watch_timer_reports_a_silent_entity_while_the_others_report() -> None:
     assert per_entity_and_kind(h.out) == per_entity_and_kind(expected)
 
 
+def held_bytes(h: Harness, entities: tuple[str, ...] = ("a", "b")) -> int:
+    """Encoded detector bytes in the keyed state of ``entities``."""
+    return sum(len(h.stored(e)[3]) for e in entities if h.stored(e) is not None)
+
+
 def test_active_entities_and_state_bytes_follow_what_the_operator_stores_and_clears() -> None:
-    """active_entities is a counter moved both ways (no gauge): +1 when an entity's state is
-    created, -1 when its idle timer clears it, +1 again when it comes back; state_bytes is
-    the size of every detector state written, in order."""
+    """active_entities and state_bytes_held are counters moved both ways (no gauge): +1 (and
+    its bytes) when an entity's state is created, the change of size on every write, -1 (and
+    its bytes) when its idle timer clears it; state_bytes is the size of every write."""
     h = Harness()
     m = h.ctx.metrics
     early = stream(30, "a", seed=1)
     for ev in early:
         h.element(ev)
+        assert m["anomaly.state_bytes_held"].count == held_bytes(h)
     assert m["anomaly.active_entities"].count == 1
     h.element(stream(1, "b", seed=2, start=early[-1].ts_ms)[0])
     assert m["anomaly.active_entities"].count == 2
+    assert m["anomaly.state_bytes_held"].count == held_bytes(h) > len(h.stored("a")[3])
     h.advance(early[-1].ts_ms + TTL)  # both idle past the TTL: cleared
     assert h.stored("a") is None and h.stored("b") is None
     assert m["anomaly.active_entities"].count == 0
+    assert m["anomaly.state_bytes_held"].count == 0
     assert m["anomaly.entities_expired"].count == 2
     # a's stale record (b had a single event: no cadence, never stale), counted as health.
     assert [r["check"] for k, r in h.out if k == "drift"] == ["stale_entity"]
     assert m["anomaly.health_records"].count == 1
     h.element(stream(1, "a", seed=3, start=early[-1].ts_ms + 2 * TTL)[0])
     assert m["anomaly.active_entities"].count == 1
+    assert m["anomaly.state_bytes_held"].count == held_bytes(h) > 0
     # Every write (events and timer callbacks that keep the entity), its encoded size.
     assert m["anomaly.state_bytes"].values == [len(w[3]) for w in h.b.writes]
     assert len(h.b.writes) > 31 and min(m["anomaly.state_bytes"].values) > 1000
@@ -553,11 +562,14 @@ def test_active_entities_after_a_restore_counts_restored_entities_once_touched()
     second.ctx = FakeRuntimeContext(second.b)
     second.fn.open(second.ctx)
     active = second.ctx.metrics["anomaly.active_entities"]
+    held = second.ctx.metrics["anomaly.state_bytes_held"]
     assert active.count == 0
     second.element(stream(1, "a", seed=3, start=T0 + 20 * SEC)[0], watermark=False)
     assert active.count == 1  # a touched; b not yet
+    assert held.count == held_bytes(second, ("a",))
     second.element(stream(1, "a", seed=4, start=T0 + 21 * SEC)[0], watermark=False)
     assert active.count == 1  # once
+    assert held.count == held_bytes(second, ("a",))
     second.end_of_input()  # b's timers touch it, then both are cleared
-    assert active.count == 0
+    assert active.count == 0 and held.count == 0
     assert second.ctx.metrics["anomaly.entities_expired"].count == 2

@@ -68,6 +68,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         self._cache_size = cache_size
         self._state: Any = None
         self._metrics: Any = None
+        self._loaded_bytes = 0  # size of the state _load read (metrics)
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._state = runtime_context.get_state(entity_state_descriptor(self._state_ttl_ms))
@@ -86,12 +87,14 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
     def _load(self, entity: str) -> tuple[EntityDetector, int, int]:
         stored = self._state.value()
         if stored is None:
+            self._loaded_bytes = 0
             return EntityDetector(entity, self._cfg), _NO_TIMER, _NO_TIMER
         release_timer, watch_timer, token, data = stored
+        self._loaded_bytes = len(data)
         if token[0] != self._nonce:
             # Written before this instance started (restored from a checkpoint): count the
-            # entity as active from now on (every store writes this instance's nonce).
-            self._metrics.restored()
+            # entity and its bytes as held from now on (every store writes this nonce).
+            self._metrics.restored(len(data))
         hit = self._cache.get(entity)
         if hit is not None and hit[0] == token:
             # The state holds exactly what this instance last stored for the entity: the
@@ -128,7 +131,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         cache.move_to_end(det.entity)
         if len(cache) > self._cache_size:
             cache.popitem(last=False)
-        self._metrics.stored(len(data), new)
+        self._metrics.stored(len(data), self._loaded_bytes, new)
 
     # -- Flink callbacks --------------------------------------------------------------------
 
@@ -162,7 +165,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
             ):
                 self._state.clear()
                 self._cache.pop(entity, None)
-                self._metrics.cleared()
+                self._metrics.cleared(self._loaded_bytes)
                 if release_timer != _NO_TIMER:
                     service.delete_event_time_timer(release_timer)
                 yield from self._emit(outputs + det.expire())
