@@ -232,3 +232,23 @@ def test_state_of_the_previous_version_restores_without_cadence() -> None:
     old = EntityDetector.restore("e", CFG, previous)
     assert old.stale_deadline_ms() is None and old.snapshot()[-2:] == ((), False)
     assert old.snapshot()[1:-2] == snap[1:-2]
+
+
+def test_a_silence_inside_a_maintenance_window_is_marked_like_alerts() -> None:
+    from udfs.core.maintenance import MaintenanceConfig, MaintenanceWindow
+
+    before = every(10 * SEC, 10)
+    back = before[-1] + 20 * MIN
+    cfg = dataclasses.replace(
+        CFG,
+        maintenance=MaintenanceConfig(
+            windows=(MaintenanceWindow("e", "2026-01-01T00:05:00Z", "2026-01-01T00:10:00Z"),)
+        ),
+    )
+    recs = [r for k, r in run(events_at(before + [back]), cfg) if k == "drift"]
+    # stale at 00:06:30 (in the window), returned at 00:21:30 and stale at the end (outside)
+    assert [(r["check"], r.get("maintenance", False)) for r in recs] == [
+        ("stale_entity", True),
+        ("entity_returned", False),
+        ("stale_entity", False),
+    ]

@@ -259,7 +259,7 @@ class EntityDetector:
     ) -> dict[str, Any]:
         last = self._last_ts
         assert last is not None
-        return {
+        rec: dict[str, Any] = {
             "type": "health",
             "check": check,
             "value": silence,
@@ -274,6 +274,9 @@ class EntityDetector:
             "ts_ms": ts,
             "config_version": self.cfg.config_version,
         }
+        if in_maintenance(self.cfg.maintenance, self.entity, ts):
+            rec["maintenance"] = True  # as on alerts: a planned silence, most likely
+        return rec
 
     def expire(self) -> list[Output]:
         """The entity idled out (its TTL timer fired): close an open episode.
@@ -334,7 +337,8 @@ class EntityDetector:
                 self._stale_sent = False
             else:
                 if self._stale_sent:
-                    out.append(("drift", self._returned_record(ts)))
+                    if cfg.staleness.enabled:
+                        out.append(("drift", self._returned_record(ts)))
                     self._stale_sent = False
                 self._gaps.update(ts - last)
         self._last_ts = ts

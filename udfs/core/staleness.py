@@ -39,6 +39,8 @@ output; the detector adds ``entity``, ``ts``, ``ts_ms`` and ``config_version``):
 
 ``value`` is the silence observed (at the deadline, for ``stale_entity``: equal to the
 threshold; the whole gap for ``entity_returned``), ``threshold`` the entity's ``silence_ms``.
+A record dated inside one of the entity's maintenance windows (:mod:`udfs.core.maintenance`)
+carries ``"maintenance": true``, as alert records do: a planned silence, most likely.
 
 Examples
 --------
