@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -233,12 +235,24 @@ def cmd_run(cfg: JobConfig, job_name: str = "anomaly-detection") -> Counter[str]
     elif cfg.source.type == "file" and not Path(path).is_file():
         raise FileNotFoundError(f"input file not found: {path}")
     env = create_environment(cfg)
+    if "kafka" in (cfg.source.type, cfg.sink.type):
+        from job.kafka_io import ensure_connector, preflight
+
+        # Both before the job is submitted: failing there would end in a Java stack trace.
+        ensure_connector(env)
+        if cfg.kafka.preflight:
+            preflight(cfg.kafka, events_topic=cfg.source.type == "kafka")
     if cfg.source.type == "kafka":
         from job.kafka_io import kafka_source
 
         source = kafka_source(env, cfg.kafka)
     else:
         source = file_source(env, path)
+        if cfg.source.verdicts_path:
+            if not Path(cfg.source.verdicts_path).is_file():
+                raise FileNotFoundError(f"verdicts file not found: {cfg.source.verdicts_path}")
+            # The parse operator tells verdicts from events; both are keyed by entity.
+            source = source.union(file_source(env, cfg.source.verdicts_path, "verdicts"))
     outputs = build_pipeline(env, cfg, source)
     if cfg.sink.type == "kafka":
         from job.kafka_io import attach_kafka_sinks
@@ -274,15 +288,56 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    except FileNotFoundError as exc:
-        print(
-            f"error: {exc.args[0] if exc.args else exc}: check the path and run again",
-            file=sys.stderr,
-        )
+    except OSError as exc:
+        if exc.filename is None and not isinstance(exc, FileNotFoundError):
+            raise  # not about a path the user gave (e.g. the JVM's gateway went away)
+        print(f"error: {_path_problem(exc)}: check the path and run again", file=sys.stderr)
         return 2
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        if type(exc).__name__ != "Py4JJavaError":  # py4j is only imported with pyflink
+            raise
+        print(f"error: {_java_failure(exc)}", file=sys.stderr)
+        return 1
+
+
+def _java_failure(exc: Exception) -> str:
+    """One line for a failure inside Flink: the Java root cause; the whole trace to a file."""
+    import tempfile
+
+    fd, trace = tempfile.mkstemp(prefix="anomaly-job-error-", suffix=".log")
+    with open(fd, "w") as f:
+        f.write(str(exc))
+    try:
+        cause = exc.java_exception  # type: ignore[attr-defined]
+        while cause.getCause() is not None:
+            cause = cause.getCause()
+        root = f"{cause.getClass().getSimpleName()}: {_first_words(str(cause.getMessage() or ''))}"
+    except Exception:  # the JVM is gone: the last line of the trace
+        root = str(exc).strip().splitlines()[-1]
+    return f"the Flink job failed: {root[:300]} (whole trace in {trace}): fix the cause and run again"
+
+
+def _first_words(message: str) -> str:
+    """The telling line of a Java message: its first, or for a Python error raised in an
+    operator (the message carries its traceback) the exception line that ends it."""
+    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    if any(ln.startswith("Traceback (most recent call last)") for ln in lines):
+        raised = [ln for ln in lines if re.match(r"[A-Za-z_][\w.]*(Error|Exception)\b", ln)]
+        if raised:
+            return raised[-1]
+    return lines[0]
+
+
+def _path_problem(exc: OSError) -> str:
+    """``input file not found: x`` (our own checks) or ``Not a directory: x`` (the OS's)."""
+    if exc.filename is not None:
+        return f"{exc.strerror or exc.__class__.__name__}: {exc.filename}"
+    return str(exc.args[0]) if exc.args else str(exc)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -357,10 +412,21 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         )
     if not path.is_file():
         raise FileNotFoundError(f"input file not found: {path}")
+    verdicts_path = cfg.source.verdicts_path
+    if verdicts_path and not Path(verdicts_path).is_file():
+        raise FileNotFoundError(f"verdicts file not found: {verdicts_path}")
+
+    def records() -> Iterator[Any]:
+        # The verdicts first: each waits for its entity to reach its ts, as in the job
+        # (udfs.core.detector.EntityDetector.on_verdict).
+        if verdicts_path:
+            yield from read_records(verdicts_path, cfg.parse)
+        yield from read_records(path, cfg.parse, csv_opts)
+
     t0 = time.monotonic()
     metrics = input_metrics(read_records(path, cfg.parse, csv_opts)) if args.emit_features else None
     counts = write_replay(
-        read_records(path, cfg.parse, csv_opts),
+        records(),
         cfg.detector,
         args.out,
         emit_features=args.emit_features,

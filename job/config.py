@@ -57,10 +57,16 @@ class SourceConfig:
         (``kafka.events_topic``, see the ``kafka`` section).
     path
         Input file for ``type: file``.
+    verdicts_path
+        Optional JSON-lines file of operator verdicts (``{alert_id, entity, verdict, reason,
+        ts}``, see ``udfs/core/feedback.py``) read beside the events (``type: file|demo``;
+        with Kafka set ``kafka.read_verdicts``). Verdicts may also sit among the events of the
+        input itself: a line with a ``verdict`` key is a verdict.
     """
 
     type: str = "demo"
     path: str = ""
+    verdicts_path: str = ""
 
     def __post_init__(self) -> None:
         problems = []
@@ -68,6 +74,8 @@ class SourceConfig:
             problems.append(f"type must be file, demo or kafka, got {self.type!r}")
         if self.type == "file" and not self.path:
             problems.append("path is required when type is file")
+        if self.type == "kafka" and self.verdicts_path:
+            problems.append("verdicts_path is for file inputs; with Kafka set kafka.read_verdicts")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -339,7 +347,25 @@ def load_config(
     cfg = _build(JobConfig, data, "", problems)
     if problems:
         raise ConfigError(problems)
-    return typing.cast(JobConfig, cfg)
+    return _with_filter(typing.cast(JobConfig, cfg))
+
+
+def _with_filter(cfg: JobConfig) -> JobConfig:
+    """Read ``detector.filter.artifact`` here, in the client: workers get plain numbers."""
+    flt = cfg.detector.filter
+    if not flt.artifact or flt.coef:
+        return cfg
+    from job.train_filter import AlertFilter  # scikit-learn: client side only
+
+    path = flt.artifact
+    if not Path(path).is_file():
+        raise ConfigError([f"detector.filter.artifact: no such file {path} (train one with train-filter)"])
+    try:
+        resolved = AlertFilter.load(path).to_config(path)
+    except (ValueError, OSError) as exc:
+        raise ConfigError([f"detector.filter.artifact: {exc}"]) from None
+    detector = dataclasses.replace(cfg.detector, filter=resolved)
+    return dataclasses.replace(cfg, detector=detector)
 
 
 def reference_rows(cls: Any = JobConfig, prefix: str = "") -> list[tuple[str, str, str]]:

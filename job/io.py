@@ -24,10 +24,11 @@ from udfs.core.events import (
     Event,
     ParseConfig,
     format_timestamp,
-    parse_line,
     parse_object,
 )
 from udfs.core.features import feature_names
+from udfs.core.feedback import Verdict, parse_event_or_verdict
+from udfs.core.ratelimit import gate_alerts
 from udfs.core.replay import replay
 
 __all__ = ["CsvOptions", "read_records", "write_replay"]
@@ -76,8 +77,10 @@ def _csv_records(f: IO[str], opts: CsvOptions, cfg: ParseConfig) -> Iterator[Eve
 
 def read_records(
     path: str | Path, cfg: ParseConfig, csv_opts: CsvOptions | None = None
-) -> Iterator[Event | DeadLetter]:
-    """Events and dead letters of a JSON-lines file, or of a CSV file with ``csv_opts``."""
+) -> Iterator[Event | Verdict | DeadLetter]:
+    """Events, verdicts and dead letters of a JSON-lines file (a line with a ``verdict`` key
+    is an operator verdict, see :func:`udfs.core.feedback.parse_event_or_verdict`), or the
+    events and dead letters of a CSV file with ``csv_opts``."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"input file not found: {p}")
@@ -88,7 +91,7 @@ def read_records(
         for line in f:
             line = line.rstrip("\n")
             if line.strip():
-                yield parse_line(line, cfg)
+                yield parse_event_or_verdict(line, cfg)
 
 
 class _Progress:
@@ -129,7 +132,7 @@ def _count_lines(path: Path) -> int:
 
 
 def write_replay(
-    records: Iterable[Event | DeadLetter],
+    records: Iterable[Event | Verdict | DeadLetter],
     cfg: DetectorConfig,
     out_dir: str | Path,
     emit_features: bool = False,
@@ -149,6 +152,9 @@ def write_replay(
     counts: Counter[str] = Counter()
     bar = _Progress(total, progress)
     feature_cols: list[str] | None = None
+    # The job's global alert limit (udfs/gate.py) judges a whole run's alerts in order.
+    gate_max = cfg.alerts.global_max_per_hour
+    held: list[tuple[str, dict[str, Any]]] = []
     with open(out / "scores.csv", "w", newline="") as sf:
         writer = csv.writer(sf)
         base_cols = [
@@ -188,9 +194,16 @@ def write_replay(
                         feats = rec["features"]
                         row += [_fmt(feats.get(c)) for c in feature_cols]
                     writer.writerow(row)
+                elif kind == "alert" and gate_max:
+                    held.append((kind, rec))  # judged at the end, in event-time order
                 else:
                     name = "alerts" if kind == "alert" else kind
                     files[name].write(json.dumps(rec, sort_keys=True) + "\n")
+            counts["alert"] -= len(held)
+            for kind, rec in gate_alerts(held, gate_max):
+                counts[kind] += 1
+                name = "alerts" if kind == "alert" else kind
+                files[name].write(json.dumps(rec, sort_keys=True) + "\n")
             if feature_cols is None:
                 writer.writerow(base_cols)
         finally:
@@ -205,7 +218,7 @@ def _feature_columns(cfg: DetectorConfig, first: dict[str, Any]) -> list[str]:
     return feature_names(cfg.features, metrics)
 
 
-def input_metrics(records: Iterable[Event | DeadLetter]) -> list[str]:
+def input_metrics(records: Iterable[Event | Verdict | DeadLetter]) -> list[str]:
     """Every metric name of the valid events, sorted."""
     names: set[str] = set()
     for rec in records:

@@ -19,14 +19,20 @@ it stable across restarts and savepoint resumes (Flink aborts the lingering tran
 its prefix on recovery), and distinct between jobs writing to the same cluster.
 
 The connector jar (``deps/flink-sql-connector-kafka-*.jar``, fetched by ``make jars``) is
-added to ``pipeline.jars``; ``FLINK_KAFKA_CONNECTOR_JAR`` names another file, and a cluster
-whose ``lib/`` already holds the connector (the Docker image) needs no jar at all.
+added to ``pipeline.jars``; ``FLINK_KAFKA_CONNECTOR_JAR`` names another file (or a folder
+holding one), and a cluster whose ``lib/`` already holds the connector (the Docker image)
+needs no jar at all.
+
+Before the job is submitted, :func:`preflight` checks from the client that a broker answers
+and that the input topic exists (``kafka.preflight``): a job submitted against an unreachable
+broker would otherwise only fail a minute later, deep in a Java stack trace.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +42,13 @@ __all__ = [
     "DELIVERY",
     "KafkaConfig",
     "KafkaConnectorMissing",
+    "KafkaPreflightError",
     "attach_kafka_sinks",
     "connector_jar",
+    "ensure_connector",
     "kafka_source",
     "output_topics",
+    "preflight",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -64,10 +73,16 @@ _RESERVED = {
 # A broker's default transaction.max.timeout.ms (15 min): a producer asking for more is
 # refused by such a broker when it starts its first transaction.
 BROKER_DEFAULT_MAX_TRANSACTION_TIMEOUT_MS = 900_000
+# How long the pre-flight check waits for a broker (each bootstrap server, then the topics).
+PREFLIGHT_TIMEOUT_S = 10.0
 
 
 class KafkaConnectorMissing(ValueError):
     """The Kafka connector jar is neither in ``deps/`` nor on the Flink classpath."""
+
+
+class KafkaPreflightError(ValueError):
+    """No broker of ``bootstrap_servers`` answers the client, or the input topic is missing."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +95,12 @@ class KafkaConfig:
         ``host:port[,host:port...]`` of the brokers.
     events_topic
         Input: one JSON event per record value (see the event contract).
-    verdicts_topic, alerts_topic, drift_topic, health_topic, dead_letter_topic, late_topic,
+    read_verdicts
+        Also read operator verdicts from ``verdicts_topic`` (one JSON verdict per record,
+        ``{alert_id, entity, verdict, reason, ts}``); they reach the entity's detector by key.
+    verdicts_topic
+        Input topic of operator verdicts (with ``read_verdicts``).
+    alerts_topic, drift_topic, health_topic, dead_letter_topic, late_topic,
     scores_topic, summaries_topic
         Output topics, one per output stream of the job (an output the job does not produce
         leaves its topic untouched). ``scores`` needs ``sink.emit_scores``, ``summaries``
@@ -108,10 +128,16 @@ class KafkaConfig:
     properties
         ``[[key, value], ...]`` passed to the source's consumer and the sinks' producers
         (``security.protocol``, ``sasl.mechanism``, ``sasl.jaas.config``, ``ssl.*``, ...).
+    preflight
+        Before submitting the job, check from the client that a broker of
+        ``bootstrap_servers`` accepts a connection and, when the source is Kafka, that
+        ``events_topic`` exists (the topic check needs a plaintext listener). Turn it off
+        when only the Flink cluster, not the machine submitting the job, can reach Kafka.
     """
 
     bootstrap_servers: str = "localhost:9092"
     events_topic: str = "anomaly.events"
+    read_verdicts: bool = False
     verdicts_topic: str = "anomaly.verdicts"
     alerts_topic: str = "anomaly.alerts"
     drift_topic: str = "anomaly.drift"
@@ -127,6 +153,7 @@ class KafkaConfig:
     transactional_id_prefix: str = "anomaly-detection"
     transaction_timeout_ms: int = BROKER_DEFAULT_MAX_TRANSACTION_TIMEOUT_MS
     properties: tuple[tuple[str, str], ...] = ()
+    preflight: bool = True
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -202,18 +229,35 @@ def output_topics(cfg: KafkaConfig) -> dict[str, str]:
 # -- the connector jar ---------------------------------------------------------------------
 
 
-def connector_jar(root: Path = PROJECT_ROOT) -> Path | None:
-    """The connector jar to ship with the job: ``$FLINK_KAFKA_CONNECTOR_JAR`` or ``deps/``."""
+def connector_dir(root: Path = PROJECT_ROOT) -> Path:
+    """Where the connector jar is looked for: ``deps/``, or ``$FLINK_KAFKA_CONNECTOR_JAR``
+    when it names a folder."""
     named = os.environ.get(CONNECTOR_ENV)
-    if named:
+    return Path(named) if named and Path(named).is_dir() else root / "deps"
+
+
+def connector_jar(root: Path = PROJECT_ROOT) -> Path | None:
+    """The connector jar to ship with the job: ``$FLINK_KAFKA_CONNECTOR_JAR`` (a jar, or a
+    folder holding one) or the newest ``deps/flink-sql-connector-kafka-*.jar``."""
+    named = os.environ.get(CONNECTOR_ENV)
+    if named and not Path(named).is_dir():
         path = Path(named)
         if not path.is_file():
             raise KafkaConnectorMissing(
-                f"{CONNECTOR_ENV}={named} is not a file: point it at {CONNECTOR_GLOB} or unset it"
+                f"{CONNECTOR_ENV}={named} is neither a file nor a folder: point it at"
+                f" {CONNECTOR_GLOB} (or a folder holding one) or unset it"
             )
         return path.resolve()
-    found = sorted((root / "deps").glob(CONNECTOR_GLOB))
+    found = sorted(connector_dir(root).glob(CONNECTOR_GLOB))
     return found[-1].resolve() if found else None
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is under it (shorter messages)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _configured_jars(env: Any) -> list[str]:
@@ -236,7 +280,7 @@ def _connector_on_classpath() -> bool:
     return isinstance(cls, JavaClass)
 
 
-def _ensure_connector(env: Any) -> None:
+def ensure_connector(env: Any) -> None:
     """Ship the connector jar with the job (once), or check the classpath already has it."""
     if any("connector-kafka" in Path(j).name for j in _configured_jars(env)):
         return  # shipped already (an earlier call, or `flink run -j <connector jar>`)
@@ -247,21 +291,91 @@ def _ensure_connector(env: Any) -> None:
     if _connector_on_classpath():
         return  # e.g. the Docker image keeps it in /opt/flink/lib
     raise KafkaConnectorMissing(
-        f"the Flink Kafka connector jar ({CONNECTOR_GLOB}) is not in {PROJECT_ROOT / 'deps'}"
-        f" nor on the Flink classpath: run `make jars` (or set {CONNECTOR_ENV})"
+        f"the Kafka connector jar is missing ({_shown(connector_dir())}/{CONNECTOR_GLOB}):"
+        f" run `make jars`, or point {CONNECTOR_ENV} at the jar"
     )
+
+
+# -- the pre-flight check ------------------------------------------------------------------
+
+
+def _reason(exc: OSError, timeout_s: float) -> str:
+    if isinstance(exc, socket.gaierror):
+        return "unknown host"
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout_s:g} s"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    return exc.strerror or exc.__class__.__name__
+
+
+def _plaintext(cfg: KafkaConfig) -> bool:
+    protocol = dict(cfg.properties).get("security.protocol", "PLAINTEXT")
+    return protocol.upper() == "PLAINTEXT"
+
+
+def preflight(
+    cfg: KafkaConfig, *, events_topic: bool, timeout_s: float = PREFLIGHT_TIMEOUT_S
+) -> None:
+    """Check, from the client, that Kafka is there before the job is submitted.
+
+    A TCP connection to each bootstrap server in turn until one accepts (each waits at most
+    ``timeout_s``); then, when ``events_topic`` and the listener is plaintext (the client
+    cannot reuse the Java client's SASL/SSL properties) and confluent-kafka is installed,
+    that ``cfg.events_topic`` is among the cluster's topics. Raise
+    :class:`KafkaPreflightError` with one line saying what to do otherwise.
+    """
+    skip = "kafka.preflight=false skips this check"
+    servers = [s.strip() for s in cfg.bootstrap_servers.split(",")]
+    refused: list[str] = []
+    for server in servers:
+        host, port = server.rsplit(":", 1)
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout_s):
+                break
+        except OSError as exc:
+            reason = _reason(exc, timeout_s)
+            refused.append(reason if len(servers) == 1 else f"{server}: {reason}")
+    else:
+        raise KafkaPreflightError(
+            f"cannot reach Kafka at {cfg.bootstrap_servers} ({'; '.join(refused)}): start the"
+            f" broker (make kafka-start) or fix kafka.bootstrap_servers ({skip})"
+        )
+    if not events_topic or not _plaintext(cfg):
+        return
+    try:
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient
+    except ImportError:
+        return
+    admin = AdminClient({"bootstrap.servers": cfg.bootstrap_servers, "log_level": 0})
+    try:
+        topics = admin.list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        raise KafkaPreflightError(
+            f"Kafka at {cfg.bootstrap_servers} accepts connections but listed no topics within"
+            f" {timeout_s:g} s ({exc.args[0].str()}): check kafka.bootstrap_servers and the"
+            f" brokers' advertised listeners ({skip})"
+        ) from None
+    if cfg.events_topic not in topics:
+        raise KafkaPreflightError(
+            f"the input topic {cfg.events_topic} does not exist on {cfg.bootstrap_servers}:"
+            " create it, or fix kafka.events_topic"
+        )
 
 
 # -- source and sinks ----------------------------------------------------------------------
 
 
 def kafka_source(env: Any, cfg: KafkaConfig) -> Any:
-    """Raw record values of ``cfg.events_topic`` as a ``DataStream[str]``, no watermarks.
+    """Raw record values of ``cfg.events_topic`` (and ``verdicts_topic`` with
+    ``read_verdicts``: the parse operator tells verdicts from events) as a
+    ``DataStream[str]``, no watermarks.
 
     Reads with ``isolation.level=read_committed`` (records of aborted upstream transactions
     are skipped; ``properties`` can override it).
     """
-    _ensure_connector(env)
+    ensure_connector(env)
     from pyflink.common import WatermarkStrategy
     from pyflink.common.serialization import SimpleStringSchema
     from pyflink.datastream.connectors.kafka import (
@@ -280,7 +394,7 @@ def kafka_source(env: Any, cfg: KafkaConfig) -> Any:
     builder = (
         KafkaSource.builder()
         .set_bootstrap_servers(cfg.bootstrap_servers)
-        .set_topics(cfg.events_topic)
+        .set_topics(*([cfg.events_topic, cfg.verdicts_topic] if cfg.read_verdicts else [cfg.events_topic]))
         .set_group_id(cfg.group_id)
         .set_starting_offsets(starting)
         .set_value_only_deserializer(SimpleStringSchema())
@@ -327,7 +441,7 @@ def attach_kafka_sinks(
             " execution.checkpoint_interval_ms (or execution.checkpointing.interval in the"
             " cluster's config.yaml), or read a bounded input (kafka.bounded=true)"
         )
-    _ensure_connector(env)
+    ensure_connector(env)
     from pyflink.common.serialization import SimpleStringSchema
     from pyflink.datastream.connectors.base import DeliveryGuarantee
     from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink

@@ -23,6 +23,7 @@ from pyflink.datastream.window import SlidingEventTimeWindows
 
 from job.config import JobConfig, python_executable
 from udfs.detect import DetectAnomalies
+from udfs.gate import GateAlerts
 from udfs.parse import ParseEvents
 from udfs.summaries import SummaryAggregate, SummaryWindow, summary_late_record
 from udfs.tags import DEAD_LETTER_TAG, DRIFT_TAG, EVENT_TYPE, LATE_TAG, SCORES_TAG, summary_late_tag
@@ -90,12 +91,14 @@ def _shipped_python_files(env: StreamExecutionEnvironment) -> set[str]:
     return {Path(p.rstrip("/")).name for p in value.split(",") if p.strip()}
 
 
-def file_source(env: StreamExecutionEnvironment, path: str) -> DataStream:
-    """JSON lines from a file (bounded)."""
+def file_source(env: StreamExecutionEnvironment, path: str, name: str = "events") -> DataStream:
+    """JSON lines from a file (bounded). ``name`` tells inputs apart (``events``,
+    ``verdicts``): each gets its own operator name and uid."""
     src = FileSource.for_record_stream_format(
         StreamFormat.text_line_format(), os.path.abspath(path)
     ).build()
-    return env.from_source(src, WatermarkStrategy.no_watermarks(), "events-file").uid("source-file")
+    uid = "source-file" if name == "events" else f"source-{name}-file"
+    return env.from_source(src, WatermarkStrategy.no_watermarks(), f"{name}-file").uid(uid)
 
 
 def collection_source(env: StreamExecutionEnvironment, lines: Iterable[str]) -> DataStream:
@@ -139,6 +142,16 @@ def build_pipeline(
         "late": detected.get_side_output(LATE_TAG),
         "drift": detected.get_side_output(DRIFT_TAG),
     }
+    if det.alerts.global_max_per_hour > 0:
+        # One instance judges every alert of the job (udfs/gate.py).
+        gated = (
+            detected.key_by(lambda _: 0, key_type=Types.INT())
+            .process(GateAlerts(det.alerts.global_max_per_hour), output_type=Types.STRING())
+            .name("alert-gate")
+            .uid("alert-gate")
+        )
+        outputs["alerts"] = gated
+        outputs["drift"] = outputs["drift"].union(gated.get_side_output(DRIFT_TAG))
     if cfg.sink.emit_scores:
         outputs["scores"] = detected.get_side_output(SCORES_TAG)
     if cfg.summaries.enabled:

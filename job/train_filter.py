@@ -55,14 +55,13 @@ import argparse
 import json
 import math
 import sys
-import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from udfs.core.alerts import SEVERITIES
+from udfs.core.alert_filter import FEATURES, FilterConfig, alert_features
 from udfs.core.events import DeadLetter
 from udfs.core.feedback import parse_verdict
 
@@ -78,65 +77,8 @@ __all__ = [
 
 ARTIFACT_FORMAT = "alert-filter"
 ARTIFACT_VERSION = 1
-METRIC_BUCKETS = 8
-FEATURES = (
-    "score",
-    "threshold",
-    "margin_decades",
-    "severity",
-    "direction",
-    "log_abs_z",
-    "log_rel_deviation",
-    "hour_sin",
-    "hour_cos",
-    *(f"metric_{i}" for i in range(METRIC_BUCKETS)),
-)
-_TAIL_FLOOR = 5e-7
-_DAY_MS = 86_400_000
-
-
-def _decades(score: float) -> float:
-    return -math.log10(max(1.0 - score, _TAIL_FLOOR))
-
-
-def metric_of(feature: str) -> str:
-    """``cpu.1m.zscore`` -> ``cpu`` (metric names may contain dots; window names may not)."""
-    parts = feature.rsplit(".", 2)
-    return parts[0] if len(parts) == 3 and parts[2] == "zscore" else feature
-
-
-def alert_features(alert: dict[str, Any]) -> list[float]:
-    """The feature vector of one alert record, in :data:`FEATURES` order."""
-    score = float(alert["score"])
-    threshold = float(alert["threshold"])
-    feats = alert.get("features") or []
-    top = feats[0] if feats else {}
-    z = float(top.get("z", 0.0))
-    actual = float(top.get("actual", 0.0))
-    expected = float(top.get("expected", 0.0))
-    rel = min(abs(actual - expected) / max(abs(expected), 1e-9), 1e6)
-    hour = (int(alert["ts_ms"]) % _DAY_MS) / 3_600_000.0
-    angle = 2.0 * math.pi * hour / 24.0
-    bucket = [0.0] * METRIC_BUCKETS
-    if top:
-        bucket[zlib.crc32(metric_of(str(top["feature"])).encode()) % METRIC_BUCKETS] = 1.0
-    severity = alert.get("severity", "info")
-    if "rarity" in alert and "threshold_rarity" in alert:
-        margin = float(alert["rarity"]) - float(alert["threshold_rarity"])
-    else:
-        margin = _decades(score) - _decades(threshold)
-    return [
-        score,
-        threshold,
-        margin,
-        float(SEVERITIES.index(severity) if severity in SEVERITIES else 0),
-        -1.0 if alert.get("direction") == "dip" else 1.0,
-        math.log1p(abs(z)),
-        math.log1p(rel),
-        math.sin(angle),
-        math.cos(angle),
-        *bucket,
-    ]
+ARTIFACT_FORMAT = "alert-filter"
+ARTIFACT_VERSION = 1
 
 
 def _make_model(kind: str) -> Any:
@@ -268,6 +210,27 @@ class AlertFilter:
         """Whether ``alert`` is likely enough a false positive to be held back."""
         return self.false_positive_probability(alert) >= self.threshold
 
+    def to_config(self, artifact: str = "") -> FilterConfig:
+        """The model as the plain numbers the job's workers run
+        (:mod:`udfs.core.alert_filter`); logistic models only."""
+        steps = getattr(self.model, "named_steps", {})
+        scaler, logistic = steps.get("standardscaler"), steps.get("logisticregression")
+        if scaler is None or logistic is None:
+            raise ValueError(
+                f"{artifact or 'artifact'}: the job runs logistic filters only (workers have no "
+                "scikit-learn): retrain with train-filter --model logistic"
+            )
+        return FilterConfig(
+            enabled=True,
+            artifact=artifact,
+            mean=tuple(float(v) for v in scaler.mean_),
+            scale=tuple(float(v) for v in scaler.scale_),
+            coef=tuple(float(v) for v in logistic.coef_[0]),
+            intercept=float(logistic.intercept_[0]),
+            threshold=self.threshold,
+            model_id=f"{Path(artifact).name or 'artifact'}:{self.trained_on}",
+        )
+
 
 # -- command line ---------------------------------------------------------------------------
 
@@ -342,7 +305,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise FileNotFoundError(f"input file not found: {path}")
         alerts, labels, counts = join(alerts_path, verdicts_path)
         artifact = train(alerts, labels, args.model, args.max_tp_drop)
-    except (FileNotFoundError, ValueError) as exc:
+    except FileNotFoundError as exc:
+        print(f"error: {exc}: check the path and run again", file=sys.stderr)
+        return 2
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     import joblib

@@ -145,3 +145,67 @@ def test_feedback_state_survives_snapshot_and_restore() -> None:
     a = [json.dumps(o, sort_keys=True) for ev in events[600:] for o in det.on_event(ev)]
     b = [json.dumps(o, sort_keys=True) for ev in events[600:] for o in restored.on_event(ev)]
     assert a == b
+
+
+def _dumps(outputs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    return [json.dumps(o, sort_keys=True) for o in outputs]
+
+
+def test_a_timed_verdict_takes_effect_at_its_ts_however_early_it_arrives() -> None:
+    """A verdict with ``ts`` waits for the entity's frontier like an event: placed anywhere
+    before its ts passes (even before the entity's first event) it changes the same scores
+    from the same event on; behind the frontier it applies at once."""
+    cfg = cfg_with("detector.feedback.fp_step=1.5", "detector.feedback.max_raise=1.5")
+    events = [ev for ev in stream() if ev.entity == "e1"]
+    at = T0 + 200 * MIN + 7_000  # between two events
+    verdict = Verdict("0123456789abcdef", "e1", "false_positive", "load test", at)
+    cut = next(i for i, ev in enumerate(events) if ev.ts_ms >= at)
+    placements = [
+        [verdict, *events],  # before the entity exists (creates it)
+        [*events[:100], verdict, *events[100:]],
+        [*events[: cut - 3], verdict, *events[cut - 3 :]],
+    ]
+    runs = [_dumps(list(replay(recs, cfg))) for recs in placements]
+    assert runs[0] == runs[1] == runs[2]
+    base = [json.loads(r) for r in _dumps(list(replay(events, cfg)))]
+    fed = [json.loads(r) for r in runs[0]]
+    b_scores = [r for k, r in base if k == "score"]
+    f_scores = [r for k, r in fed if k == "score"]
+    changed = [f["ts_ms"] for b, f in zip(b_scores, f_scores, strict=True) if f["threshold"] != b["threshold"]]
+    assert changed and min(changed) > at  # nothing before the verdict's ts moved
+    first_after = next(f for f in f_scores if f["ts_ms"] > at)
+    raised = -math.log10(1 - first_after["threshold"]) + math.log10(
+        1 - next(b for b in b_scores if b["ts_ms"] == first_after["ts_ms"])["threshold"]
+    )
+    half_life = cfg.feedback.half_life_ms
+    assert raised == pytest.approx(1.5 * 2.0 ** (-(first_after["ts_ms"] - at) / half_life), abs=1e-6)
+    # Arriving well after its ts (behind the frontier) it applies at the entity's newest time.
+    late = _dumps(list(replay([*events[: cut + 50], verdict, *events[cut + 50 :]], cfg)))
+    assert late != runs[0]
+
+
+def test_pending_verdicts_survive_snapshot_and_restore() -> None:
+    cfg = cfg_with()
+    events = [ev for ev in stream() if ev.entity == "e1"]
+    verdict = Verdict("a1", "e1", "false_positive", "", events[400].ts_ms)
+    det = EntityDetector("e1", cfg)
+    det.on_verdict(verdict)
+    assert det.earliest_buffered_ms() == verdict.ts_ms  # the release timer covers it
+    for ev in events[:300]:
+        det.on_event(ev)
+    restored = EntityDetector.restore("e1", cfg, decode(encode(det.snapshot())))
+    a = _dumps([o for ev in events[300:] for o in det.on_event(ev)] + det.flush())
+    b = _dumps([o for ev in events[300:] for o in restored.on_event(ev)] + restored.flush())
+    assert a == b
+    assert restored.snapshot()[14][2] == ["a1"]  # the verdict was applied once, after restore
+
+
+def test_state_of_the_previous_version_restores_with_no_pending_verdicts() -> None:
+    cfg = cfg_with()
+    det = EntityDetector("e1", cfg)
+    for ev in [ev for ev in stream() if ev.entity == "e1"][:50]:
+        det.on_event(ev)
+    v3 = (3, *det.snapshot()[1:15])  # up to the feedback: no verdicts, no gaps (version 5)
+    restored = EntityDetector.restore("e1", cfg, v3)
+    assert restored.snapshot()[:16] == det.snapshot()[:16]
+    assert restored.snapshot()[16:] == ((), False)

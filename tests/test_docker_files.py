@@ -185,3 +185,19 @@ def test_compose_submits_main_py_with_a_valid_configuration(compose: dict[str, A
     internal = compose["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
     assert f"//{cfg.kafka.bootstrap_servers}" in internal
     assert cfg.kafka.delivery == "exactly_once"
+
+
+def test_compose_creates_the_input_topic_before_submitting(compose: dict[str, Any]) -> None:
+    """The submit's pre-flight check and the job's source both need it to exist."""
+    topics = compose["services"]["topics"]
+    assert topics["image"] == compose["services"]["kafka"]["image"]
+    assert topics["depends_on"]["kafka"]["condition"] == "service_healthy"
+    args = dict(a.removeprefix("--").partition("=")[::2] for a in topics["command"])
+    assert "create" in args and "if-not-exists" in args
+    words = shlex.split(compose["services"]["submit"]["command"][2].replace("$${SAVEPOINT:+-s $$SAVEPOINT}", ""))
+    cfg = load_config(None, [words[i + 1] for i, w in enumerate(words) if w == "--set"])
+    assert args["topic"] == cfg.kafka.events_topic
+    assert args["bootstrap-server"] == cfg.kafka.bootstrap_servers
+    assert cfg.kafka.preflight
+    submit_needs = compose["services"]["submit"]["depends_on"]
+    assert submit_needs["topics"]["condition"] == "service_completed_successfully"

@@ -112,8 +112,17 @@ def test_connector_jar_from_the_environment_or_deps(tmp_path: Path, monkeypatch:
     jar.write_bytes(b"")
     assert kio.connector_jar(tmp_path) == jar.resolve()
     monkeypatch.setenv(kio.CONNECTOR_ENV, str(tmp_path / "missing.jar"))
-    with pytest.raises(KafkaConnectorMissing, match="is not a file"):
+    with pytest.raises(KafkaConnectorMissing, match="is neither a file nor a folder"):
         kio.connector_jar(tmp_path)
+    # a folder: the newest connector jar in it, none when it holds none
+    other = tmp_path / "jars"
+    other.mkdir()
+    monkeypatch.setenv(kio.CONNECTOR_ENV, str(other))
+    assert kio.connector_dir(tmp_path) == other
+    assert kio.connector_jar(tmp_path) is None
+    newer = other / "flink-sql-connector-kafka-5.1.0-2.3.jar"
+    newer.write_bytes(b"")
+    assert kio.connector_jar(tmp_path) == newer.resolve()
 
 
 def test_missing_connector_says_to_run_make_jars(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,7 +130,7 @@ def test_missing_connector_says_to_run_make_jars(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(kio, "connector_jar", lambda: None)
     monkeypatch.setattr(kio, "_connector_on_classpath", lambda: False)
     with pytest.raises(KafkaConnectorMissing, match="run `make jars`"):
-        kio._ensure_connector(object())
+        kio.ensure_connector(object())
 
 
 def test_connector_is_shipped_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,11 +143,11 @@ def test_connector_is_shipped_once(monkeypatch: pytest.MonkeyPatch) -> None:
     jar = Path("/x/deps/flink-sql-connector-kafka-5.0.0-2.2.jar")
     monkeypatch.setattr(kio, "connector_jar", lambda: jar)
     monkeypatch.setattr(kio, "_configured_jars", lambda env: [])
-    kio._ensure_connector(Env())
+    kio.ensure_connector(Env())
     assert added == [jar.as_uri()]
     # already in pipeline.jars (an earlier call, or `flink run -j <connector jar>`)
     monkeypatch.setattr(kio, "_configured_jars", lambda env: [jar.as_uri()])
-    kio._ensure_connector(Env())
+    kio.ensure_connector(Env())
     assert added == [jar.as_uri()]
 
 
@@ -187,7 +196,7 @@ def test_exactly_once_without_checkpointing_is_refused_for_an_unbounded_input(
     def connector(env: Any) -> None:
         raise PastTheCheck
 
-    monkeypatch.setattr(kio, "_ensure_connector", connector)
+    monkeypatch.setattr(kio, "ensure_connector", connector)
     for outputs, cfg, bounded in (
         (off, KafkaConfig(), True),
         (off, KafkaConfig(delivery="at_least_once"), False),

@@ -18,8 +18,10 @@ from udfs.core.alerts import AlertConfig
 from udfs.core.config import DetectorConfig, LatenessConfig, ModelConfig, ThresholdConfig
 from udfs.core.events import Event
 from udfs.core.features import FeatureConfig, WindowSpec
+from udfs.core.feedback import Verdict
 from udfs.core.replay import replay
 from udfs.detect import DetectAnomalies
+from udfs.parse import verdict_json
 from udfs.tags import DRIFT_TAG, LATE_TAG, SCORES_TAG
 
 T0 = 1_767_225_600_000
@@ -214,6 +216,14 @@ class Harness:
         if watermark:
             got += self.advance(self.max_ts - BOUND - 1)  # Flink's bounded out-of-orderness
         return got
+
+    def verdict(self, v: Verdict) -> list[tuple[str, dict[str, Any]]]:
+        """A verdict as udfs/parse.py emits it, keyed by its entity."""
+        self.b.key = v.entity
+        ts = v.ts_ms or 0
+        return self._collect(
+            list(self.fn.process_element((v.entity, ts, verdict_json(v)), FakeContext(self.b, ts)))
+        )
 
     def advance(self, watermark: int) -> list[tuple[str, dict[str, Any]]]:
         got: list[tuple[str, dict[str, Any]]] = []
@@ -573,3 +583,24 @@ def test_active_entities_after_a_restore_counts_restored_entities_once_touched()
     second.end_of_input()  # b's timers touch it, then both are cleared
     assert active.count == 0 and held.count == 0
     assert second.ctx.metrics["anomaly.entities_expired"].count == 2
+
+
+def test_verdicts_reach_the_entity_detector_like_the_replay_and_a_verdict_only_entity_expires() -> None:
+    events = stream(400, "a", seed=1, spike=300)
+    fp = Verdict("a-early", "a", "false_positive", "known batch job", T0 + 200 * SEC + 500)
+    stray = Verdict("x-1", "ghost", "false_positive", "", T0 + 10 * SEC)  # no events, ever
+    h = Harness()
+    for i, ev in enumerate(events):
+        if i == 50:
+            h.verdict(fp)
+            h.verdict(stray)
+            assert h.stored("ghost") is not None and h.timers("ghost")
+        h.element(ev)
+    h.end_of_input()
+    expected = [normalised(k, r) for k, r in replay([*events[:50], fp, stray, *events[50:]], CFG)]
+    assert per_entity_and_kind(h.out) == per_entity_and_kind(expected)
+    # The verdict changed the thresholds from its ts on (compared with no verdict at all).
+    plain = [normalised(k, r) for k, r in replay(events, CFG)]
+    assert per_entity_and_kind(plain) != per_entity_and_kind(expected)
+    assert h.stored("ghost") is None and not h.timers("ghost")
+    assert h.ctx.metrics["anomaly.verdicts"].count == 2

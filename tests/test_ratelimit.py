@@ -9,7 +9,13 @@ import random
 import pytest
 
 from state.codec import decode, encode
-from udfs.core.ratelimit import HOUR_MS, GlobalRateLimiter
+from udfs.core.ratelimit import (
+    HOUR_MS,
+    GlobalAlertGate,
+    GlobalRateLimiter,
+    alert_order,
+    gate_alerts,
+)
 
 T0 = 1_767_225_600_000
 MIN = 60_000
@@ -98,3 +104,59 @@ def test_restore_half_way_continues_like_an_uninterrupted_run() -> None:
 def test_rejects_a_cap_that_is_not_a_positive_integer(bad: object) -> None:
     with pytest.raises(ValueError, match="max_per_hour must be an integer >= 1"):
         GlobalRateLimiter(bad)  # type: ignore[arg-type]
+
+
+# -- the gate over alert records -----------------------------------------------------------
+
+
+def _episode(entity: str, start_min: int, escalate: bool = False) -> list[dict[str, object]]:
+    aid = f"{entity}-{start_min}"
+    recs = [{"kind": "open", "alert_id": aid, "entity": entity, "ts_ms": start_min * 60_000}]
+    if escalate:
+        recs.append({**recs[0], "kind": "escalate", "ts_ms": (start_min + 2) * 60_000})
+    recs.append({**recs[0], "kind": "resolved", "ts_ms": (start_min + 15) * 60_000})
+    return recs
+
+
+def test_gate_holds_whole_episodes_back_and_counts_them_on_the_next_alert_out() -> None:
+    # A storm: 8 entities open within 5 minutes, cap 3 per hour; a lone alert 2 h later.
+    recs = [r for i in range(8) for r in _episode(f"e{i}", i // 2, escalate=i == 6)]
+    recs += _episode("late", 125)
+    out = gate_alerts([("alert", r) for r in recs], 3)
+    alerts = [r for k, r in out if k == "alert"]
+    storms = [r for k, r in out if k == "drift"]
+    opened = [r["alert_id"] for r in alerts if r["kind"] == "open"]
+    assert opened == ["e0-0", "e1-0", "e2-1", "late-125"]
+    # No escalation or resolution of an episode nobody saw; every held-back record counted.
+    assert {r["alert_id"] for r in alerts} == set(opened)
+    held_back = len(recs) - len(alerts)
+    assert held_back == 5 * 2 + 1  # 5 suppressed episodes, one with an escalation
+    assert sum(int(r.get("suppressed_global", 0)) for r in alerts) == held_back
+    assert len(storms) == 1 and storms[0]["check"] == "alert_storm"
+    assert storms[0]["first_suppressed"] == "e3-1"
+
+
+def test_gate_decisions_do_not_depend_on_the_arrival_order() -> None:
+    rng = random.Random(4)
+    recs = [
+        r for i in range(40) for r in _episode(f"e{i}", rng.randrange(0, 300), escalate=i % 3 == 0)
+    ]
+    first = gate_alerts([("alert", r) for r in recs], 5)
+    for _ in range(5):
+        rng.shuffle(recs)
+        assert gate_alerts([("alert", r) for r in recs], 5) == first
+
+
+def test_gate_restored_half_way_decides_like_an_uninterrupted_one() -> None:
+    recs = sorted(
+        (r for i in range(30) for r in _episode(f"e{i}", (i * 7) % 200, escalate=i % 2 == 0)),
+        key=alert_order,
+    )
+    whole = GlobalAlertGate(4)
+    a = [o for r in recs for o in whole.decide(r)]
+    first = GlobalAlertGate(4)
+    b = [o for r in recs[:31] for o in first.decide(r)]
+    second = GlobalAlertGate(4)
+    second.restore(first.snapshot())
+    b += [o for r in recs[31:] for o in second.decide(r)]
+    assert a == b

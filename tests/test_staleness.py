@@ -223,12 +223,15 @@ def test_a_restore_mid_silence_continues_with_one_record_per_silence() -> None:
     assert [h[0] for h in health(out)] == ["stale_entity", "entity_returned"]
 
 
-def test_state_of_the_previous_version_restores_without_cadence() -> None:
+@pytest.mark.parametrize("version", [3, 4])
+def test_state_of_the_previous_versions_restores_without_cadence(version: int) -> None:
     det = EntityDetector("e", CFG)
     for ev in events_at(every(10 * SEC, 10)):
         det.on_event(ev)
     snap = det.snapshot()
-    previous = (3, *snap[1:-2])  # version 3 had no gaps and no stale flag
+    assert snap[0] == 5
+    # 4 had the pending verdicts but no gaps and no stale flag; 3 had neither.
+    previous = (version, *snap[1 : -2 if version == 4 else -3])
     old = EntityDetector.restore("e", CFG, previous)
     assert old.stale_deadline_ms() is None and old.snapshot()[-2:] == ((), False)
     assert old.snapshot()[1:-2] == snap[1:-2]

@@ -14,7 +14,9 @@ import joblib
 import pytest
 import sklearn
 
-from job.train_filter import FEATURES, AlertFilter, alert_features, join, main, metric_of
+from job.config import ConfigError, load_config
+from job.train_filter import FEATURES, AlertFilter, alert_features, join, main
+from udfs.core.alert_filter import drops, false_positive_probability, metric_of
 from udfs.core.alerts import alert_id
 from udfs.core.events import format_timestamp
 
@@ -230,3 +232,58 @@ def test_too_few_labels_is_a_clear_error(
     )
     assert missing == 2
     assert "input file not found" in capsys.readouterr().err
+
+
+def test_the_job_runs_the_trained_filter_as_plain_numbers_with_the_same_probabilities(
+    trained: tuple[Path, dict[str, Any]],
+) -> None:
+    """``detector.filter.artifact`` is read by the client into numbers; the workers' pure
+    Python gives sklearn's probabilities and decisions."""
+    cfg = load_config(None, [f"detector.filter.artifact={trained[0]}"]).detector.filter
+    assert cfg.enabled and len(cfg.coef) == len(FEATURES)
+    flt = AlertFilter.load(trained[0])
+    for rec, _ in synthetic_alerts(300, seed=5):
+        assert false_positive_probability(cfg, rec) == pytest.approx(
+            flt.false_positive_probability(rec), abs=1e-12
+        )
+        assert drops(cfg, rec) == flt.should_drop(rec)
+
+
+def test_a_missing_or_non_logistic_artifact_is_a_configuration_error(
+    tmp_path: Path, trained: tuple[Path, dict[str, Any]]
+) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(None, [f"detector.filter.artifact={tmp_path / 'nope.joblib'}"])
+    alerts, verdicts = _write(tmp_path, synthetic_alerts(200, seed=3))
+    hgb = tmp_path / "hgb.joblib"
+    args = ["--alerts", str(alerts), "--verdicts", str(verdicts), "--out", str(hgb)]
+    assert main([*args, "--model", "hgb"]) == 0
+    with pytest.raises(ConfigError, match="logistic filters only"):
+        load_config(None, [f"detector.filter.artifact={hgb}"])
+
+
+def test_a_filtered_episode_is_held_back_whole_and_counted_on_the_next_alert() -> None:
+    from udfs.core.alert_filter import FilterConfig
+    from udfs.core.alerts import AlertConfig, EpisodeTracker
+
+    n = len(FEATURES)
+    # Drops every alert whose score is below 0.9999 (coef on the score feature only).
+    coef = (-1e4,) + (0.0,) * (n - 1)
+    cfg = FilterConfig(True, "", (0.9999,) + (0.0,) * (n - 1), (1.0,) * n, coef, 0.0, 0.5)
+    tracker = EpisodeTracker(AlertConfig(quiet_period_ms=120_000, cooldown_ms=0), "e")
+    weak = {"score": 0.999, "threshold": 0.99, "features": [], "config_version": "1"}
+    strong = {**weak, "score": 0.99999}
+    out = []
+    for minute, (anomalous, detail) in enumerate(
+        [(True, weak), (True, {**weak, "score": 0.9991}), (False, {}), (False, {}), (False, {}),
+         (True, strong), (False, {}), (False, {})]
+    ):
+        ts = T0 + minute * 60_000
+        records = tracker.on_decision(ts, anomalous, 2 if detail is strong else 0, detail)
+        out += tracker.screen(records, lambda rec: drops(cfg, rec))
+    kinds = [(r["kind"], r.get("filtered_before")) for r in out]
+    # The weak episode (open + resolved) never leaves; the strong one carries the count.
+    assert kinds == [("open", 2), ("resolved", None)]
+    restored = EpisodeTracker(AlertConfig(), "e")
+    restored.restore(tracker.snapshot()[:10])  # a state written before the filter existed
+    assert restored.snapshot()[10:] == ("", 0)

@@ -33,6 +33,7 @@ from state.descriptors import entity_state_descriptor
 from udfs.core.config import DetectorConfig
 from udfs.core.detector import EntityDetector, Output
 from udfs.core.events import Event
+from udfs.core.feedback import Verdict
 from udfs.metrics import DetectorMetrics
 from udfs.tags import DRIFT_TAG, LATE_TAG, SCORES_TAG
 
@@ -111,7 +112,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         watch = watch_timer
         due = det.stale_deadline_ms()
         if due is None:
-            due = det.max_seen_ms + self._cfg.lateness.idle_ttl_ms
+            due = det.idle_deadline_ms()
         if watch == _NO_TIMER or due < watch:
             watch = due
         if release != release_timer or watch != watch_timer:
@@ -138,9 +139,13 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         entity, _ts_ms, payload = value
         obj = json.loads(payload)
-        ev = Event(entity, obj["ts"], obj["metrics"], obj.get("id"))
         det, release_timer, watch_timer = self._load(entity)
-        outputs = det.on_event(ev)
+        if "verdict" in obj:  # an operator's verdict (udfs/parse.py), keyed like the events
+            v = Verdict(obj["alert_id"], entity, obj["verdict"], obj["reason"], obj["ts_ms"])
+            outputs = det.on_verdict(v)
+            self._metrics.verdict()
+        else:
+            outputs = det.on_event(Event(entity, obj["ts"], obj["metrics"], obj.get("id")))
         # A new entity is the only one stored without a watch timer yet.
         new = watch_timer == _NO_TIMER
         self._store(det, release_timer, watch_timer, ctx.timer_service(), new)
@@ -159,10 +164,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         outputs = det.on_watermark(at)  # releases, and reports a stale entity (core)
         if timestamp == watch_timer:
             watch_timer = _NO_TIMER  # _store registers the next deadline (after ``at``)
-            if (
-                det.earliest_buffered_ms() is None
-                and det.max_seen_ms + self._cfg.lateness.idle_ttl_ms <= at
-            ):
+            if det.earliest_buffered_ms() is None and det.idle_deadline_ms() <= at:
                 self._state.clear()
                 self._cache.pop(entity, None)
                 self._metrics.cleared(self._loaded_bytes)

@@ -5,7 +5,9 @@ reason as ``dead_letters_<reason>``), ``alerts_info`` / ``alerts_warning`` /
 ``alerts_critical`` (episodes opened), ``alert_records`` (open, escalate, resolved),
 ``suppressed_alerts`` (held back by cooldown or rate limit, counted when the next alert
 carries them), ``drift_events``, ``health_records`` (``silent_detector``, ``stale_model``,
-``stale_entity``, ``entity_returned``), ``entities_expired``.
+``stale_entity``, ``entity_returned``), ``entities_expired``, ``verdicts``
+(operator verdicts received by the detectors), ``filtered_alerts`` (held back by the trained
+filter, counted when the entity's next record carries them).
 ``active_entities`` is a counter moved both ways: +1 when the instance creates an entity's
 state, or first touches one restored from a checkpoint (an event or a timer), -1 when it
 clears one. So it never goes negative; after a restore it counts restored entities as they
@@ -51,6 +53,11 @@ class DetectorMetrics:
         self.active = g.counter("active_entities")
         self.state_bytes = g.distribution("state_bytes")
         self.held = g.counter("state_bytes_held")
+        self.verdicts = g.counter("verdicts")
+        self.filtered = g.counter("filtered_alerts")
+
+    def verdict(self) -> None:
+        self.verdicts.inc()
 
     def record(self, kind: str, rec: dict[str, Any]) -> None:
         if kind == "score":
@@ -65,6 +72,8 @@ class DetectorMetrics:
                 self.opened[rec["severity"]].inc()
                 if rec.get("suppressed_before"):
                     self.suppressed.inc(rec["suppressed_before"])
+            if rec.get("filtered_before"):
+                self.filtered.inc(rec["filtered_before"])
         elif kind == "late":
             self.late.inc()
         elif kind == "drift":

@@ -1,4 +1,5 @@
-"""Flink adapter: raw JSON lines to parsed events, bad input to the dead-letter output."""
+"""Flink adapter: raw JSON lines to parsed events (and operator verdicts), bad input to the
+dead-letter output."""
 
 from __future__ import annotations
 
@@ -8,14 +9,23 @@ from typing import Any
 
 from pyflink.datastream import ProcessFunction
 
-from udfs.core.events import DeadLetter, ParseConfig, parse_line
+from udfs.core.events import DeadLetter, ParseConfig
+from udfs.core.feedback import Verdict, parse_event_or_verdict
 from udfs.tags import DEAD_LETTER_TAG
 
 __all__ = ["ParseEvents"]
 
 
 class ParseEvents(ProcessFunction):  # type: ignore[misc]
-    """``str -> (entity, ts_ms, event_json)``; dead letters leave through a side output."""
+    """``str -> (entity, ts_ms, event_json)``; dead letters leave through a side output.
+
+    A verdict line becomes ``(entity, 0, verdict_json)``, where the JSON has a ``verdict``
+    key (the detector tells the two apart by it) and its own ``ts_ms``: keyed by entity like
+    the events, it reaches the entity's detector (udfs.core.detector.EntityDetector.on_verdict),
+    which waits for the entity to reach that ts. Its Flink timestamp is 0 so that a verdict
+    never moves the watermark: event time is the events' (a verdict dated ahead of the
+    events would otherwise make them all late).
+    """
 
     def __init__(self, cfg: ParseConfig) -> None:
         self._cfg = cfg
@@ -28,7 +38,7 @@ class ParseEvents(ProcessFunction):  # type: ignore[misc]
         self._dead = self._group.counter("dead_letters")
 
     def process_element(self, value: str, ctx: Any) -> Iterator[Any]:
-        rec = parse_line(value, self._cfg)
+        rec = parse_event_or_verdict(value, self._cfg)
         if isinstance(rec, DeadLetter):
             self._dead.inc()
             counter = self._by_reason.get(rec.reason)
@@ -38,5 +48,14 @@ class ParseEvents(ProcessFunction):  # type: ignore[misc]
                 )
             counter.inc()
             yield DEAD_LETTER_TAG, json.dumps(rec.to_dict(), sort_keys=True)
+        elif isinstance(rec, Verdict):
+            yield rec.entity, 0, verdict_json(rec)
         else:
             yield rec.entity, rec.ts_ms, rec.to_json()
+
+
+def verdict_json(v: Verdict) -> str:
+    """The verdict as the detect operator reads it back (see ``verdict_from_json``)."""
+    return json.dumps(
+        {"alert_id": v.alert_id, "verdict": v.verdict, "reason": v.reason, "ts_ms": v.ts_ms}
+    )

@@ -15,6 +15,7 @@ replay, a restore from a checkpoint, or a second run produce the same ids.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,12 @@ class AlertConfig:
         How many contributing features an alert explains.
     runbook_url, dashboard_url
         Templates filled with ``{entity}``, ``{alert_id}``, ``{start_ts}`` and ``{ts}``.
+    global_max_per_hour
+        Most paging records (``open``, ``escalate``) of the whole job in any sliding hour of
+        event time (``0``: no global limit). A suppressed ``open`` takes its episode with it;
+        every record held back is counted on the next one out (``suppressed_global``) and a
+        storm is reported once as an ``alert_storm`` health record
+        (:class:`udfs.core.ratelimit.GlobalAlertGate`, one operator instance for the job).
     """
 
     quiet_period_ms: int = 600_000
@@ -58,6 +65,7 @@ class AlertConfig:
     top_features: int = 3
     runbook_url: str = "https://runbooks.example.com/anomaly?entity={entity}"
     dashboard_url: str = "https://grafana.example.com/d/anomaly?var-entity={entity}&from={start_ts}"
+    global_max_per_hour: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -71,6 +79,8 @@ class AlertConfig:
             problems.append(f"hysteresis_decades must be >= 0, got {self.hysteresis_decades}")
         if self.top_features < 1:
             problems.append(f"top_features must be >= 1, got {self.top_features}")
+        if self.global_max_per_hour < 0:
+            problems.append(f"global_max_per_hour must be >= 0, got {self.global_max_per_hour}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -103,6 +113,8 @@ class EpisodeTracker:
         "_hour_start",
         "_hour_count",
         "_peak",
+        "_filtered",
+        "_filtered_count",
     )
 
     def __init__(self, cfg: AlertConfig, entity: str) -> None:
@@ -118,6 +130,8 @@ class EpisodeTracker:
         self._hour_start = 0
         self._hour_count = 0
         self._peak: dict[str, Any] = {}
+        self._filtered = ""  # alert_id of the episode the alert filter held back
+        self._filtered_count = 0
 
     @property
     def open(self) -> bool:
@@ -126,6 +140,11 @@ class EpisodeTracker:
     @property
     def suppressed(self) -> int:
         return self._suppressed
+
+    def suppress(self) -> None:
+        """Count an anomalous event held back by the caller (a maintenance window): the
+        count travels on the next record out, like the cooldown's."""
+        self._suppressed += 1
 
     def on_decision(
         self, ts_ms: int, anomalous: bool, severity: int, detail: dict[str, Any]
@@ -211,6 +230,35 @@ class EpisodeTracker:
             self._suppressed = 0
         return rec
 
+    def screen(
+        self, records: list[dict[str, Any]], drop: Callable[[dict[str, Any]], bool]
+    ) -> list[dict[str, Any]]:
+        """Apply the alert filter (:mod:`udfs.core.alert_filter`) to this entity's records.
+
+        ``drop`` judges ``open`` records; a dropped ``open`` takes its episode with it (its
+        escalations and resolution). Each record held back is counted, and the count rides
+        on the next record of the entity that gets out as ``filtered_before``.
+        """
+        out = []
+        for rec in records:
+            aid = rec["alert_id"]
+            if rec["kind"] == "open":
+                if drop(rec):
+                    self._filtered = aid
+                    self._filtered_count += 1
+                    continue
+                self._filtered = ""
+            elif aid == self._filtered:
+                self._filtered_count += 1
+                if rec["kind"] == "resolved":
+                    self._filtered = ""
+                continue
+            if self._filtered_count:
+                rec["filtered_before"] = self._filtered_count
+                self._filtered_count = 0
+            out.append(rec)
+        return out
+
     def snapshot(self) -> tuple[Any, ...]:
         return (
             self._open,
@@ -223,9 +271,13 @@ class EpisodeTracker:
             self._hour_start,
             self._hour_count,
             self._peak,
+            self._filtered,
+            self._filtered_count,
         )
 
     def restore(self, snap: tuple[Any, ...]) -> None:
+        if len(snap) == 10:  # state written before the alert filter
+            snap = (*snap, "", 0)
         (
             self._open,
             self._start_ts,
@@ -237,4 +289,6 @@ class EpisodeTracker:
             self._hour_start,
             self._hour_count,
             self._peak,
+            self._filtered,
+            self._filtered_count,
         ) = snap

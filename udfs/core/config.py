@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from udfs.core.alert_filter import FilterConfig
 from udfs.core.alerts import AlertConfig
 from udfs.core.drift import DriftConfig
 from udfs.core.features import FeatureConfig
@@ -187,5 +188,6 @@ class DetectorConfig:
     maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
     staleness: StalenessConfig = field(default_factory=StalenessConfig)
     config_version: str = "1"

@@ -48,6 +48,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from udfs.core.alert_filter import drops
 from udfs.core.alerts import EpisodeTracker
 from udfs.core.calibration import (
     AdaptiveThreshold,
@@ -76,8 +77,10 @@ _STATS_EDGES = linear_edges(0.0, 7.0, 140)
 _HST_EDGES = linear_edges(0.0, 1.0, 100)
 _Z_CAP = 1e3
 _THRESHOLD_CLIP = 0.5  # decades above the current threshold
-_STATE_VERSION = 4
-_PREVIOUS_STATE_VERSION = 3  # restored too: no inter-arrival gaps, not stale
+# 5: inter-arrival gaps and the stale flag (udfs.core.staleness); 4: pending verdicts.
+_STATE_VERSION = 5
+# Verdicts waiting for the entity's frontier: (ts_ms, alert_id, verdict, reason).
+_PendingVerdict = tuple[int, str, str, str]
 
 
 def _sort_key(ev: Event) -> tuple[int, str]:
@@ -141,6 +144,7 @@ class EntityDetector:
         "_frontier",
         "_max_seen",
         "_buffer",
+        "_verdicts",
         "_last_ts",
         "_m",
         "_squash",
@@ -158,6 +162,7 @@ class EntityDetector:
         self._frontier = _NEG_INF
         self._max_seen = _NEG_INF
         self._buffer: list[Event] = []
+        self._verdicts: list[_PendingVerdict] = []
         self._last_ts: int | None = None
         self._m = _Models(entity, cfg)
         self._squash = 1.0 / cfg.model.z_squash
@@ -180,8 +185,22 @@ class EntityDetector:
         return self._max_seen
 
     def earliest_buffered_ms(self) -> int | None:
-        """Timestamp of the oldest event waiting in the buffer (for the release timer)."""
-        return self._buffer[0].ts_ms if self._buffer else None
+        """Timestamp of the oldest event or verdict waiting to be released (release timer)."""
+        ev = self._buffer[0].ts_ms if self._buffer else None
+        if self._verdicts:
+            vt = self._verdicts[0][0]
+            return vt if ev is None or vt < ev else ev
+        return ev
+
+    def idle_deadline_ms(self) -> int:
+        """When the entity's state may be dropped if nothing else arrives: the newest event
+        (or, for an entity that has only had verdicts, the newest verdict) plus the TTL."""
+        newest = self._max_seen
+        if self._verdicts and self._verdicts[-1][0] > newest:
+            newest = self._verdicts[-1][0]
+        if newest == _NEG_INF:
+            newest = 0
+        return newest + self.cfg.lateness.idle_ttl_ms
 
     def on_event(self, ev: Event) -> list[Output]:
         if ev.ts_ms < self._frontier:
@@ -199,13 +218,26 @@ class EntityDetector:
     def on_verdict(self, verdict: Verdict) -> list[Output]:
         """An operator's verdict on one of this entity's alerts (see :mod:`udfs.core.feedback`).
 
-        Applied at the entity's own event time (the newest timestamp it has seen; the
-        verdict's ``ts`` only for an entity without events), so a replay of the same
-        interleaving of events and verdicts gives the same thresholds.
+        A verdict with a ``ts`` takes effect at that point of the entity's event time: it
+        waits, like an event, until the entity's frontier passes it, and is applied before
+        the events of the same timestamp. So the result does not depend on how the verdict
+        stream and the event stream interleave on arrival, as long as the verdict arrives
+        before the entity's frontier passes its ``ts`` (the same premise as for events). A
+        verdict behind the frontier, or without ``ts``, is applied at once, at the entity's
+        newest event time: its effect then depends on when it arrived.
         """
-        ts = self._max_seen if self._max_seen != _NEG_INF else (verdict.ts_ms or 0)
-        self._m.feedback.apply(verdict, ts)
-        return []
+        ts = verdict.ts_ms
+        if ts is None or ts < self._frontier:
+            now = self._max_seen if self._max_seen != _NEG_INF else (ts or 0)
+            self._m.feedback.apply(verdict, now)
+            return []
+        item = (ts, verdict.alert_id, verdict.verdict, verdict.reason)
+        pending = self._verdicts
+        i = len(pending)
+        while i > 0 and pending[i - 1] > item:
+            i -= 1
+        pending.insert(i, item)
+        return self._advance(self._max_seen - self._bound)
 
     def on_watermark(self, watermark_ms: int) -> list[Output]:
         out = self._advance(watermark_ms + 1)
@@ -288,7 +320,7 @@ class EntityDetector:
         if self._max_seen == _NEG_INF:
             return []
         at = self._max_seen + self.cfg.lateness.idle_ttl_ms
-        return [("alert", rec) for rec in self._m.episodes.close(at, "idle")]
+        return [("alert", rec) for rec in self._screened(self._m.episodes.close(at, "idle"))]
 
     def _advance(self, frontier: int) -> list[Output]:
         if frontier > self._frontier:
@@ -299,11 +331,33 @@ class EntityDetector:
         n = 0
         while n < len(buf) and buf[n].ts_ms < f:
             n += 1
+        if self._verdicts and self._verdicts[0][0] < f:
+            self._release_with_verdicts(n, f, out)
+            return out
         if n:
             ready, self._buffer = buf[:n], buf[n:]
             for ev in ready:
                 self._process(ev, out)
         return out
+
+    def _release_with_verdicts(self, n: int, frontier: int, out: list[Output]) -> None:
+        """Release ``n`` events and the due verdicts in timestamp order (a verdict first)."""
+        pending = self._verdicts
+        k = 0
+        while k < len(pending) and pending[k][0] < frontier:
+            k += 1
+        due, self._verdicts = pending[:k], pending[k:]
+        ready, self._buffer = self._buffer[:n], self._buffer[n:]
+        i = 0
+        for ts, alert_id, kind, reason in due:
+            while i < len(ready) and ready[i].ts_ms < ts:
+                self._process(ready[i], out)
+                i += 1
+            # (self._m, not a local: _process replaces the models after an idle gap)
+            self._m.feedback.apply(Verdict(alert_id, self.entity, kind, reason, ts), ts)
+        while i < len(ready):
+            self._process(ready[i], out)
+            i += 1
 
     def _late_record(self, ev: Event) -> dict[str, Any]:
         return {
@@ -331,7 +385,7 @@ class EntityDetector:
             if ts - last > cfg.lateness.idle_ttl_ms:
                 # Idle past its TTL: the Flink job cleared the entity; it starts fresh.
                 closed = self._m.episodes.close(last + cfg.lateness.idle_ttl_ms, "idle")
-                out.extend(("alert", rec) for rec in closed)
+                out.extend(("alert", rec) for rec in self._screened(closed))
                 self._m = _Models(self.entity, cfg)
                 self._gaps = InterArrival(cfg.staleness.gap_samples)
                 self._stale_sent = False
@@ -435,6 +489,9 @@ class EntityDetector:
         offset = m.feedback.offset(ts)
         alert_thr = thr + offset
         anomalous = unusual and u >= bar + offset and not maintenance
+        held_back = maintenance and unusual and u >= bar + offset
+        if held_back:  # counted: it travels on the next alert out (suppressed_before)
+            m.episodes.suppress()
         # Calibration and threshold see every warm score. Learn-gating applies to the
         # trees: an event judged anomalous does not train them, so an anomaly does not
         # become normal. (Gating the calibration too was measured on the demo stream: the
@@ -468,28 +525,35 @@ class EntityDetector:
                 episode_detail = explained
                 if offset > 0.0:
                     episode_detail["threshold_offset"] = round(offset, 6)
-        for rec in m.episodes.on_decision(ts, anomalous, severity, episode_detail):
+        for rec in self._screened(m.episodes.on_decision(ts, anomalous, severity, episode_detail)):
             if maintenance:
                 rec["maintenance"] = True
             out.append(("alert", rec))
         if is_ready and m.drift is not None:
             self._watch_drift(ts, ev, score, anomalous, out)
-        out.append(
-            (
-                "score",
-                {
-                    "entity": self.entity,
-                    "ts_ms": ts,
-                    "anomaly_score": score,
-                    "threshold": threshold,
-                    "is_alert": 1 if anomalous else 0,
-                    "ready": 1 if is_ready else 0,
-                    "stats_raw": best,
-                    "hst_raw": hst_raw,
-                    "features": values,
-                },
-            )
-        )
+        score_rec = {
+            "entity": self.entity,
+            "ts_ms": ts,
+            "anomaly_score": score,
+            "threshold": threshold,
+            "is_alert": 1 if anomalous else 0,
+            "ready": 1 if is_ready else 0,
+            "stats_raw": best,
+            "hst_raw": hst_raw,
+            "features": values,
+        }
+        if held_back:
+            score_rec["suppressed"] = "maintenance"
+        out.append(("score", score_rec))
+
+    def _screened(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Episode records after the trained alert filter (when one is configured)."""
+        if not records or not self.cfg.filter.enabled:
+            return records
+        return self._m.episodes.screen(records, self._drops)
+
+    def _drops(self, rec: dict[str, Any]) -> bool:
+        return drops(self.cfg.filter, rec)
 
     def _watch_drift(
         self, ts: int, ev: Event, score: float, anomalous: bool, out: list[Output]
@@ -618,15 +682,18 @@ class EntityDetector:
             m.n_scored,
             None if m.drift is None else m.drift.snapshot(),
             m.feedback.snapshot(),
+            list(self._verdicts),
             self._gaps.snapshot(),
             self._stale_sent,
         )
 
     @classmethod
     def restore(cls, entity: str, cfg: DetectorConfig, snap: tuple[Any, ...]) -> EntityDetector:
-        if snap[0] == _PREVIOUS_STATE_VERSION and len(snap) == 15:
-            snap = (_STATE_VERSION, *snap[1:], (), False)
-        if snap[0] != _STATE_VERSION:
+        if snap[0] == 3:  # before verdicts waited for the frontier: none pending
+            snap = (*snap, [])
+        if snap[0] in (3, 4):  # before stale entities: no inter-arrival gaps, not stale
+            snap = (*snap, (), False)
+        elif snap[0] != _STATE_VERSION:
             raise ValueError(f"entity {entity!r}: state version {snap[0]} is not {_STATE_VERSION}")
         (
             _,
@@ -644,6 +711,7 @@ class EntityDetector:
             n_scored,
             drift,
             feedback,
+            verdicts,
             gaps,
             stale_sent,
         ) = snap
@@ -651,6 +719,7 @@ class EntityDetector:
         det._frontier = frontier
         det._max_seen = max_seen
         det._buffer = [Event(entity, ts, metrics, eid) for ts, metrics, eid in buffer]
+        det._verdicts = [(int(t), str(a), str(k), str(r)) for t, a, k, r in verdicts]
         det._last_ts = last_ts
         m = det._m
         m.features = EntityFeatures.restore(cfg.features, feats)

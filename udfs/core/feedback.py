@@ -46,6 +46,9 @@ from udfs.core.events import (
     NOT_AN_OBJECT,
     OVERSIZED,
     DeadLetter,
+    Event,
+    ParseConfig,
+    parse_line,
     parse_timestamp,
 )
 
@@ -54,6 +57,7 @@ __all__ = [
     "FeedbackConfig",
     "ThresholdFeedback",
     "Verdict",
+    "parse_event_or_verdict",
     "parse_verdict",
 ]
 
@@ -137,6 +141,23 @@ def parse_verdict(raw: str) -> Verdict | DeadLetter:
         if ts_ms is None:
             return DeadLetter(BAD_FIELD, "ts", raw, f"unparseable timestamp {obj['ts']!r}")
     return Verdict(fields["alert_id"], fields["entity"], fields["verdict"], reason, ts_ms)
+
+
+def parse_event_or_verdict(raw: str, cfg: ParseConfig) -> Event | Verdict | DeadLetter:
+    """One line of an input that may carry verdicts among the events; never raises.
+
+    A line with a ``"verdict"`` key and no ``"metrics"`` is a verdict (a bad one is a dead
+    letter with the verdict's reason); anything else is parsed as an event.
+
+    >>> cfg = ParseConfig()
+    >>> type(parse_event_or_verdict('{"alert_id": "a", "entity": "e", "verdict": "true_positive"}', cfg)).__name__
+    'Verdict'
+    >>> type(parse_event_or_verdict('{"entity": "e", "ts": "2026-01-01T00:00:00Z", "metrics": {"verdict": 1}}', cfg)).__name__
+    'Event'
+    """
+    if '"verdict"' in raw and '"metrics"' not in raw:
+        return parse_verdict(raw)
+    return parse_line(raw, cfg)
 
 
 @dataclass(frozen=True)

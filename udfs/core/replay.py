@@ -31,10 +31,11 @@ def replay(
         if isinstance(rec, DeadLetter):
             yield ("dead_letter", rec.to_dict())
             continue
-        if isinstance(rec, Verdict):  # applied in input order, like an event
+        if isinstance(rec, Verdict):  # waits for its ts like an event (EntityDetector.on_verdict)
             vdet = detectors.get(rec.entity)
-            if vdet is not None:  # a verdict on an entity this run never saw is dropped
-                yield from vdet.on_verdict(rec)
+            if vdet is None:  # as the job does: a verdict may arrive before the entity's events
+                vdet = detectors[rec.entity] = EntityDetector(rec.entity, cfg)
+            yield from vdet.on_verdict(rec)
             continue
         det = detectors.get(rec.entity)
         if det is None:
