@@ -1,9 +1,11 @@
 """The pyflink keyed-state descriptors of the detector, with their end.
 
-One ``ValueState`` per entity holds ``(release_timer_ms, ttl_timer_ms, write_token,
+One ``ValueState`` per entity holds ``(release_timer_ms, watch_timer_ms, write_token,
 detector_bytes)``:
 the detector's complete state encoded by :mod:`state.codec`, plus the two timers the
-adapter has registered. It is written while the entity's key is being processed, on every
+adapter has registered (the watch timer is the stale deadline or the idle deadline, see
+:mod:`udfs.detect`; state written before it existed holds the idle deadline there, which
+works as a watch timer too). It is written while the entity's key is being processed, on every
 event, so every checkpoint holds exactly the state that produced the outputs before it.
 
 Every entity's state has two ends:

@@ -197,7 +197,7 @@ def test_pending_verdicts_survive_snapshot_and_restore() -> None:
     a = _dumps([o for ev in events[300:] for o in det.on_event(ev)] + det.flush())
     b = _dumps([o for ev in events[300:] for o in restored.on_event(ev)] + restored.flush())
     assert a == b
-    assert restored.snapshot()[-2][2] == ["a1"]  # the verdict was applied once, after restore
+    assert restored.snapshot()[14][2] == ["a1"]  # the verdict was applied once, after restore
 
 
 def test_state_of_the_previous_version_restores_with_no_pending_verdicts() -> None:
@@ -205,6 +205,7 @@ def test_state_of_the_previous_version_restores_with_no_pending_verdicts() -> No
     det = EntityDetector("e1", cfg)
     for ev in [ev for ev in stream() if ev.entity == "e1"][:50]:
         det.on_event(ev)
-    v3 = (3, *det.snapshot()[1:-1])
+    v3 = (3, *det.snapshot()[1:15])  # up to the feedback: no verdicts, no gaps (version 5)
     restored = EntityDetector.restore("e1", cfg, v3)
-    assert restored.snapshot() == det.snapshot()
+    assert restored.snapshot()[:16] == det.snapshot()[:16]
+    assert restored.snapshot()[16:] == ((), False)

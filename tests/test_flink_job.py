@@ -28,14 +28,19 @@ T0 = 1_767_225_600_000
 MIN = 60_000
 
 
-def _stream(seed: int = 3, entities: int = 4, minutes: int = 600) -> list[str]:
-    """Several entities every 20 s, incidents, a shuffle within the bound, stragglers."""
+def _stream(
+    seed: int = 3, entities: int = 4, minutes: int = 600, pause: tuple[int, int] | None = None
+) -> list[str]:
+    """Several entities every 20 s, incidents, a shuffle within the bound, stragglers; with
+    ``pause`` (from, to) in minutes, the last entity sends nothing in between."""
     rng = random.Random(seed)
     lines: list[str] = []
     for step in range(minutes * 3):
         ts = T0 + step * 20_000
         batch = []
         for e in range(entities):
+            if pause and e == entities - 1 and pause[0] * 3 <= step < pause[1] * 3:
+                continue
             cpu = 40 + 10 * (e % 2) + rng.gauss(0, 2)
             lat = 100 + rng.gauss(0, 5)
             if e == 1 and 300 * 3 <= step < 315 * 3:
@@ -121,7 +126,7 @@ def _run_job(lines: list[str], cfg: JobConfig, tmp: Path) -> dict[str, Counter[s
 
 @pytest.fixture(scope="module")
 def stream() -> list[str]:
-    return _stream()
+    return _stream(pause=(200, 260))  # e3 silent for an hour: stale, then back
 
 
 @pytest.mark.parametrize(
@@ -146,6 +151,16 @@ def test_job_equals_replay_oracle(
     assert sum(expected["scores"].values()) > 5000
     assert any('"kind": "open"' in a for a in expected["alerts"])
     assert expected["late"] and expected["dead_letter"]
+    # e3's hour of silence is reported mid-stream (by the watch timer in Flink), then its return.
+    health = sorted(
+        (r["ts_ms"], r["entity"], r["check"])
+        for r in map(json.loads, expected["drift"])
+        if r["check"] in ("stale_entity", "entity_returned")
+    )
+    assert [h[1:] for h in health if h[0] < T0 + 599 * MIN] == [
+        ("e3", "stale_entity"),
+        ("e3", "entity_returned"),
+    ]
     for name in ("alerts", "late", "dead_letter", "scores", "drift"):
         assert got[name] == expected[name], (
             f"{name} differ between Flink ({mode}, p={parallelism}) and replay"

@@ -22,7 +22,7 @@ from udfs.core.feedback import Verdict
 from udfs.core.replay import replay
 from udfs.detect import DetectAnomalies
 from udfs.parse import verdict_json
-from udfs.tags import LATE_TAG, SCORES_TAG
+from udfs.tags import DRIFT_TAG, LATE_TAG, SCORES_TAG
 
 T0 = 1_767_225_600_000
 SEC = 1_000
@@ -60,6 +60,7 @@ class Backend:
         self.timers: dict[str, set[int]] = {}  # Flink keeps one timer per key and timestamp
         self.watermark = LONG_MIN
         self.descriptors: list[ValueStateDescriptor] = []
+        self.writes: list[Any] = []  # every value written, in order
 
 
 class FakeValueState:
@@ -77,6 +78,7 @@ class FakeValueState:
 
     def update(self, value: Any) -> None:
         self._b.state[self._slot()] = pickle.dumps(value)
+        self._b.writes.append(value)
 
     def clear(self) -> None:
         self._b.state.pop(self._slot(), None)
@@ -192,7 +194,8 @@ class Harness:
                 got.append(("alert", json.loads(item)))
             else:
                 tag, payload = item
-                kind = "late" if tag is LATE_TAG else "score" if tag is SCORES_TAG else "?"
+                kinds = {id(LATE_TAG): "late", id(SCORES_TAG): "score", id(DRIFT_TAG): "drift"}
+                kind = kinds.get(id(tag), "?")
                 got.append((kind, json.loads(payload)))
         self.out += got
         for key, timers in self.b.timers.items():
@@ -359,9 +362,10 @@ def test_release_timer_emits_buffered_events_when_the_watermark_passes_them() ->
     assert [r["ts_ms"] for k, r in got if k == "score"] == [T0 + s * SEC for s in (17, 18, 19)]
     snapshot = decode(h.stored("a")[3])
     assert snapshot[3] == []  # nothing left in the entity's buffer
-    # No release timer is left, only the idle timer (past every event seen).
-    [idle] = h.timers("a")
-    assert idle >= T0 + TTL
+    # No release timer is left, only the watch timer: the stale deadline armed by the first
+    # gap (1 s; silence threshold min(max(5 min, 20 s), TTL / 2) = 5 min), moved only earlier.
+    [watch] = h.timers("a")
+    assert watch == T0 + SEC + TTL // 2
 
 
 def test_idle_timer_clears_state_and_leaves_no_timer() -> None:
@@ -495,6 +499,90 @@ def test_a_fresh_operator_instance_restores_from_state_not_from_its_cache() -> N
         second.element(ev)
     second.end_of_input()
     assert second.out == whole.out
+
+
+def test_watch_timer_reports_a_silent_entity_while_the_others_report() -> None:
+    """Entity b stops for 8 minutes while a keeps reporting: the watch timer reports b stale
+    as soon as the watermark passes its deadline (before b returns), once; b's return is
+    reported; everything equals the replay, with at most two timers per entity."""
+    a = stream(900, "a", seed=1)
+    b_early = stream(100, "b", seed=2, start=T0 + 300)
+    b_late = stream(100, "b", seed=3, start=T0 + 300 + 99 * SEC + 8 * 60 * SEC)
+    merged = sorted(a + b_early + b_late, key=lambda e: e.ts_ms)
+    h = Harness()
+    deadline = b_early[-1].ts_ms + TTL // 2  # 1 s cadence: min(max(5 min, 20 s), TTL / 2)
+    reported_at = None
+    for ev in merged:
+        got = h.element(ev)
+        if reported_at is None and any(r.get("check") == "stale_entity" for _, r in got):
+            reported_at = h.b.watermark
+    assert reported_at is not None and deadline <= reported_at < b_late[0].ts_ms
+    h.end_of_input()
+    assert h.max_timers_seen <= 2
+    health = [(r["entity"], r["check"], r["ts_ms"]) for k, r in h.out if k == "drift"]
+    assert health[:2] == [
+        ("b", "stale_entity", deadline),
+        ("b", "entity_returned", b_late[0].ts_ms),
+    ]
+    expected = [normalised(kind, rec) for kind, rec in replay(merged, CFG)]
+    assert per_entity_and_kind(h.out) == per_entity_and_kind(expected)
+
+
+def held_bytes(h: Harness, entities: tuple[str, ...] = ("a", "b")) -> int:
+    """Encoded detector bytes in the keyed state of ``entities``."""
+    return sum(len(h.stored(e)[3]) for e in entities if h.stored(e) is not None)
+
+
+def test_active_entities_and_state_bytes_follow_what_the_operator_stores_and_clears() -> None:
+    """active_entities and state_bytes_held are counters moved both ways (no gauge): +1 (and
+    its bytes) when an entity's state is created, the change of size on every write, -1 (and
+    its bytes) when its idle timer clears it; state_bytes is the size of every write."""
+    h = Harness()
+    m = h.ctx.metrics
+    early = stream(30, "a", seed=1)
+    for ev in early:
+        h.element(ev)
+        assert m["anomaly.state_bytes_held"].count == held_bytes(h)
+    assert m["anomaly.active_entities"].count == 1
+    h.element(stream(1, "b", seed=2, start=early[-1].ts_ms)[0])
+    assert m["anomaly.active_entities"].count == 2
+    assert m["anomaly.state_bytes_held"].count == held_bytes(h) > len(h.stored("a")[3])
+    h.advance(early[-1].ts_ms + TTL)  # both idle past the TTL: cleared
+    assert h.stored("a") is None and h.stored("b") is None
+    assert m["anomaly.active_entities"].count == 0
+    assert m["anomaly.state_bytes_held"].count == 0
+    assert m["anomaly.entities_expired"].count == 2
+    # a's stale record (b had a single event: no cadence, never stale), counted as health.
+    assert [r["check"] for k, r in h.out if k == "drift"] == ["stale_entity"]
+    assert m["anomaly.health_records"].count == 1
+    h.element(stream(1, "a", seed=3, start=early[-1].ts_ms + 2 * TTL)[0])
+    assert m["anomaly.active_entities"].count == 1
+    assert m["anomaly.state_bytes_held"].count == held_bytes(h) > 0
+    # Every write (events and timer callbacks that keep the entity), its encoded size.
+    assert m["anomaly.state_bytes"].values == [len(w[3]) for w in h.b.writes]
+    assert len(h.b.writes) > 31 and min(m["anomaly.state_bytes"].values) > 1000
+
+
+def test_active_entities_after_a_restore_counts_restored_entities_once_touched() -> None:
+    first = Harness()
+    for ev in stream(20, "a", seed=1) + stream(20, "b", seed=2, start=T0 + 100):
+        first.element(ev, watermark=False)
+    second = Harness()
+    second.b = first.b  # the checkpointed keyed state and timers
+    second.ctx = FakeRuntimeContext(second.b)
+    second.fn.open(second.ctx)
+    active = second.ctx.metrics["anomaly.active_entities"]
+    held = second.ctx.metrics["anomaly.state_bytes_held"]
+    assert active.count == 0
+    second.element(stream(1, "a", seed=3, start=T0 + 20 * SEC)[0], watermark=False)
+    assert active.count == 1  # a touched; b not yet
+    assert held.count == held_bytes(second, ("a",))
+    second.element(stream(1, "a", seed=4, start=T0 + 21 * SEC)[0], watermark=False)
+    assert active.count == 1  # once
+    assert held.count == held_bytes(second, ("a",))
+    second.end_of_input()  # b's timers touch it, then both are cleared
+    assert active.count == 0 and held.count == 0
+    assert second.ctx.metrics["anomaly.entities_expired"].count == 2
 
 
 def test_verdicts_reach_the_entity_detector_like_the_replay_and_a_verdict_only_entity_expires() -> None:

@@ -5,9 +5,17 @@ No detection rule lives here. Two event-time timers per entity at most:
 
 - the *release* timer at the oldest buffered timestamp: when the watermark passes it, the
   detector may release buffered events without waiting for the entity's next event;
-- the *idle* timer at ``newest timestamp + idle_ttl_ms``: when it fires and the entity has
-  been quiet, its state is cleared (at the end of a bounded input the final watermark fires
-  both, so everything is released and then cleared).
+- the *watch* timer at the entity's stale deadline (``EntityDetector.stale_deadline_ms``:
+  the core reports a ``stale_entity`` record once the watermark passes it), or, when there is
+  none, at its idle deadline ``newest timestamp + idle_ttl_ms``: when the watermark passes
+  that and the entity has been quiet, its state is cleared. The watch timer is moved only
+  earlier on an event; when it fires early (the entity has reported since), it is registered
+  again at the next deadline, so an event costs no timer call. At the end of a bounded input
+  the final watermark fires them all: everything is released, reported and then cleared.
+
+Whether a timer fires early or late changes no record, only when it leaves: the core
+decides staleness from event time, and reports a silence no timer reported when the
+entity's next event shows it.
 """
 
 from __future__ import annotations
@@ -61,6 +69,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         self._cache_size = cache_size
         self._state: Any = None
         self._metrics: Any = None
+        self._loaded_bytes = 0  # size of the state _load read (metrics)
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._state = runtime_context.get_state(entity_state_descriptor(self._state_ttl_ms))
@@ -85,57 +94,67 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
     def _load(self, entity: str) -> tuple[EntityDetector, int, int]:
         stored = self._state.value()
         if stored is None:
+            self._loaded_bytes = 0
             return EntityDetector(entity, self._cfg), _NO_TIMER, _NO_TIMER
-        release_timer, idle_timer, token, data = stored
+        release_timer, watch_timer, token, data = stored
+        self._loaded_bytes = len(data)
+        if token[0] != self._nonce:
+            # Written before this instance started (restored from a checkpoint): count the
+            # entity and its bytes as held from now on (every store writes this nonce).
+            self._metrics.restored(len(data))
         hit = self._cache.get(entity)
         if hit is not None and hit[0] == token:
             # The state holds exactly what this instance last stored for the entity: the
             # object it stored it from is that state, decoded. Skip the decode.
             self._cache.move_to_end(entity)
-            return hit[1], release_timer, idle_timer
-        return EntityDetector.restore(entity, self._cfg, decode(data)), release_timer, idle_timer
+            return hit[1], release_timer, watch_timer
+        return EntityDetector.restore(entity, self._cfg, decode(data)), release_timer, watch_timer
 
     def _store(
-        self, det: EntityDetector, release_timer: int, idle_timer: int, ts: Any, new: bool = False
+        self, det: EntityDetector, release_timer: int, watch_timer: int, ts: Any, new: bool = False
     ) -> None:
         earliest = det.earliest_buffered_ms()
-        if earliest != release_timer:
-            # Flink keeps one timer per key and timestamp: never delete the idle timer's.
-            if release_timer != _NO_TIMER and release_timer != idle_timer:
-                ts.delete_event_time_timer(release_timer)
-            release_timer = _NO_TIMER
-            if earliest is not None:
-                ts.register_event_time_timer(earliest)
-                release_timer = earliest
-        if idle_timer == _NO_TIMER:
-            idle_timer = det.idle_deadline_ms()
-            ts.register_event_time_timer(idle_timer)
+        release = _NO_TIMER if earliest is None else earliest
+        watch = watch_timer
+        due = det.stale_deadline_ms()
+        if due is None:
+            due = det.idle_deadline_ms()
+        if watch == _NO_TIMER or due < watch:
+            watch = due
+        if release != release_timer or watch != watch_timer:
+            # Flink keeps one timer per key and timestamp: delete only timestamps no longer
+            # used by either timer, register only new ones.
+            kept = {release, watch}
+            for old in {release_timer, watch_timer} - kept - {_NO_TIMER}:
+                ts.delete_event_time_timer(old)
+            for t in kept - {release_timer, watch_timer, _NO_TIMER}:
+                ts.register_event_time_timer(t)
         data = encode(det.snapshot())
         self._seq += 1
         token = (self._nonce, self._seq)
-        self._state.update((release_timer, idle_timer, token, data))
+        self._state.update((release, watch, token, data))
         cache = self._cache
         cache[det.entity] = (token, det)
         cache.move_to_end(det.entity)
         if len(cache) > self._cache_size:
             cache.popitem(last=False)
-        self._metrics.stored(len(data), new)
+        self._metrics.stored(len(data), self._loaded_bytes, new)
 
     # -- Flink callbacks --------------------------------------------------------------------
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         entity, _ts_ms, payload = value
         obj = json.loads(payload)
-        det, release_timer, idle_timer = self._load(entity)
+        det, release_timer, watch_timer = self._load(entity)
         if "verdict" in obj:  # an operator's verdict (udfs/parse.py), keyed like the events
             v = Verdict(obj["alert_id"], entity, obj["verdict"], obj["reason"], obj["ts_ms"])
             outputs = det.on_verdict(v)
             self._metrics.verdict()
         else:
             outputs = det.on_event(Event(entity, obj["ts"], obj["metrics"], obj.get("id")))
-        # A new entity is the only one stored without an idle timer yet.
-        new = idle_timer == _NO_TIMER
-        self._store(det, release_timer, idle_timer, ctx.timer_service(), new)
+        # A new entity is the only one stored without a watch timer yet.
+        new = watch_timer == _NO_TIMER
+        self._store(det, release_timer, watch_timer, ctx.timer_service(), new)
         yield from self._emit(outputs)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
@@ -143,23 +162,23 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         stored = self._state.value()
         if stored is None:
             return
-        det, release_timer, idle_timer = self._load(entity)
+        det, release_timer, watch_timer = self._load(entity)
         service = ctx.timer_service()
-        watermark = service.current_watermark()
+        at = max(service.current_watermark(), timestamp)
         if timestamp == release_timer:
             release_timer = _NO_TIMER  # it has fired; _store registers the next one
-        outputs = det.on_watermark(max(watermark, timestamp))
-        if timestamp == idle_timer:
-            idle_timer = _NO_TIMER
-            if det.earliest_buffered_ms() is None and det.idle_deadline_ms() <= timestamp:
+        outputs = det.on_watermark(at)  # releases, and reports a stale entity (core)
+        if timestamp == watch_timer:
+            watch_timer = _NO_TIMER  # _store registers the next deadline (after ``at``)
+            if det.earliest_buffered_ms() is None and det.idle_deadline_ms() <= at:
                 self._state.clear()
                 self._cache.pop(entity, None)
-                self._metrics.cleared()
+                self._metrics.cleared(self._loaded_bytes)
                 if release_timer != _NO_TIMER:
                     service.delete_event_time_timer(release_timer)
                 yield from self._emit(outputs + det.expire())
                 return
-        self._store(det, release_timer, idle_timer, service)
+        self._store(det, release_timer, watch_timer, service)
         yield from self._emit(outputs)
 
     def _emit(self, outputs: list[Output]) -> Iterator[Any]:

@@ -4,17 +4,27 @@ Counters: ``events`` (scored), ``late``, ``dead_letters`` (in the parse operator
 reason as ``dead_letters_<reason>``), ``alerts_info`` / ``alerts_warning`` /
 ``alerts_critical`` (episodes opened), ``alert_records`` (open, escalate, resolved),
 ``suppressed_alerts`` (held back by cooldown or rate limit, counted when the next alert
-carries them), ``drift_events``, ``health_records``, ``entities_expired``, ``verdicts``
+carries them), ``drift_events``, ``health_records`` (``silent_detector``, ``stale_model``,
+``stale_entity``, ``entity_returned``), ``entities_expired``, ``verdicts``
 (operator verdicts received by the detectors), ``filtered_alerts`` (held back by the trained
 filter, counted when the entity's next record carries them).
-``active_entities`` is a counter moved both ways (entities this operator instance created
-minus those it cleared since it started; after a restore it counts from zero).
+``active_entities`` is a counter moved both ways: +1 when the instance creates an entity's
+state, or first touches one restored from a checkpoint (an event or a timer), -1 when it
+clears one. So it never goes negative; after a restore it counts restored entities as they
+are touched (each has a timer, so all are by their next deadline at the latest).
+``state_bytes_held`` is a counter moved the same way by bytes: the encoded size of the states
+this instance holds (each write adds its size minus the entity's previous one, a clear
+subtracts it); with ``active_entities`` it gives the bytes per entity.
 No Python gauges: in thread mode Flink's metric thread would call into the embedded
 interpreter to read them, and a TaskManager crashed doing so (SIGSEGV in take_gil); every
 value here is pushed from the operator instead.
-Distributions: ``state_bytes`` (encoded state written per event), ``score_rarity_milli`` (rarity of each scored event in thousandths of a
-decade) and ``lag_ms`` (wall clock minus event time when the event is scored: the
-processing lag, including the order buffer's wait).
+Distributions: ``state_bytes`` (encoded state written per event), ``score_rarity_milli``
+(rarity of each scored event in thousandths of a decade) and ``lag_ms`` (wall clock minus
+event time when the event is scored: the processing lag, including the order buffer's wait).
+What a distribution shows depends on the execution mode: in thread mode PyFlink 2.3 backs it
+with a Java gauge holding the *last* value updated
+(``org.apache.flink.python.metric.embedded.MetricDistribution``: Java, so reading it is
+safe), in process mode with Beam's distribution (count, sum, min, max).
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ class DetectorMetrics:
         self.lag = g.distribution("lag_ms")
         self.active = g.counter("active_entities")
         self.state_bytes = g.distribution("state_bytes")
+        self.held = g.counter("state_bytes_held")
         self.verdicts = g.counter("verdicts")
         self.filtered = g.counter("filtered_alerts")
 
@@ -68,13 +79,22 @@ class DetectorMetrics:
         elif kind == "drift":
             (self.health if rec.get("type") == "health" else self.drift).inc()
 
-    def stored(self, size: int, new_entity: bool) -> None:
+    def stored(self, size: int, previous: int, new_entity: bool) -> None:
         if new_entity:
             self.active.inc()
+        if size > previous:
+            self.held.inc(size - previous)
+        elif size < previous:
+            self.held.dec(previous - size)
         self.state_bytes.update(size)
 
-    def cleared(self) -> None:
+    def restored(self, size: int) -> None:
+        self.active.inc()
+        self.held.inc(size)
+
+    def cleared(self, size: int) -> None:
         self.active.dec()
+        self.held.dec(size)
         self.expired.inc()
 
 

@@ -11,7 +11,8 @@ lost, nothing duplicated.
 
 The oracle of an unbounded run: an unbounded source never sends the final watermark, so
 instead of the replay's end-of-input flush, each entity releases what the job's last
-watermark (newest timestamp - bound - 1) lets go; the rest stays buffered in state. A late
+watermark (newest timestamp - bound - 1) lets go, and is reported stale if that watermark
+passed its stale deadline; the rest stays buffered in state. A late
 record is compared by its event (its ``frontier_ms`` may reflect a watermark).
 
 Measurements (recovery time, checkpoint size per entity, throughput with and without the
@@ -28,6 +29,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -98,8 +100,10 @@ def oracle(phases: Iterable[tuple[list[str], JobConfig]]) -> dict[str, Counter[s
             continue
         watermark = newest - det_cfg.lateness.max_out_of_orderness_ms - 1
         for det in detectors.values():
-            earliest = det.earliest_buffered_ms()
-            if earliest is not None and earliest <= watermark:  # the release timer fires
+            # The release timer (oldest buffered event) or the watch timer (stale deadline)
+            # fires.
+            due = [t for t in (det.earliest_buffered_ms(), det.stale_deadline_ms()) if t is not None]
+            if due and min(due) <= watermark:
                 _collect(out, det.on_watermark(watermark), cfg)
     return out
 
@@ -284,6 +288,30 @@ def detect_state_size(cluster: Any, job_id: str) -> tuple[int, int, int]:
     detect = [t["state_size"] for vid, t in detail["tasks"].items() if "detect" in vertices[vid]]
     assert len(detect) == 1, vertices
     return latest["id"], latest["state_size"], sum(detect)
+
+
+def anomaly_metrics(cluster: Any, job_id: str) -> dict[str, Any]:
+    """The job's ``anomaly`` metrics as the REST API shows them, summed over subtasks.
+
+    A vertex lists its metrics with their scope, e.g. ``0.detect.anomaly.events`` (subtask,
+    operator, group, name): every vertex of the plan is listed, the ids with an ``anomaly``
+    group are fetched with ``?get=``. Counters are summed; other values (a distribution
+    shows as one string) are kept per id.
+    """
+    found: dict[str, Any] = {}
+    for node in rest(cluster, f"/jobs/{job_id}/plan")["plan"]["nodes"]:
+        base = f"/jobs/{job_id}/vertices/{node['id']}/metrics"
+        ids = [m["id"] for m in rest(cluster, base) if ".anomaly." in m["id"]]
+        if not ids:
+            continue
+        query = urllib.parse.quote(",".join(ids), safe=",")
+        for m in rest(cluster, f"{base}?get={query}"):
+            name = m["id"].rsplit(".anomaly.", 1)[1]
+            try:
+                found[name] = found.get(name, 0) + int(m["value"])
+            except ValueError:
+                found[m["id"]] = m["value"]
+    return found
 
 
 # -- Kafka: topics, producing, reading committed outputs -----------------------------------
@@ -634,6 +662,38 @@ def test_flood_of_malformed_records_goes_to_the_dead_letter_topic(kafka_broker, 
         got_reasons = Counter(json.loads(d)["reason"] for d in reader.values["dead_letter"])
         assert got_reasons == reasons
         assert all(json.loads(d)["raw"] is not None for d in reader.values["dead_letter"])
+
+        # The operators' metrics on the cluster's REST API count what the topics hold (the
+        # job never restarted, so no counter started over).
+        assert failures_since(cluster, job, 0) == 0
+        types = Counter(json.loads(d)["type"] for d in expected["drift"].elements())
+        want = {
+            "events": counts_of(expected)["scores"],  # every scored event (emit_scores)
+            "late": counts_of(expected)["late"],
+            "dead_letters": sum(reasons.values()),
+            **{f"dead_letters_{r}": n for r, n in reasons.items()},
+            "drift_events": types["drift"],
+            "health_records": types["health"],
+            "active_entities": ENTITIES,
+        }
+
+        def metrics_caught_up() -> dict[str, Any] | None:
+            # (the JobManager fetches the TaskManagers' metrics every few seconds)
+            now = anomaly_metrics(cluster, job)
+            return now if all(now.get(k, 0) == v for k, v in want.items()) else None
+
+        try:
+            metrics = wait_until("the REST metrics to match the outputs", metrics_caught_up, 90, 2)
+        except AssertionError:
+            got = anomaly_metrics(cluster, job)
+            raise AssertionError(
+                f"REST metrics {({k: got.get(k) for k in want})} != outputs {want}"
+            ) from None
+        # Bytes held per entity within #7's budget; state_bytes is, in thread mode, the size
+        # of the last state written (PyFlink backs a distribution with a last-value gauge).
+        held = metrics["state_bytes_held"]
+        assert 1_000 < held / ENTITIES <= 32 * 1024, metrics
+        assert 0 < metrics["state_bytes"] <= held, metrics
         n_clean = sum(1 for line in clean if isinstance(parse_line(line, CFG.parse), Event))
         n_good = sum(1 for line in flooded_good if isinstance(parse_line(line, CFG.parse), Event))
         record_metrics("malformed_flood", {
@@ -644,6 +704,7 @@ def test_flood_of_malformed_records_goes_to_the_dead_letter_topic(kafka_broker, 
                         "seconds": round(flood_s, 2), "events_per_s": round(n_good / flood_s),
                         "records_per_s": round(len(flooded) / flood_s)},
             "dead_letters_by_reason": dict(got_reasons),
+            "rest_metrics": {k: metrics[k] for k in sorted(metrics)},
         })
     finally:
         reader.close()

@@ -17,6 +17,7 @@ from udfs.core.features import FeatureConfig
 from udfs.core.feedback import FeedbackConfig
 from udfs.core.maintenance import MaintenanceConfig
 from udfs.core.rules import RulesConfig
+from udfs.core.staleness import StalenessConfig
 
 __all__ = ["DetectorConfig", "LatenessConfig", "ModelConfig", "ThresholdConfig"]
 
@@ -188,4 +189,5 @@ class DetectorConfig:
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
+    staleness: StalenessConfig = field(default_factory=StalenessConfig)
     config_version: str = "1"

@@ -10,7 +10,15 @@
 - ``snapshot() -> bytes`` / ``EntityDetector.restore(entity, cfg, data)``.
 
 Outputs are ``(kind, record)`` pairs with kind ``score`` (one per scored event), ``alert``
-(episode records, see :mod:`udfs.core.alerts`) or ``late``.
+(episode records, see :mod:`udfs.core.alerts`), ``late``, or ``drift`` (drift and health
+records, see :mod:`udfs.core.drift` and, for ``stale_entity`` / ``entity_returned``,
+:mod:`udfs.core.staleness`).
+
+Staleness is decided from event time only: ``stale_deadline_ms()`` is when the entity
+becomes stale if nothing arrives (its newest scored timestamp plus its silence threshold);
+``on_watermark`` reports it once the watermark has passed that deadline, and an event that
+arrives later than the deadline reports it first if no watermark did (the replay has no
+watermarks). Both give the same record, so the Flink job only needs a timer at the deadline.
 
 Event order and lateness are decided **per entity**, never by the arrival interleaving of
 different entities, so the same input gives the same outputs on one core or many. The
@@ -57,6 +65,7 @@ from udfs.core.hst import CompactHST, HSTStructure, get_structure
 from udfs.core.maintenance import in_maintenance
 from udfs.core.rules import allowed as rule_allows
 from udfs.core.rules import rule_for
+from udfs.core.staleness import InterArrival, silence_threshold_ms
 
 __all__ = ["EntityDetector", "Output"]
 
@@ -68,7 +77,8 @@ _STATS_EDGES = linear_edges(0.0, 7.0, 140)
 _HST_EDGES = linear_edges(0.0, 1.0, 100)
 _Z_CAP = 1e3
 _THRESHOLD_CLIP = 0.5  # decades above the current threshold
-_STATE_VERSION = 4
+# 5: inter-arrival gaps and the stale flag (udfs.core.staleness); 4: pending verdicts.
+_STATE_VERSION = 5
 # Verdicts waiting for the entity's frontier: (ts_ms, alert_id, verdict, reason).
 _PendingVerdict = tuple[int, str, str, str]
 
@@ -141,6 +151,8 @@ class EntityDetector:
         "_warn",
         "_crit",
         "_longest",
+        "_gaps",
+        "_stale_sent",
     )
 
     def __init__(self, entity: str, cfg: DetectorConfig) -> None:
@@ -157,6 +169,8 @@ class EntityDetector:
         self._longest = max(cfg.features.windows, key=lambda w: w.length_ms).name
         self._warn = math.log10(cfg.threshold.warning_factor)
         self._crit = math.log10(cfg.threshold.critical_factor)
+        self._gaps = InterArrival(cfg.staleness.gap_samples)
+        self._stale_sent = False
 
     # -- ordering --------------------------------------------------------------------------
 
@@ -226,11 +240,75 @@ class EntityDetector:
         return self._advance(self._max_seen - self._bound)
 
     def on_watermark(self, watermark_ms: int) -> list[Output]:
-        return self._advance(watermark_ms + 1)
+        out = self._advance(watermark_ms + 1)
+        self._check_stale(watermark_ms, out)
+        return out
 
     def flush(self) -> list[Output]:
-        """End of input: release everything, then expire as the idle timer would."""
-        return self._advance(1 << 62) + self.expire()
+        """End of input: release everything, report staleness and expire as the timers would."""
+        out = self._advance(1 << 62)
+        self._check_stale(1 << 62, out)
+        return out + self.expire()
+
+    # -- staleness (udfs.core.staleness) ---------------------------------------------------
+
+    def silence_threshold_ms(self) -> int | None:
+        """The silence that makes this entity stale; None before its first gap or disabled."""
+        interval = self._gaps.get()
+        if interval is None or not self.cfg.staleness.enabled:
+            return None
+        return silence_threshold_ms(self.cfg.staleness, interval, self.cfg.lateness.idle_ttl_ms)
+
+    def stale_deadline_ms(self) -> int | None:
+        """When the entity becomes stale if no event arrives (for the adapter's timer).
+
+        None when it cannot: no scored event or no gap yet, staleness disabled, or already
+        reported for the current silence.
+        """
+        if self._stale_sent or self._last_ts is None:
+            return None
+        silence = self.silence_threshold_ms()
+        return None if silence is None else self._last_ts + silence
+
+    def _check_stale(self, watermark_ms: int, out: list[Output]) -> None:
+        deadline = self.stale_deadline_ms()
+        if deadline is not None and deadline <= watermark_ms:
+            out.append(("drift", self._stale_record(deadline)))
+
+    def _stale_record(self, deadline: int) -> dict[str, Any]:
+        assert self._last_ts is not None
+        self._stale_sent = True
+        silence = deadline - self._last_ts
+        return self._health_record(deadline, "stale_entity", silence, silence)
+
+    def _returned_record(self, ts: int) -> dict[str, Any]:
+        assert self._last_ts is not None
+        threshold = self.silence_threshold_ms()
+        return self._health_record(ts, "entity_returned", ts - self._last_ts, threshold)
+
+    def _health_record(
+        self, ts: int, check: str, silence: int, threshold: int | None
+    ) -> dict[str, Any]:
+        last = self._last_ts
+        assert last is not None
+        rec: dict[str, Any] = {
+            "type": "health",
+            "check": check,
+            "value": silence,
+            "threshold": threshold,
+            "silence_ms": silence,
+            "expected_interval_ms": self._gaps.get(),
+            "last_seen_ts": format_timestamp(last),
+            "last_seen_ts_ms": last,
+            "current": {"from_ts": last, "to_ts": ts, "events": 0},
+            "entity": self.entity,
+            "ts": format_timestamp(ts),
+            "ts_ms": ts,
+            "config_version": self.cfg.config_version,
+        }
+        if in_maintenance(self.cfg.maintenance, self.entity, ts):
+            rec["maintenance"] = True  # as on alerts: a planned silence, most likely
+        return rec
 
     def expire(self) -> list[Output]:
         """The entity idled out (its TTL timer fired): close an open episode.
@@ -298,10 +376,25 @@ class EntityDetector:
     def _process(self, ev: Event, out: list[Output]) -> None:
         cfg = self.cfg
         ts = ev.ts_ms
-        if self._last_ts is not None and ts - self._last_ts > cfg.lateness.idle_ttl_ms:
-            closed = self._m.episodes.close(self._last_ts + cfg.lateness.idle_ttl_ms, "idle")
-            out.extend(("alert", rec) for rec in self._screened(closed))
-            self._m = _Models(self.entity, cfg)
+        last = self._last_ts
+        if last is not None:
+            # A silence no watermark has reported (always so in a replay): report it now.
+            deadline = self.stale_deadline_ms()
+            if deadline is not None and ts > deadline:
+                out.append(("drift", self._stale_record(deadline)))
+            if ts - last > cfg.lateness.idle_ttl_ms:
+                # Idle past its TTL: the Flink job cleared the entity; it starts fresh.
+                closed = self._m.episodes.close(last + cfg.lateness.idle_ttl_ms, "idle")
+                out.extend(("alert", rec) for rec in self._screened(closed))
+                self._m = _Models(self.entity, cfg)
+                self._gaps = InterArrival(cfg.staleness.gap_samples)
+                self._stale_sent = False
+            else:
+                if self._stale_sent:
+                    if cfg.staleness.enabled:
+                        out.append(("drift", self._returned_record(ts)))
+                    self._stale_sent = False
+                self._gaps.update(ts - last)
         self._last_ts = ts
         m = self._m
         maintenance = in_maintenance(cfg.maintenance, self.entity, ts)
@@ -590,12 +683,16 @@ class EntityDetector:
             None if m.drift is None else m.drift.snapshot(),
             m.feedback.snapshot(),
             list(self._verdicts),
+            self._gaps.snapshot(),
+            self._stale_sent,
         )
 
     @classmethod
     def restore(cls, entity: str, cfg: DetectorConfig, snap: tuple[Any, ...]) -> EntityDetector:
         if snap[0] == 3:  # before verdicts waited for the frontier: none pending
             snap = (*snap, [])
+        if snap[0] in (3, 4):  # before stale entities: no inter-arrival gaps, not stale
+            snap = (*snap, (), False)
         elif snap[0] != _STATE_VERSION:
             raise ValueError(f"entity {entity!r}: state version {snap[0]} is not {_STATE_VERSION}")
         (
@@ -615,6 +712,8 @@ class EntityDetector:
             drift,
             feedback,
             verdicts,
+            gaps,
+            stale_sent,
         ) = snap
         det = cls(entity, cfg)
         det._frontier = frontier
@@ -638,6 +737,8 @@ class EntityDetector:
         m.episodes.restore(episodes)
         m.n_scored = n_scored
         m.feedback.restore(feedback)
+        det._gaps = InterArrival.restore(cfg.staleness.gap_samples, gaps)
+        det._stale_sent = bool(stale_sent)
         if drift is not None and cfg.drift.enabled:
             try:
                 m.drift = DriftMonitor.restore(cfg.drift, drift)
