@@ -497,7 +497,12 @@ class EntityDetector:
         # become normal. (Gating the calibration too was measured on the demo stream: the
         # tail it never sees then always looks rare, and false episodes rose from 11 to 19.)
         if warm and learn:
-            m.cal_stats.update(math.log1p(best))
+            x = math.log1p(best)
+            if unusual and mc.clip_calibration:
+                x_thr = m.cal_stats.quantile_upper(10.0 ** -thr)
+                if x > x_thr:
+                    x = x_thr
+            m.cal_stats.update(x)
         if hst_warm and learn:
             m.cal_hst.update(hst_raw)
         if is_ready and learn:
