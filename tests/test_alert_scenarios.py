@@ -1,7 +1,8 @@
 """Alert scenarios on a local MiniCluster, through the job's own `run` path, equal to the
 replay: a 30-minute incident, a flapping metric in its cooldown, a storm over the global
 limit, an incident inside a maintenance window, and an operator's false-positive verdict
-read from its own input file (``source.verdicts_path``).
+read from its own input file (``source.verdicts_path``), which also removes the repeat of a
+false alarm.
 
 The stream: 9 entities, one event a minute for 37.5 hours (the default 24 h baseline window
 is warm after a day), incidents on day two. Each scenario's expectation is stated on the
@@ -32,13 +33,22 @@ T0 = 1_767_225_600_000
 MIN = 60_000
 STORM = [f"storm{i}" for i in range(5)]
 GLOBAL_MAX = 3
-VERDICT = {
-    "alert_id": "ops-ticket-1",
-    "entity": "maint",
-    "verdict": "false_positive",
-    "reason": "the nightly batch job",
-    "ts": T0 + 2000 * MIN,
-}
+VERDICTS = [
+    {  # after maint's suppressed incident: its next alert is judged more strictly
+        "alert_id": "ops-ticket-1",
+        "entity": "maint",
+        "verdict": "false_positive",
+        "reason": "the nightly batch job",
+        "ts": T0 + 2000 * MIN,
+    },
+    {  # fp's first incident called a false positive: its repeat must not page again
+        "alert_id": "a2a9c7def1888270",
+        "entity": "fp",
+        "verdict": "false_positive",
+        "reason": "load test",
+        "ts": T0 + 1810 * MIN,
+    },
+]
 
 
 def _minutes(ts_ms: int) -> int:
@@ -57,8 +67,8 @@ def _lines(seed: int = 7) -> list[str]:
                 cpu += 40  # the second burst falls in the first one's cooldown
             if e == "maint" and (1960 <= m < 1970 or 2150 <= m < 2153):
                 cpu += 40  # the first inside the maintenance window
-            if e == "fp" and 1790 <= m < 1795:
-                cpu += 45
+            if e == "fp" and (1790 <= m < 1795 or 2050 <= m < 2055):
+                cpu += 45  # the same incident twice
             if e in STORM and 1900 <= m < 1904:
                 cpu += 40  # every storm entity at once
             metrics = {"cpu": round(cpu, 3), "lat_ms": round(100 + rng.gauss(0, 5), 3)}
@@ -74,6 +84,8 @@ def _config(tmp: Path, *extra: str) -> JobConfig:
             "detector.model.min_calibration_events=50",
             f"detector.alerts.global_max_per_hour={GLOBAL_MAX}",
             "detector.feedback.fp_step=1.5",
+            # An incident must not teach the entity that its repeat is ordinary.
+            "detector.model.clip_calibration=true",
             "detector.maintenance.windows=[{entities: 'maint', start: '2026-01-02T08:30:00Z', "
             "end: '2026-01-02T09:00:00Z'}]",
             "source.type=file",
@@ -98,15 +110,15 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("scenarios")
     lines = _lines()
     (tmp / "events.jsonl").write_text("\n".join(lines) + "\n")
-    (tmp / "verdicts.jsonl").write_text(json.dumps(VERDICT) + "\n")
+    (tmp / "verdicts.jsonl").write_text("".join(json.dumps(v) + "\n" for v in VERDICTS))
     cfg = _config(tmp, f"source.verdicts_path={tmp / 'verdicts.jsonl'}")
     counts = cmd_run(cfg, "alert-scenarios")
     got = {
         name: Counter((tmp / "out" / f"{name}.jsonl").read_text().splitlines())
         for name in ("alerts", "drift")
     }
-    # The verdict is read before the entity reaches its ts: the replay takes it first.
-    expected = _expected([json.dumps(VERDICT), *lines], cfg)
+    # The verdicts are read before the entities reach their ts: the replay takes them first.
+    expected = _expected([*(json.dumps(v) for v in VERDICTS), *lines], cfg)
     without_verdict = _expected(lines, cfg)
     alerts = sorted((json.loads(a) for a in got["alerts"].elements()), key=lambda r: r["ts_ms"])
     return {
@@ -178,3 +190,12 @@ def test_a_false_positive_verdict_raises_the_entitys_threshold_in_later_alerts(
     ]
     assert later["threshold"] > plain["threshold"]
     assert later["threshold_offset"] > 1.0 and "threshold_offset" not in plain
+
+
+def test_a_false_positive_verdict_removes_a_repeat_of_the_same_alert(run: dict[str, Any]) -> None:
+    alerts = run["alerts"]
+    [first] = _of(alerts, "fp", "open", 1790, 1795)
+    assert first["alert_id"] == VERDICTS[1]["alert_id"]  # the alert the operator judged
+    plain = [json.loads(a) for a in run["without_verdict"]["alerts"]]
+    assert _of(plain, "fp", "open", 2050, 2060)  # without the verdict the repeat pages
+    assert not _of(alerts, "fp", "open", 2050, 2060)
