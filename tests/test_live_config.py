@@ -166,7 +166,10 @@ def test_a_running_job_takes_a_new_target_rate_and_its_alerts_say_so(tmp_path: P
         # Its last incident: once it is out, what part 1 still holds is quiet.
         got.wait_for(
             "the last alert of part 1",
-            lambda k, r: k == "alerts" and r["kind"] == "open" and r["entity"] == "e2",
+            lambda k, r: k == "alerts"
+            and r["kind"] == "open"
+            and r["entity"] == "e2"
+            and r["ts_ms"] >= T0 + 380 * MIN,
         )
         _drop(control_dir, "bad.jsonl", ['{"config_version": "x", "detector": {"model": {"combine": "max"}}}'])
         dead = got.wait_for("rejected change", lambda k, r: k == "dead_letter")
@@ -194,3 +197,32 @@ def test_a_running_job_takes_a_new_target_rate_and_its_alerts_say_so(tmp_path: P
     thr_before = {r["entity"]: r["threshold"] for r in before}
     lower = [r for r in after if r["entity"] in thr_before and r["threshold"] < thr_before[r["entity"]]]
     assert lower, (thr_before, [(r["entity"], r["threshold"]) for r in after])
+
+
+def test_raising_the_drift_reset_epoch_rebuilds_the_matching_entities_references_once() -> None:
+    from udfs.core.detector import EntityDetector
+    from udfs.core.events import Event
+
+    cfg = load_config(None, FAST).detector
+    rng = random.Random(3)
+    dets = {e: EntityDetector(e, cfg) for e in ("db-1", "web-1")}
+    t = T0
+    for _ in range(1500):
+        t += 20_000
+        for e, d in dets.items():
+            d.on_event(Event(e, t, {"cpu": 40 + rng.gauss(0, 2)}))
+    upd = parse_control('{"config_version": "2", "detector": {"drift": {"reset_epoch": 1, "reset_entities": "db-*"}}}')
+    assert isinstance(upd, ControlUpdate)
+    live, problems = resolve(cfg, upd.changes, upd.version)
+    assert live is not None and not problems
+    # The operator switches the detectors to the new configuration (as udfs/detect_live.py).
+    dets = {e: EntityDetector.restore(e, live, d.snapshot()) for e, d in dets.items()}
+    resets: dict[str, list[dict[str, Any]]] = {e: [] for e in dets}
+    for _ in range(50):
+        t += 20_000
+        for e, d in dets.items():
+            out = d.on_event(Event(e, t, {"cpu": 40 + rng.gauss(0, 2)}))
+            resets[e] += [r for k, r in out if k == "drift" and r.get("check") == "drift_reference_reset"]
+    assert [r["reset_epoch"] for r in resets["db-1"]] == [1]
+    assert resets["web-1"] == []
+    assert resolve(cfg, {"drift": {"window_events": 512}}, "3")[0] is None  # layout: not live

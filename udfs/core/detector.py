@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from fnmatch import fnmatchcase
 from typing import Any
 
 from udfs.core.alert_filter import drops
@@ -153,6 +154,7 @@ class EntityDetector:
         "_longest",
         "_gaps",
         "_stale_sent",
+        "_drift_epoch",
     )
 
     def __init__(self, entity: str, cfg: DetectorConfig) -> None:
@@ -171,6 +173,7 @@ class EntityDetector:
         self._crit = math.log10(cfg.threshold.critical_factor)
         self._gaps = InterArrival(cfg.staleness.gap_samples)
         self._stale_sent = False
+        self._drift_epoch = cfg.drift.reset_epoch  # a new entity starts with a new reference
 
     # -- ordering --------------------------------------------------------------------------
 
@@ -566,6 +569,25 @@ class EntityDetector:
         """Feed the drift monitor (ready events only: earlier scores are placeholders)."""
         m = self._m
         assert m.drift is not None
+        dc = self.cfg.drift
+        if dc.reset_epoch > self._drift_epoch:  # the operator's command (a live change)
+            self._drift_epoch = dc.reset_epoch
+            if fnmatchcase(self.entity, dc.reset_entities):
+                m.drift.reset_reference()
+                out.append(
+                    (
+                        "drift",
+                        {
+                            "type": "config",
+                            "check": "drift_reference_reset",
+                            "entity": self.entity,
+                            "reset_epoch": dc.reset_epoch,
+                            "ts": format_timestamp(ts),
+                            "ts_ms": ts,
+                            "config_version": self.cfg.config_version,
+                        },
+                    )
+                )
         inputs = dict(ev.metrics)
         inputs[SCORE] = score
         reset = False
@@ -690,6 +712,7 @@ class EntityDetector:
             list(self._verdicts),
             self._gaps.snapshot(),
             self._stale_sent,
+            self._drift_epoch,
         )
 
     @classmethod
@@ -700,6 +723,8 @@ class EntityDetector:
             snap = (*snap, (), False)
         elif snap[0] != _STATE_VERSION:
             raise ValueError(f"entity {entity!r}: state version {snap[0]} is not {_STATE_VERSION}")
+        if len(snap) == 18:  # before the drift reference command: no epoch applied yet
+            snap = (*snap, 0)
         (
             _,
             frontier,
@@ -719,6 +744,7 @@ class EntityDetector:
             verdicts,
             gaps,
             stale_sent,
+            drift_epoch,
         ) = snap
         det = cls(entity, cfg)
         det._frontier = frontier
@@ -744,6 +770,7 @@ class EntityDetector:
         m.feedback.restore(feedback)
         det._gaps = InterArrival.restore(cfg.staleness.gap_samples, gaps)
         det._stale_sent = bool(stale_sent)
+        det._drift_epoch = int(drift_epoch)
         if drift is not None and cfg.drift.enabled:
             try:
                 m.drift = DriftMonitor.restore(cfg.drift, drift)

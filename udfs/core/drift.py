@@ -206,6 +206,11 @@ class DriftConfig:
         Events without an alert, after a score drift, that make a ``silent_detector``.
     stale_spread
         A current-window score IQR below this makes a ``stale_model`` (``0`` disables it).
+    reset_epoch, reset_entities
+        The operator command to refresh references: raising ``reset_epoch`` (a live change,
+        see ``udfs/core/live.py``) makes every entity matching the glob ``reset_entities``
+        rebuild its reference once, on its next event, with a ``drift_reference_reset``
+        record. Entities created under an epoch start with it.
 
     Raises
     ------
@@ -238,6 +243,8 @@ class DriftConfig:
     action: str = "report"
     silent_after_events: int = 1000
     stale_spread: float = 0.01
+    reset_epoch: int = 0
+    reset_entities: str = "*"
 
     def __post_init__(self) -> None:
         problems: list[str] = []

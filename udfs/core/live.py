@@ -16,7 +16,9 @@ then decide under it and stamp ``config_version`` on their alerts and drift reco
 
 Only the sections that change decisions, not the layout of the state, can change live:
 :data:`LIVE_SECTIONS` (target alert rate and severity tiers, alerting, rules, maintenance
-calendars, feedback). Windows, models, lateness and drift sizes need a restart from a
+calendars, feedback, drift thresholds and actions). Raising ``drift.reset_epoch`` is the
+operator's command to rebuild drift references (of the entities matching
+``drift.reset_entities``). Windows, models, lateness and drift sizes need a restart from a
 savepoint; ``alerts.global_max_per_hour`` belongs to the alert gate operator and is
 fixed at start too. A rejected update changes nothing and goes to the dead-letter output
 with every problem named.
@@ -29,7 +31,7 @@ Examples
 >>> cfg.threshold.target_alert_rate, cfg.config_version, problems
 (0.01, '2', [])
 >>> resolve(base, {"features": {"windows": []}}, "3")[1]
-['detector.features: not a live setting (live: threshold, alerts, rules, maintenance, feedback; the rest needs a restart from a savepoint)']
+['detector.features: not a live setting (live: threshold, alerts, rules, maintenance, feedback, drift; the rest needs a restart from a savepoint)']
 """
 
 from __future__ import annotations
@@ -44,8 +46,23 @@ from udfs.core.typed import build, merge, plain
 
 __all__ = ["BAD_CONTROL", "LIVE_SECTIONS", "ControlUpdate", "accumulate", "parse_control", "resolve"]
 
-LIVE_SECTIONS = ("threshold", "alerts", "rules", "maintenance", "feedback")
-_FIXED_KEYS = {("alerts", "global_max_per_hour")}
+LIVE_SECTIONS = ("threshold", "alerts", "rules", "maintenance", "feedback", "drift")
+_FIXED_KEYS = {
+    ("alerts", "global_max_per_hour"),
+    # The drift monitor's layout and existence (udfs/core/drift.py DriftMonitor.restore).
+    *(
+        ("drift", k)
+        for k in (
+            "enabled",
+            "warmup_events",
+            "reference_events",
+            "window_events",
+            "check_every",
+            "psi_bins",
+            "ks_samples",
+        )
+    ),
+}
 BAD_CONTROL = "bad_control"
 _MAX_CONTROL_BYTES = 65_536
 
