@@ -474,6 +474,28 @@ def test_restore_mid_stream_gives_identical_subsequent_features(cfg: FeatureConf
                  EntityFeatures(cfg).update(T0, {"a": 1.0}))
 
 
+@pytest.mark.parametrize("cfg", [GRID_CFG, FeatureConfig()], ids=["grid", "default"])
+def test_packed_state_restores_to_identical_subsequent_features(cfg: FeatureConfig) -> None:
+    events = _stream(5, 2000, scale_ms=1_500, grid_ms=1, gap_ms=(700_000, 3_600_000))
+    reference = _run(cfg, events)
+    for cut in (0, 1, 700, 1333):
+        ef = EntityFeatures(cfg)
+        for t, m in events[:cut]:
+            ef.update(t, m)
+        packed = pickle.loads(pickle.dumps(ef.pack()))
+        restored = EntityFeatures.restore(cfg, packed)
+        assert restored.snapshot() == ef.snapshot()
+        assert restored.pack() == ef.pack()
+        # A plain snapshot restored, then packed, continues the same way too.
+        via_plain = EntityFeatures.restore(cfg, ef.snapshot())
+        for j, (t, m) in enumerate(events[cut:], start=cut):
+            assert _same(restored.update(t, m), reference[j]), (cut, j)
+            assert _same(via_plain.update(t, m), reference[j]), (cut, j)
+    other = FeatureConfig(windows=(WindowSpec("4s", 4_000, 4),), ratio_pairs=(), robust_windows=())
+    with pytest.raises(ValueError, match="layout"):
+        EntityFeatures.restore(other, EntityFeatures(cfg).pack())
+
+
 def _plain(obj: object) -> bool:
     if isinstance(obj, (list, tuple)):
         return all(_plain(v) for v in obj)

@@ -515,7 +515,7 @@ class EntityDetector:
             self._max_seen,
             [(e.ts_ms, e.metrics, e.id) for e in self._buffer],
             self._last_ts,
-            m.features.snapshot(),
+            m.features.pack(),
             m.hst_metrics,
             None if m.hst is None else m.hst.to_bytes(),
             m.cal_stats.snapshot(),
