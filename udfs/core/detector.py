@@ -175,9 +175,20 @@ class EntityDetector:
         if ev.ts_ms > self._max_seen:
             self._max_seen = ev.ts_ms
         buf = self._buffer
-        key = _sort_key(ev)
+        # Insert in (ts, content) order (_sort_key); the content is compared only between
+        # events of equal timestamp, so the usual in-order event costs no JSON.
+        ts = ev.ts_ms
         i = len(buf)
-        while i > 0 and _sort_key(buf[i - 1]) > key:
+        key: tuple[int, str] | None = None
+        while i > 0:
+            prev = buf[i - 1].ts_ms
+            if prev < ts:
+                break
+            if prev == ts:
+                if key is None:
+                    key = _sort_key(ev)
+                if _sort_key(buf[i - 1]) <= key:
+                    break
             i -= 1
         buf.insert(i, ev)
         return self._advance(self._max_seen - self._bound)
