@@ -496,6 +496,25 @@ def test_packed_state_restores_to_identical_subsequent_features(cfg: FeatureConf
         EntityFeatures.restore(other, EntityFeatures(cfg).pack())
 
 
+def test_robust_z_kept_sorted_as_buckets_turn_equals_a_fresh_computation_to_the_bit() -> None:
+    # The robust windows keep their samples sorted incrementally; a restored instance
+    # rebuilds that order from the buckets. Zeros of both signs and repeated values included.
+    cfg = FeatureConfig(
+        windows=(WindowSpec("10s", 10_000, 10), WindowSpec("1m", 60_000, 6)),
+        ratio_pairs=(), robust_windows=("10s", "1m"), robust_samples_per_bucket=3,
+    )
+    rng = np.random.default_rng(11)
+    ef = EntityFeatures(cfg)
+    t = T0
+    for _ in range(3000):
+        t += int(rng.choice([0, 500, 1000, 4000, 70_000]))
+        x = float(rng.choice([0.0, -0.0, 1.0, -1.0, 2.5, round(float(rng.normal(5, 2)), 1)]))
+        fresh = EntityFeatures.restore(cfg, ef.snapshot())
+        want, _ = fresh.update(t, {"a": x})
+        got, _ = ef.update(t, {"a": x})
+        assert repr(got) == repr(want)
+
+
 def _plain(obj: object) -> bool:
     if isinstance(obj, (list, tuple)):
         return all(_plain(v) for v in obj)

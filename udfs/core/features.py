@@ -92,6 +92,7 @@ import operator
 import struct
 import sys
 from array import array
+from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -436,7 +437,7 @@ class _Window:
         "width", "span", "size", "length", "lsec", "k",
         "bid", "bcnt", "bmean", "bm2", "bmin", "bmax", "scnt", "samp",
         "cnt", "mean", "m2", "mn", "mx", "oldest",
-        "r_valid", "r_med", "r_scale",
+        "r_valid", "r_med", "r_scale", "r_sorted",
     )
 
     def __init__(self, spec: WindowSpec, k: int) -> None:
@@ -465,6 +466,9 @@ class _Window:
         self.r_valid = False
         self.r_med = 0.0
         self.r_scale = 0.0
+        # Robust windows: every retained sample, kept sorted as buckets gain and lose samples
+        # (None: rebuild from the buckets when next needed).
+        self.r_sorted: list[float] | None = []
 
     def expire(self, lo: int) -> None:
         """Drop buckets with id < ``lo`` and recompute the aggregates from the rest."""
@@ -485,6 +489,10 @@ class _Window:
             if b < lo:
                 bcnt[i] = 0
                 if robust:
+                    srt = self.r_sorted
+                    if srt is not None:
+                        for v in self._samples(i):
+                            del srt[bisect_left(srt, v)]
                     self.scnt[i] = 0
                 continue
             if b < oldest:
@@ -545,6 +553,10 @@ class _Window:
                 at = i * k + have
                 self.samp[at : at + len(taken)] = array("d", taken)
                 self.scnt[i] = have + len(taken)
+                srt = self.r_sorted
+                if srt is not None:
+                    for v in taken:
+                        insort(srt, v)
                 self.r_valid = False
         cnt = self.cnt
         n = cnt + c
@@ -563,15 +575,34 @@ class _Window:
         at = i * self.k
         return self.samp[at : at + self.scnt[i]]
 
+    def _gather(self) -> list[float]:
+        vals: list[float] = []
+        if self.k:
+            bcnt = self.bcnt
+            for i in range(self.size):
+                if bcnt[i]:
+                    vals.extend(self._samples(i))
+        return vals
+
     def robust(self) -> tuple[float, float]:
         """Median and ``1.4826 * MAD`` of the retained samples (NaN, 0.0 if none)."""
         if not self.r_valid:
-            vals: list[float] = []
-            if self.k:
-                bcnt = self.bcnt
-                for i in range(self.size):
-                    if bcnt[i]:
-                        vals.extend(self._samples(i))
+            srt = self.r_sorted
+            if srt is None and self.k:
+                srt = self.r_sorted = sorted(self._gather())
+            if srt:
+                z = bisect_left(srt, 0.0)
+                if z < len(srt) and srt[z] == 0.0:
+                    # 0.0 and -0.0 compare equal but are not the same float: take the
+                    # samples in bucket order and sort them, as the sorted list's order of
+                    # equal zeros may differ.
+                    vals = self._gather()
+                else:
+                    # Equal non-zero floats are identical: the sorted list is the samples
+                    # sorted. (Sorting it again costs one pass: it is already in order.)
+                    vals = list(srt)
+            else:
+                vals = []
             if vals:
                 med = _median(vals)
                 self.r_med = med
@@ -629,6 +660,7 @@ class _Window:
                 oldest = b
         self.oldest = oldest
         self.r_valid = False
+        self.r_sorted = None
 
     def pack(self) -> bytes:
         """The window as bytes (fixed length for a given spec and ``k``; see :meth:`unpack`)."""
@@ -659,6 +691,7 @@ class _Window:
             setattr(self, name, fresh)
             pos += n
         self.r_valid = False
+        self.r_sorted = None
 
 
 def _layout(cfg: FeatureConfig) -> tuple[tuple[tuple[str, int, int, bool], ...], int]:
