@@ -496,6 +496,17 @@ def test_packed_state_restores_to_identical_subsequent_features(cfg: FeatureConf
         EntityFeatures.restore(other, EntityFeatures(cfg).pack())
 
 
+def test_a_young_entity_packs_about_as_small_as_its_plain_snapshot() -> None:
+    # Sparse windows are packed slot by slot: empty buckets cost nothing.
+    ef = EntityFeatures(FeatureConfig())
+    for i in range(2):
+        ef.update(T0 + i * 20_000, {"a": 1.0 + i, "b": 2.0, "c": 3.0, "d": 4.0})
+    packed = len(pickle.dumps(ef.pack(), protocol=5))
+    plain = len(pickle.dumps(ef.snapshot(), protocol=5))
+    assert packed <= plain + 400, (packed, plain)
+    assert EntityFeatures.restore(FeatureConfig(), ef.pack()).snapshot() == ef.snapshot()
+
+
 def test_robust_z_kept_sorted_as_buckets_turn_equals_a_fresh_computation_to_the_bit() -> None:
     # The robust windows keep their samples sorted incrementally; a restored instance
     # rebuilds that order from the buckets. Zeros of both signs and repeated values included.

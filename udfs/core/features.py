@@ -113,8 +113,12 @@ _EMPTY = 1 << 62  # "oldest bucket id" of an empty window: never expires
 _MAD_SCALE = 1.4826
 _SNAPSHOT_VERSION = 1
 _PACKED_VERSION = 2
-# A packed window starts with its running aggregates: cnt, mean, m2, min, max, oldest id.
-_WIN_HEAD = struct.Struct("<q4dq")
+# A packed window starts with its running aggregates (cnt, mean, m2, min, max, oldest id) and
+# the number of slots that follow (sparse), or _DENSE: every slot's arrays follow.
+_WIN_HEAD = struct.Struct("<q4dqH")
+_DENSE = 0xFFFF
+# A sparse slot: index, bucket id, count, mean, m2, min, max, number of samples (then them).
+_SLOT = struct.Struct("<Hqq4dH")
 _BIG_ENDIAN = sys.byteorder == "big"
 
 
@@ -663,35 +667,84 @@ class _Window:
         self.r_sorted = None
 
     def pack(self) -> bytes:
-        """The window as bytes (fixed length for a given spec and ``k``; see :meth:`unpack`)."""
-        return b"".join((
-            _WIN_HEAD.pack(self.cnt, self.mean, self.m2, self.mn, self.mx, self.oldest),
-            _le(self.bid), _le(self.bcnt), _le(self.bmean), _le(self.bm2),
-            _le(self.bmin), _le(self.bmax), _le(self.scnt), _le(self.samp),
-        ))
+        """The window as bytes (see :meth:`unpack`).
 
-    def packed_size(self) -> int:
-        return _WIN_HEAD.size + 8 * (6 * self.size + len(self.scnt) + len(self.samp))
+        Dense (every slot, a few ``tobytes`` copies) as soon as more than an eighth of the
+        slots hold a bucket, as in any entity that reports regularly; sparse (only the
+        non-empty slots, one ``struct.pack`` each) below that, so a young entity stays small.
+        """
+        size = self.size
+        used = size - self.bcnt.count(0)
+        head = (self.cnt, self.mean, self.m2, self.mn, self.mx, self.oldest)
+        if 8 * used > size or size >= _DENSE or self.k >= _DENSE:
+            return b"".join((
+                _WIN_HEAD.pack(*head, _DENSE),
+                _le(self.bid), _le(self.bcnt), _le(self.bmean), _le(self.bm2),
+                _le(self.bmin), _le(self.bmax), _le(self.scnt), _le(self.samp),
+            ))
+        parts = [_WIN_HEAD.pack(*head, used)]
+        k = self.k
+        bcnt = self.bcnt
+        for i in range(size):
+            c = bcnt[i]
+            if c:
+                ns = self.scnt[i] if k else 0
+                parts.append(_SLOT.pack(
+                    i, self.bid[i], c, self.bmean[i], self.bm2[i], self.bmin[i],
+                    self.bmax[i], ns,
+                ))
+                if ns:
+                    parts.append(_le(self.samp[i * k : i * k + ns]))
+        return b"".join(parts)
 
-    def unpack(self, data: bytes | memoryview) -> None:
-        if len(data) != self.packed_size():
-            raise ValueError(
-                f"packed window: {len(data)} bytes, expected {self.packed_size()}"
-            )
-        cnt, self.mean, self.m2, self.mn, self.mx, self.oldest = _WIN_HEAD.unpack_from(data)
+    def unpack(self, data: memoryview, pos: int) -> int:
+        """Load what :meth:`pack` wrote at ``data[pos:]`` into this fresh window; return the end."""
+        cnt, mean, m2, mn, mx, oldest, used = _WIN_HEAD.unpack_from(data, pos)
+        pos += _WIN_HEAD.size
+        if used == _DENSE:
+            for name in ("bid", "bcnt", "bmean", "bm2", "bmin", "bmax", "scnt", "samp"):
+                arr: array[Any] = getattr(self, name)
+                n = 8 * len(arr)
+                if pos + n > len(data):
+                    raise ValueError("packed window: truncated")
+                fresh = array(arr.typecode)
+                fresh.frombytes(data[pos:pos + n])
+                if _BIG_ENDIAN:
+                    fresh.byteswap()
+                setattr(self, name, fresh)
+                pos += n
+        else:
+            k = self.k
+            for _ in range(used):
+                i, b, c, bmean, bm2, bmin, bmax, ns = _SLOT.unpack_from(data, pos)
+                pos += _SLOT.size
+                if i >= self.size or c <= 0 or self.bcnt[i] or ns > k:
+                    raise ValueError(f"packed window: bad slot {i}")
+                self.bid[i] = b
+                self.bcnt[i] = c
+                self.bmean[i] = bmean
+                self.bm2[i] = bm2
+                self.bmin[i] = bmin
+                self.bmax[i] = bmax
+                if ns:
+                    kept = array("d")
+                    kept.frombytes(data[pos:pos + 8 * ns])
+                    if len(kept) != ns:
+                        raise ValueError("packed window: truncated")
+                    if _BIG_ENDIAN:
+                        kept.byteswap()
+                    self.samp[i * k : i * k + ns] = kept
+                    self.scnt[i] = ns
+                    pos += 8 * ns
         self.cnt = cnt
-        pos = _WIN_HEAD.size
-        for name in ("bid", "bcnt", "bmean", "bm2", "bmin", "bmax", "scnt", "samp"):
-            arr: array[Any] = getattr(self, name)
-            n = 8 * len(arr)
-            fresh = array(arr.typecode)
-            fresh.frombytes(data[pos:pos + n])
-            if _BIG_ENDIAN:
-                fresh.byteswap()
-            setattr(self, name, fresh)
-            pos += n
+        self.mean = mean
+        self.m2 = m2
+        self.mn = mn
+        self.mx = mx
+        self.oldest = oldest
         self.r_valid = False
         self.r_sorted = None
+        return pos
 
 
 def _layout(cfg: FeatureConfig) -> tuple[tuple[tuple[str, int, int, bool], ...], int]:
@@ -876,9 +929,9 @@ class EntityFeatures:
         """The whole state, as :meth:`snapshot` but with each metric's windows as bytes.
 
         What the Flink operator stores on every event: the bucket rings are typed arrays,
-        so packing them is a few memory copies instead of a tuple built item by item
-        (empty buckets included: the size is fixed by the configuration). Restore with
-        :meth:`restore`.
+        so packing a window is a few memory copies instead of a tuple built item by item
+        (a window with at most an eighth of its slots in use is packed slot by slot
+        instead, so young entities stay small). Restore with :meth:`restore`.
         """
         metrics = tuple(
             (
@@ -954,10 +1007,11 @@ class EntityFeatures:
             if isinstance(wdata, bytes):
                 blob = memoryview(wdata)
                 pos = 0
-                for w in m.wins:
-                    n = w.packed_size()
-                    w.unpack(blob[pos:pos + n])
-                    pos += n
+                try:
+                    for w in m.wins:
+                        pos = w.unpack(blob, pos)
+                except struct.error as exc:
+                    raise ValueError(f"snapshot: malformed metric entry ({exc})") from None
                 if pos != len(blob):
                     raise ValueError("snapshot: malformed metric entry")
             else:
