@@ -677,9 +677,12 @@ class _Window:
         used = size - self.bcnt.count(0)
         head = (self.cnt, self.mean, self.m2, self.mn, self.mx, self.oldest)
         if 8 * used > size or size >= _DENSE or self.k >= _DENSE:
+            # Bucket ids are not stored: every bucket in use lies in [oldest, oldest + span]
+            # (callers expire before they add), so slot i holds the one id of that range
+            # congruent to i.
             return b"".join((
                 _WIN_HEAD.pack(*head, _DENSE),
-                _le(self.bid), _le(self.bcnt), _le(self.bmean), _le(self.bm2),
+                _le(self.bcnt), _le(self.bmean), _le(self.bm2),
                 _le(self.bmin), _le(self.bmax), _le(self.scnt), _le(self.samp),
             ))
         parts = [_WIN_HEAD.pack(*head, used)]
@@ -702,7 +705,7 @@ class _Window:
         cnt, mean, m2, mn, mx, oldest, used = _WIN_HEAD.unpack_from(data, pos)
         pos += _WIN_HEAD.size
         if used == _DENSE:
-            for name in ("bid", "bcnt", "bmean", "bm2", "bmin", "bmax", "scnt", "samp"):
+            for name in ("bcnt", "bmean", "bm2", "bmin", "bmax", "scnt", "samp"):
                 arr: array[Any] = getattr(self, name)
                 n = 8 * len(arr)
                 if pos + n > len(data):
@@ -713,6 +716,11 @@ class _Window:
                     fresh.byteswap()
                 setattr(self, name, fresh)
                 pos += n
+            size = self.size
+            bid, bcnt = self.bid, self.bcnt
+            for i in range(size):
+                if bcnt[i]:
+                    bid[i] = oldest + (i - oldest) % size
         else:
             k = self.k
             for _ in range(used):
