@@ -45,7 +45,6 @@ Scoring one event (pure functions of the entity's own past):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -60,7 +59,7 @@ from udfs.core.calibration import (
 from udfs.core.config import DetectorConfig
 from udfs.core.drift import SCORE, DriftMonitor
 from udfs.core.events import Event, format_timestamp
-from udfs.core.features import EntityFeatures, WindowSpec
+from udfs.core.features import EntityFeatures
 from udfs.core.feedback import ThresholdFeedback, Verdict
 from udfs.core.hst import CompactHST, HSTStructure, get_structure
 from udfs.core.maintenance import in_maintenance
@@ -71,6 +70,11 @@ from udfs.core.staleness import InterArrival, silence_threshold_ms
 __all__ = ["EntityDetector", "Output"]
 
 Output = tuple[str, dict[str, Any]]
+# Per window of a metric: readiness key "<metric>.<window>", its mean and std feature keys,
+# and the window's length.
+_WindowKeys = tuple[tuple[str, str, str, int], ...]
+# A metric's window keys, its window-ratio feature keys, its longest window's readiness key.
+_MetricKeys = tuple[_WindowKeys, tuple[str, ...], str]
 
 _NEG_INF = -(1 << 62)
 # Calibration coordinates: log1p(|z|) for the statistics scorer, the raw score for HST.
@@ -155,6 +159,7 @@ class EntityDetector:
         "_gaps",
         "_stale_sent",
         "_drift_epoch",
+        "_keys",
     )
 
     def __init__(self, entity: str, cfg: DetectorConfig) -> None:
@@ -169,6 +174,7 @@ class EntityDetector:
         self._m = _Models(entity, cfg)
         self._squash = 1.0 / cfg.model.z_squash
         self._longest = max(cfg.features.windows, key=lambda w: w.length_ms).name
+        self._keys: dict[str, _MetricKeys] = {}
         self._warn = math.log10(cfg.threshold.warning_factor)
         self._crit = math.log10(cfg.threshold.critical_factor)
         self._gaps = InterArrival(cfg.staleness.gap_samples)
@@ -211,9 +217,20 @@ class EntityDetector:
         if ev.ts_ms > self._max_seen:
             self._max_seen = ev.ts_ms
         buf = self._buffer
-        key = _sort_key(ev)
+        # Insert in (ts, content) order (_sort_key); the content is compared only between
+        # events of equal timestamp, so the usual in-order event costs no JSON.
+        ts = ev.ts_ms
         i = len(buf)
-        while i > 0 and _sort_key(buf[i - 1]) > key:
+        key: tuple[int, str] | None = None
+        while i > 0:
+            prev = buf[i - 1].ts_ms
+            if prev < ts:
+                break
+            if prev == ts:
+                if key is None:
+                    key = _sort_key(ev)
+                if _sort_key(buf[i - 1]) <= key:
+                    break
             i -= 1
         buf.insert(i, ev)
         return self._advance(self._max_seen - self._bound)
@@ -410,7 +427,6 @@ class EntityDetector:
             self._init_entity(ev)
 
         # Statistics scorer: largest |z| over ready windows, and the HST input vector.
-        windows = cfg.features.windows
         squash = self._squash
         vec: list[float] = []
         best = 0.0
@@ -418,20 +434,20 @@ class EntityDetector:
         frac = cfg.model.std_floor_fraction
         for metric in m.hst_metrics:
             x = ev.metrics.get(metric)
-            noise = _noise_floor(metric, windows, values, ready, frac)
-            for w in windows:
-                key = f"{metric}.{w.name}"
+            wkeys, ratio_keys, _ = self._keys_of(metric)
+            noise = _noise_floor(wkeys, values, ready, frac)
+            for key, mean_key, std_key, _length in wkeys:
                 if x is None or not ready.get(key, False):
                     vec.append(0.5)
                     continue
                 any_ready = True
-                z = _z(x, values[key + ".mean"], values[key + ".std"], noise)
+                z = _z(x, values[mean_key], values[std_key], noise)
                 vec.append(0.5 + 0.5 * math.tanh(z * squash))
                 az = abs(z)
                 if az > best:
                     best = az
-            for short, long_ in cfg.features.ratio_pairs:
-                r = values.get(f"{metric}.{short}_{long_}.ratio", 1.0) if x is not None else 1.0
+            for ratio_key in ratio_keys:
+                r = values.get(ratio_key, 1.0) if x is not None else 1.0
                 lr = math.log(r) if r > 0.0 else 0.0
                 vec.append(0.5 + 0.5 * math.tanh(lr))
         # Metrics not in the trees (they appeared after the entity's first event) still count
@@ -439,12 +455,12 @@ class EntityDetector:
         for metric, x in ev.metrics.items():
             if metric in m.hst_metrics:
                 continue
-            noise = _noise_floor(metric, windows, values, ready, frac)
-            for w in windows:
-                key = f"{metric}.{w.name}"
+            wkeys = self._keys_of(metric)[0]
+            noise = _noise_floor(wkeys, values, ready, frac)
+            for key, mean_key, std_key, _length in wkeys:
                 if ready.get(key, False):
                     any_ready = True
-                    az = abs(_z(x, values[key + ".mean"], values[key + ".std"], noise))
+                    az = abs(_z(x, values[mean_key], values[std_key], noise))
                     if az > best:
                         best = az
 
@@ -452,8 +468,9 @@ class EntityDetector:
         # history. Before that the event is scored but nothing learns from it and nothing
         # alerts: the trees would otherwise learn a feature vector whose baseline dimensions
         # are placeholders, and call the first day's end an anomaly.
-        longest = self._longest
-        warm = any_ready and all(ready.get(f"{metric}.{longest}", False) for metric in ev.metrics)
+        warm = any_ready and all(
+            ready.get(self._keys_of(metric)[2], False) for metric in ev.metrics
+        )
         hst = m.hst
         if hst is not None:
             vec = [vec[i] for i in m.hst_perm]
@@ -614,6 +631,19 @@ class EntityDetector:
         if self._m.drift is not None:
             self._m.drift.reset_reference()
 
+    def _keys_of(self, metric: str) -> _MetricKeys:
+        """The feature-name strings the scorer reads for ``metric`` (built once per metric)."""
+        keys = self._keys.get(metric)
+        if keys is None:
+            features = self.cfg.features
+            wkeys = tuple(
+                (f"{metric}.{w.name}", f"{metric}.{w.name}.mean", f"{metric}.{w.name}.std", w.length_ms)
+                for w in features.windows
+            )
+            ratio_keys = tuple(f"{metric}.{s}_{lg}.ratio" for s, lg in features.ratio_pairs)
+            keys = self._keys[metric] = (wkeys, ratio_keys, f"{metric}.{self._longest}")
+        return keys
+
     def _init_entity(self, ev: Event) -> None:
         """On the entity's first event: its metric set, its trees (if used), its drift monitor."""
         m = self._m
@@ -647,15 +677,14 @@ class EntityDetector:
     ) -> dict[str, Any] | None:
         """The alert body, or None when the rules rule out every leading feature."""
         contributions = []
-        windows = self.cfg.features.windows
         for metric, x in ev.metrics.items():
-            noise = _noise_floor(metric, windows, values, ready, self.cfg.model.std_floor_fraction)
-            for w in windows:
-                key = f"{metric}.{w.name}"
+            wkeys = self._keys_of(metric)[0]
+            noise = _noise_floor(wkeys, values, ready, self.cfg.model.std_floor_fraction)
+            for key, mean_key, std_key, _length in wkeys:
                 if not ready.get(key, False):
                     continue
-                mean = values[key + ".mean"]
-                z = _z(x, mean, values[key + ".std"], noise)
+                mean = values[mean_key]
+                z = _z(x, mean, values[std_key], noise)
                 contributions.append((-abs(z), key, x, mean, z, metric))
         contributions.sort()
         leading = contributions[: self.cfg.alerts.top_features]
@@ -699,7 +728,7 @@ class EntityDetector:
             self._max_seen,
             [(e.ts_ms, e.metrics, e.id) for e in self._buffer],
             self._last_ts,
-            m.features.snapshot(),
+            m.features.pack(),
             m.hst_metrics,
             None if m.hst is None else m.hst.to_bytes(),
             m.cal_stats.snapshot(),
@@ -781,8 +810,7 @@ class EntityDetector:
 
 
 def _noise_floor(
-    metric: str,
-    windows: Sequence[WindowSpec],
+    wkeys: _WindowKeys,
     values: dict[str, float],
     ready: dict[str, bool],
     frac: float,
@@ -791,16 +819,15 @@ def _noise_floor(
 
     A short window's std comes from a handful of events and is often far too small: a z
     against it alone fires on noise. Its z is therefore taken against at least a share of the
-    long-run noise level.
+    long-run noise level. ``wkeys``: the metric's window keys (:meth:`EntityDetector._keys_of`).
     """
     best_len = -1
     std = 0.0
-    for w in windows:
-        key = f"{metric}.{w.name}"
-        if w.length_ms > best_len and ready.get(key, False):
-            s = values[key + ".std"]
+    for key, _mean_key, std_key, length in wkeys:
+        if length > best_len and ready.get(key, False):
+            s = values[std_key]
             if s == s:
-                best_len = w.length_ms
+                best_len = length
                 std = s
     return frac * std
 

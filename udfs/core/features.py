@@ -89,6 +89,10 @@ from __future__ import annotations
 
 import math
 import operator
+import struct
+import sys
+from array import array
+from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -96,6 +100,7 @@ from typing import Any, NoReturn
 __all__ = [
     "EntityFeatures",
     "FeatureConfig",
+    "Packed",
     "Snapshot",
     "WindowSpec",
     "feature_names",
@@ -107,6 +112,23 @@ _INF = math.inf
 _EMPTY = 1 << 62  # "oldest bucket id" of an empty window: never expires
 _MAD_SCALE = 1.4826
 _SNAPSHOT_VERSION = 1
+_PACKED_VERSION = 2
+# A packed window starts with its running aggregates (cnt, mean, m2, min, max, oldest id) and
+# the number of slots that follow (sparse), or _DENSE: every slot's arrays follow.
+_WIN_HEAD = struct.Struct("<q4dqH")
+_DENSE = 0xFFFF
+# A sparse slot: index, bucket id, count, mean, m2, min, max, number of samples (then them).
+_SLOT = struct.Struct("<Hqq4dH")
+_BIG_ENDIAN = sys.byteorder == "big"
+
+
+def _le(arr: array[Any]) -> bytes:
+    """The array's items as little-endian bytes (the packed state is the same everywhere)."""
+    if _BIG_ENDIAN:
+        arr = array(arr.typecode, arr)
+        arr.byteswap()
+    return arr.tobytes()
+
 
 #: Flat per-window data: ``cnt, mean, m2, min, max`` then, for every non-empty
 #: bucket, ``bucket_id, cnt, mean, m2, min, max, n_samples, *samples``.
@@ -123,6 +145,19 @@ Snapshot = tuple[
     tuple[tuple[tuple[str, int, int, bool], ...], int],
     int | None,
     tuple[MetricSnap, ...],
+]
+#: :meth:`EntityFeatures.pack`: as :data:`MetricSnap`, but the windows are one ``bytes``
+#: (every window's :meth:`_Window.pack`, in config order).
+PackedMetric = tuple[
+    str, int, float, tuple[int, ...], int, float, float, float, float,
+    tuple[float, ...], bytes,
+]
+#: ``version (2), layout, entity_last_ts, metrics``.
+Packed = tuple[
+    int,
+    tuple[tuple[tuple[str, int, int, bool], ...], int],
+    int | None,
+    tuple[PackedMetric, ...],
 ]
 
 
@@ -395,13 +430,18 @@ class _MetricKeys:
 
 
 class _Window:
-    """Bucket ring and running aggregates of one (metric, window)."""
+    """Bucket ring and running aggregates of one (metric, window).
+
+    The ring lives in typed arrays (``array('q')`` ids and counts, ``array('d')`` moments,
+    and for robust windows a flat ``size * k`` sample array with a count per slot), so the
+    whole window packs into bytes with a few ``tobytes`` calls (:meth:`pack`).
+    """
 
     __slots__ = (
         "width", "span", "size", "length", "lsec", "k",
-        "bid", "bcnt", "bmean", "bm2", "bmin", "bmax", "bsamp",
+        "bid", "bcnt", "bmean", "bm2", "bmin", "bmax", "scnt", "samp",
         "cnt", "mean", "m2", "mn", "mx", "oldest",
-        "r_valid", "r_med", "r_scale",
+        "r_valid", "r_med", "r_scale", "r_sorted",
     )
 
     def __init__(self, spec: WindowSpec, k: int) -> None:
@@ -412,15 +452,15 @@ class _Window:
         self.lsec = spec.length_ms / 1000.0
         self.k = k  # 0: not a robust window
         size = self.size
-        self.bid = [0] * size
-        self.bcnt = [0] * size
-        self.bmean = [0.0] * size
-        self.bm2 = [0.0] * size
-        self.bmin = [0.0] * size
-        self.bmax = [0.0] * size
-        self.bsamp: list[list[float]] | None = (
-            [[] for _ in range(size)] if k else None
-        )
+        self.bid = array("q", bytes(8 * size))
+        self.bcnt = array("q", bytes(8 * size))
+        self.bmean = array("d", bytes(8 * size))
+        self.bm2 = array("d", bytes(8 * size))
+        self.bmin = array("d", bytes(8 * size))
+        self.bmax = array("d", bytes(8 * size))
+        # Robust windows: slot i keeps scnt[i] samples at samp[i * k : i * k + scnt[i]].
+        self.scnt = array("q", bytes(8 * size if k else 0))
+        self.samp = array("d", bytes(8 * size * k))
         self.cnt = 0
         self.mean = 0.0
         self.m2 = 0.0
@@ -430,11 +470,15 @@ class _Window:
         self.r_valid = False
         self.r_med = 0.0
         self.r_scale = 0.0
+        # Robust windows: every retained sample, kept sorted as buckets gain and lose samples
+        # (None: rebuild from the buckets when next needed).
+        self.r_sorted: list[float] | None = []
 
     def expire(self, lo: int) -> None:
         """Drop buckets with id < ``lo`` and recompute the aggregates from the rest."""
         bid, bcnt, bmean, bm2 = self.bid, self.bcnt, self.bmean, self.bm2
-        bmin, bmax, bsamp = self.bmin, self.bmax, self.bsamp
+        bmin, bmax = self.bmin, self.bmax
+        robust = self.k != 0
         cnt = 0
         mean = 0.0
         m2 = 0.0
@@ -448,8 +492,12 @@ class _Window:
             b = bid[i]
             if b < lo:
                 bcnt[i] = 0
-                if bsamp is not None:
-                    bsamp[i].clear()
+                if robust:
+                    srt = self.r_sorted
+                    if srt is not None:
+                        for v in self._samples(i):
+                            del srt[bisect_left(srt, v)]
+                    self.scnt[i] = 0
                 continue
             if b < oldest:
                 oldest = b
@@ -491,20 +539,28 @@ class _Window:
             self.bmax[i] = gmax
         else:
             n = bc + c
-            d = gmean - self.bmean[i]
-            self.bmean[i] += d * c / n
+            bmean = self.bmean
+            d = gmean - bmean[i]
+            bmean[i] += d * c / n
             self.bm2[i] += gm2 + d * d * bc * c / n
             bcnt[i] = n
             if gmin < self.bmin[i]:
                 self.bmin[i] = gmin
             if gmax > self.bmax[i]:
                 self.bmax[i] = gmax
-        bsamp = self.bsamp
-        if bsamp is not None:
-            kept = bsamp[i]
-            take = self.k - len(kept)
+        k = self.k
+        if k:
+            have = self.scnt[i]
+            take = k - have
             if take > 0:
-                kept.extend(samples[:take])
+                taken = samples[:take]
+                at = i * k + have
+                self.samp[at : at + len(taken)] = array("d", taken)
+                self.scnt[i] = have + len(taken)
+                srt = self.r_sorted
+                if srt is not None:
+                    for v in taken:
+                        insort(srt, v)
                 self.r_valid = False
         cnt = self.cnt
         n = cnt + c
@@ -519,16 +575,38 @@ class _Window:
         if b < self.oldest:
             self.oldest = b
 
+    def _samples(self, i: int) -> array[float]:
+        at = i * self.k
+        return self.samp[at : at + self.scnt[i]]
+
+    def _gather(self) -> list[float]:
+        vals: list[float] = []
+        if self.k:
+            bcnt = self.bcnt
+            for i in range(self.size):
+                if bcnt[i]:
+                    vals.extend(self._samples(i))
+        return vals
+
     def robust(self) -> tuple[float, float]:
         """Median and ``1.4826 * MAD`` of the retained samples (NaN, 0.0 if none)."""
         if not self.r_valid:
-            bsamp = self.bsamp
-            vals: list[float] = []
-            if bsamp is not None:
-                bcnt = self.bcnt
-                for i in range(self.size):
-                    if bcnt[i]:
-                        vals.extend(bsamp[i])
+            srt = self.r_sorted
+            if srt is None and self.k:
+                srt = self.r_sorted = sorted(self._gather())
+            if srt:
+                z = bisect_left(srt, 0.0)
+                if z < len(srt) and srt[z] == 0.0:
+                    # 0.0 and -0.0 compare equal but are not the same float: take the
+                    # samples in bucket order and sort them, as the sorted list's order of
+                    # equal zeros may differ.
+                    vals = self._gather()
+                else:
+                    # Equal non-zero floats are identical: the sorted list is the samples
+                    # sorted. (Sorting it again costs one pass: it is already in order.)
+                    vals = list(srt)
+            else:
+                vals = []
             if vals:
                 med = _median(vals)
                 self.r_med = med
@@ -541,16 +619,17 @@ class _Window:
 
     def snap(self) -> WindowSnap:
         out: list[float] = [self.cnt, self.mean, self.m2, self.mn, self.mx]
-        bsamp = self.bsamp
+        robust = self.k != 0
         for i in range(self.size):
             if self.bcnt[i]:
                 out += (
                     self.bid[i], self.bcnt[i], self.bmean[i], self.bm2[i],
                     self.bmin[i], self.bmax[i],
                 )
-                if bsamp is not None:
-                    out.append(len(bsamp[i]))
-                    out += bsamp[i]
+                if robust:
+                    kept = self._samples(i)
+                    out.append(len(kept))
+                    out += kept
                 else:
                     out.append(0)
         return tuple(out)
@@ -575,14 +654,105 @@ class _Window:
             ns = int(data[pos + 6])
             pos += 7
             if ns:
-                if self.bsamp is None or ns > self.k:
+                if not self.k or ns > self.k:
                     raise ValueError("snapshot: unexpected robust samples")
-                self.bsamp[i].extend(float(v) for v in data[pos:pos + ns])
+                at = i * self.k
+                self.samp[at : at + ns] = array("d", (float(v) for v in data[pos:pos + ns]))
+                self.scnt[i] = ns
                 pos += ns
             if b < oldest:
                 oldest = b
         self.oldest = oldest
         self.r_valid = False
+        self.r_sorted = None
+
+    def pack(self) -> bytes:
+        """The window as bytes (see :meth:`unpack`).
+
+        Dense (every slot, a few ``tobytes`` copies) as soon as more than an eighth of the
+        slots hold a bucket, as in any entity that reports regularly; sparse (only the
+        non-empty slots, one ``struct.pack`` each) below that, so a young entity stays small.
+        """
+        size = self.size
+        used = size - self.bcnt.count(0)
+        head = (self.cnt, self.mean, self.m2, self.mn, self.mx, self.oldest)
+        if 8 * used > size or size >= _DENSE or self.k >= _DENSE:
+            # Bucket ids are not stored: every bucket in use lies in [oldest, oldest + span]
+            # (callers expire before they add), so slot i holds the one id of that range
+            # congruent to i.
+            return b"".join((
+                _WIN_HEAD.pack(*head, _DENSE),
+                _le(self.bcnt), _le(self.bmean), _le(self.bm2),
+                _le(self.bmin), _le(self.bmax), _le(self.scnt), _le(self.samp),
+            ))
+        parts = [_WIN_HEAD.pack(*head, used)]
+        k = self.k
+        bcnt = self.bcnt
+        for i in range(size):
+            c = bcnt[i]
+            if c:
+                ns = self.scnt[i] if k else 0
+                parts.append(_SLOT.pack(
+                    i, self.bid[i], c, self.bmean[i], self.bm2[i], self.bmin[i],
+                    self.bmax[i], ns,
+                ))
+                if ns:
+                    parts.append(_le(self.samp[i * k : i * k + ns]))
+        return b"".join(parts)
+
+    def unpack(self, data: memoryview, pos: int) -> int:
+        """Load what :meth:`pack` wrote at ``data[pos:]`` into this fresh window; return the end."""
+        cnt, mean, m2, mn, mx, oldest, used = _WIN_HEAD.unpack_from(data, pos)
+        pos += _WIN_HEAD.size
+        if used == _DENSE:
+            for name in ("bcnt", "bmean", "bm2", "bmin", "bmax", "scnt", "samp"):
+                arr: array[Any] = getattr(self, name)
+                n = 8 * len(arr)
+                if pos + n > len(data):
+                    raise ValueError("packed window: truncated")
+                fresh = array(arr.typecode)
+                fresh.frombytes(data[pos:pos + n])
+                if _BIG_ENDIAN:
+                    fresh.byteswap()
+                setattr(self, name, fresh)
+                pos += n
+            size = self.size
+            bid, bcnt = self.bid, self.bcnt
+            for i in range(size):
+                if bcnt[i]:
+                    bid[i] = oldest + (i - oldest) % size
+        else:
+            k = self.k
+            for _ in range(used):
+                i, b, c, bmean, bm2, bmin, bmax, ns = _SLOT.unpack_from(data, pos)
+                pos += _SLOT.size
+                if i >= self.size or c <= 0 or self.bcnt[i] or ns > k:
+                    raise ValueError(f"packed window: bad slot {i}")
+                self.bid[i] = b
+                self.bcnt[i] = c
+                self.bmean[i] = bmean
+                self.bm2[i] = bm2
+                self.bmin[i] = bmin
+                self.bmax[i] = bmax
+                if ns:
+                    kept = array("d")
+                    kept.frombytes(data[pos:pos + 8 * ns])
+                    if len(kept) != ns:
+                        raise ValueError("packed window: truncated")
+                    if _BIG_ENDIAN:
+                        kept.byteswap()
+                    self.samp[i * k : i * k + ns] = kept
+                    self.scnt[i] = ns
+                    pos += 8 * ns
+        self.cnt = cnt
+        self.mean = mean
+        self.m2 = m2
+        self.mn = mn
+        self.mx = mx
+        self.oldest = oldest
+        self.r_valid = False
+        self.r_sorted = None
+        return pos
 
 
 def _layout(cfg: FeatureConfig) -> tuple[tuple[tuple[str, int, int, bool], ...], int]:
@@ -763,9 +933,27 @@ class EntityFeatures:
         )
         return (_SNAPSHOT_VERSION, _layout(self.cfg), self._last_ts, metrics)
 
+    def pack(self) -> Packed:
+        """The whole state, as :meth:`snapshot` but with each metric's windows as bytes.
+
+        What the Flink operator stores on every event: the bucket rings are typed arrays,
+        so packing a window is a few memory copies instead of a tuple built item by item
+        (a window with at most an eighth of its slots in use is packed slot by slot
+        instead, so young entities stay small). Restore with :meth:`restore`.
+        """
+        metrics = tuple(
+            (
+                name, m.last_ts, m.last_x, tuple(m.ready_from), m.p_cnt, m.p_mean,
+                m.p_m2, m.p_min, m.p_max, tuple(m.p_samp),
+                b"".join([w.pack() for w in m.wins]),
+            )
+            for name, m in sorted(self._metrics.items())
+        )
+        return (_PACKED_VERSION, _layout(self.cfg), self._last_ts, metrics)
+
     @classmethod
-    def restore(cls, cfg: FeatureConfig, snap: Snapshot) -> EntityFeatures:
-        """Rebuild an instance from :meth:`snapshot` output.
+    def restore(cls, cfg: FeatureConfig, snap: Snapshot | Packed) -> EntityFeatures:
+        """Rebuild an instance from :meth:`snapshot` or :meth:`pack` output.
 
         Parameters
         ----------
@@ -773,9 +961,9 @@ class EntityFeatures:
             Must have the same windows, robust windows and
             ``robust_samples_per_bucket`` as the snapshotting instance (the
             readiness policy, ratios and cross ratios may differ).
-        snap : Snapshot
-            Output of :meth:`snapshot` (possibly after a pickle round trip;
-            lists are accepted in place of tuples).
+        snap : Snapshot or Packed
+            Output of :meth:`snapshot` or :meth:`pack` (possibly after a pickle
+            round trip; lists are accepted in place of tuples).
 
         Returns
         -------
@@ -788,8 +976,9 @@ class EntityFeatures:
         ValueError
             If the snapshot's version or layout does not match ``cfg``.
         """
-        if len(snap) != 4 or snap[0] != _SNAPSHOT_VERSION:
+        if len(snap) != 4 or snap[0] not in (_SNAPSHOT_VERSION, _PACKED_VERSION):
             raise ValueError(f"snapshot: unsupported version/shape {snap[:1]!r}")
+        packed = snap[0] == _PACKED_VERSION
         layout = _layout(cfg)
         got = (
             tuple(tuple(w) for w in snap[1][0]),
@@ -803,7 +992,9 @@ class EntityFeatures:
         self._last_ts = None if snap[2] is None else int(snap[2])
         nwin = len(cfg.windows)
         for ms in snap[3]:
-            if len(ms) != 11 or len(ms[10]) != nwin:
+            if len(ms) != 11 or isinstance(ms[10], bytes) != packed or (
+                not packed and len(ms[10]) != nwin
+            ):
                 raise ValueError("snapshot: malformed metric entry")
             m = self._new_metric(str(ms[0]))
             m.last_ts = int(ms[1])
@@ -820,8 +1011,20 @@ class EntityFeatures:
             m.p_min = float(ms[7])
             m.p_max = float(ms[8])
             m.p_samp.extend(float(v) for v in ms[9])
-            for w, data in zip(m.wins, ms[10], strict=True):
-                w.load(data)
+            wdata = ms[10]
+            if isinstance(wdata, bytes):
+                blob = memoryview(wdata)
+                pos = 0
+                try:
+                    for w in m.wins:
+                        pos = w.unpack(blob, pos)
+                except struct.error as exc:
+                    raise ValueError(f"snapshot: malformed metric entry ({exc})") from None
+                if pos != len(blob):
+                    raise ValueError("snapshot: malformed metric entry")
+            else:
+                for w, data in zip(m.wins, wdata, strict=True):
+                    w.load(data)
         return self
 
     # -- internals -----------------------------------------------------------
