@@ -288,6 +288,8 @@ def _with_filter(cfg: JobConfig) -> JobConfig:
         resolved = AlertFilter.load(path).to_config(path)
     except (ValueError, OSError) as exc:
         raise ConfigError([f"detector.filter.artifact: {exc}"]) from None
+    if flt.threshold > 0:  # the user's threshold over the artifact's
+        resolved = dataclasses.replace(resolved, threshold=flt.threshold)
     detector = dataclasses.replace(cfg.detector, filter=resolved)
     return dataclasses.replace(cfg, detector=detector)
 

@@ -165,7 +165,10 @@ def build_pipeline(
         )
     outputs = {
         "alerts": detected,
-        "dead_letter": parsed.get_side_output(DEAD_LETTER_TAG),
+        # Bad input, and verdicts the detectors cannot place in time.
+        "dead_letter": parsed.get_side_output(DEAD_LETTER_TAG).union(
+            detected.get_side_output(DEAD_LETTER_TAG)
+        ),
         "late": detected.get_side_output(LATE_TAG),
         "drift": detected.get_side_output(DRIFT_TAG),
     }
@@ -194,7 +197,11 @@ def build_pipeline(
         sc = cfg.summaries
         late_tag = summary_late_tag()
         windowed = (
-            timed.key_by(lambda e: e[0], key_type=Types.STRING())
+            # Events only: a verdict (udfs/parse.py) carries Flink timestamp 0.
+            timed.filter(lambda e: e[1] > 0)
+            .name("summaries-events")
+            .uid("summaries-events")
+            .key_by(lambda e: e[0], key_type=Types.STRING())
             .window(SlidingEventTimeWindows.of(Time.milliseconds(sc.size_ms), Time.milliseconds(sc.slide_ms)))
             .side_output_late_data(late_tag)
         )

@@ -209,3 +209,45 @@ def test_state_of_the_previous_version_restores_with_no_pending_verdicts() -> No
     restored = EntityDetector.restore("e1", cfg, v3)
     assert restored.snapshot()[:16] == det.snapshot()[:16]
     assert restored.snapshot()[16:] == ((), False, 0)  # no gaps, not stale, drift epoch 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason", "field"),
+    [
+        ('{"alert_id": "a", "entity": "e1", "verdict": "false_positive", "ts": 1e300}', "absurd_timestamp", "ts"),
+        ('{"alert_id": "a", "entity": "   ", "verdict": "false_positive"}', "bad_field", "entity"),
+        ('{"alert_id": "a", "entity": "e1", "verdict": "false_positive", "ts": "2062-01-01T00:00:00Z"}', None, None),
+    ],
+)
+def test_verdicts_are_bounded_like_events(raw: str, reason: str | None, field: str | None) -> None:
+    from udfs.core.events import DeadLetter, ParseConfig
+    from udfs.core.feedback import parse_event_or_verdict
+
+    got = parse_event_or_verdict(raw, ParseConfig())
+    if reason is None:
+        assert isinstance(got, Verdict)
+    else:
+        assert isinstance(got, DeadLetter) and (got.reason, got.field) == (reason, field)
+
+
+def test_a_verdict_is_told_from_an_event_by_its_keys_not_its_text() -> None:
+    from udfs.core.events import ParseConfig
+    from udfs.core.feedback import parse_event_or_verdict
+
+    raw = '{"alert_id": "a", "entity": "metrics", "verdict": "true_positive", "reason": "metrics"}'
+    assert isinstance(parse_event_or_verdict(raw, ParseConfig()), Verdict)
+
+
+def test_a_verdict_that_cannot_wait_is_applied_at_once_and_an_unplaceable_one_is_a_dead_letter() -> None:
+    cfg = cfg_with()
+    events = [ev for ev in stream() if ev.entity == "e1"][:100]
+    det = EntityDetector("e1", cfg)
+    for ev in events:
+        det.on_event(ev)
+    far = Verdict("a1", "e1", "false_positive", "", events[-1].ts_ms + cfg.lateness.idle_ttl_ms + 1)
+    assert det.on_verdict(far) == []
+    assert det.earliest_buffered_ms() != far.ts_ms  # not kept waiting: the state can end
+    assert det.snapshot()[14][2] == ["a1"]
+    # No ts and no event yet: nothing to place it by.
+    [(kind, rec)] = list(replay([Verdict("a2", "new", "false_positive")], cfg))
+    assert kind == "dead_letter" and rec["reason"] == "unplaceable_verdict"

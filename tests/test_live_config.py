@@ -226,3 +226,12 @@ def test_raising_the_drift_reset_epoch_rebuilds_the_matching_entities_references
     assert [r["reset_epoch"] for r in resets["db-1"]] == [1]
     assert resets["web-1"] == []
     assert resolve(cfg, {"drift": {"window_events": 512}}, "3")[0] is None  # layout: not live
+
+
+@pytest.mark.parametrize("value", ["1" + "0" * 400, ".nan", ".inf"])
+def test_a_number_no_check_foresaw_is_a_problem_not_a_crash(value: str) -> None:
+    import yaml
+
+    changes = {"threshold": {"target_alert_rate": yaml.safe_load(value)}}
+    cfg, problems = resolve(DetectorConfig(), changes, "2")
+    assert cfg is None and any("finite number" in p for p in problems), problems

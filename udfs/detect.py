@@ -35,7 +35,7 @@ from udfs.core.detector import EntityDetector, Output
 from udfs.core.events import Event
 from udfs.core.feedback import Verdict
 from udfs.metrics import DetectorMetrics
-from udfs.tags import DRIFT_TAG, LATE_TAG, SCORES_TAG
+from udfs.tags import DEAD_LETTER_TAG, DRIFT_TAG, LATE_TAG, SCORES_TAG
 
 __all__ = ["DetectAnomalies", "score_row"]
 
@@ -154,7 +154,9 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
             outputs = det.on_event(Event(entity, obj["ts"], obj["metrics"], obj.get("id")))
         # A new entity is the only one stored without a watch timer yet.
         new = watch_timer == _NO_TIMER
-        self._store(det, release_timer, watch_timer, ctx.timer_service(), new)
+        if not (new and det.max_seen_ms < 0 and det.earliest_buffered_ms() is None):
+            self._store(det, release_timer, watch_timer, ctx.timer_service(), new)
+        # (else: a verdict for an entity with no state that left nothing to keep)
         yield from self._emit(outputs)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
@@ -189,6 +191,8 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
                 yield json.dumps(rec, sort_keys=True)
             elif kind == "late":
                 yield LATE_TAG, json.dumps(rec, sort_keys=True)
+            elif kind == "dead_letter":  # a verdict the detector cannot place
+                yield DEAD_LETTER_TAG, json.dumps(rec, sort_keys=True)
             elif kind == "drift":
                 yield DRIFT_TAG, json.dumps(rec, sort_keys=True)
             elif kind == "score":

@@ -100,7 +100,10 @@ def _judge(base: DetectorConfig, stored: str | None, value: str) -> tuple[str | 
         return None, upd
     previous = json.loads(stored)["overrides"] if stored is not None else {}
     overrides = accumulate(previous, upd)
-    cfg, problems = resolve(base, overrides, upd.version)
+    try:
+        cfg, problems = resolve(base, overrides, upd.version)
+    except Exception as exc:  # bad input never stops the job: a value no check foresaw
+        cfg, problems = None, [f"{type(exc).__name__}: {exc}"[:300]]
     if cfg is None:
         return None, DeadLetter(BAD_CONTROL, "detector", value, "; ".join(problems))
     ack = {
@@ -131,7 +134,6 @@ class AuditControl(KeyedProcessFunction):  # type: ignore[misc]
             yield DEAD_LETTER_TAG, json.dumps(rec.to_dict(), sort_keys=True)
             return
         self._state.update(stored)
-        rec["watermark_ms"] = ctx.timer_service().current_watermark()
         yield DRIFT_TAG, json.dumps(rec, sort_keys=True)
 
 

@@ -77,7 +77,12 @@ class DetectorMetrics:
         elif kind == "late":
             self.late.inc()
         elif kind == "drift":
-            (self.health if rec.get("type") == "health" else self.drift).inc()
+            kind_of = rec.get("type")
+            if kind_of == "drift":
+                self.drift.inc()
+            elif kind_of == "health":
+                self.health.inc()
+            # (type "config": an operator's command acknowledged, not a finding)
 
     def stored(self, size: int, previous: int, new_entity: bool) -> None:
         if new_entity:

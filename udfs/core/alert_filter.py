@@ -104,7 +104,8 @@ class FilterConfig:
     Parameters
     ----------
     enabled
-        Drop alerts the model calls false positives (turned on by ``artifact``).
+        Drop alerts the model calls false positives. Set by ``artifact`` (to turn the filter
+        off, leave ``artifact`` empty).
     artifact
         Path of a ``train-filter`` artifact (logistic model); setting it turns the filter on.
         The client that builds the job reads it and fills in the numbers below; workers never
@@ -112,9 +113,12 @@ class FilterConfig:
     mean, scale, coef, intercept
         The standardisation and the logistic regression over :data:`FEATURES`.
     threshold
-        Drop an alert when its false-positive probability is at least this.
+        Drop an alert when its false-positive probability is at least this; ``0`` (the
+        default) takes the artifact's own threshold (chosen by ``train-filter`` to keep
+        95 % of the true positives).
     model_id
-        Identifies the artifact (its file name and training size) on the dropped counts.
+        Identifies the artifact (its file name and training size) in the configuration the
+        job runs with (``python -m job config``).
     """
 
     enabled: bool = False
@@ -123,7 +127,7 @@ class FilterConfig:
     scale: tuple[float, ...] = ()
     coef: tuple[float, ...] = ()
     intercept: float = 0.0
-    threshold: float = 0.5
+    threshold: float = 0.0
     model_id: str = ""
 
     def __post_init__(self) -> None:

@@ -44,6 +44,7 @@ Scoring one event (pure functions of the entity's own past):
 
 from __future__ import annotations
 
+import json
 import math
 from fnmatch import fnmatchcase
 from typing import Any
@@ -58,7 +59,7 @@ from udfs.core.calibration import (
 )
 from udfs.core.config import DetectorConfig
 from udfs.core.drift import SCORE, DriftMonitor
-from udfs.core.events import Event, format_timestamp
+from udfs.core.events import DeadLetter, Event, format_timestamp
 from udfs.core.features import EntityFeatures
 from udfs.core.feedback import ThresholdFeedback, Verdict
 from udfs.core.hst import CompactHST, HSTStructure, get_structure
@@ -67,7 +68,11 @@ from udfs.core.rules import allowed as rule_allows
 from udfs.core.rules import rule_for
 from udfs.core.staleness import InterArrival, silence_threshold_ms
 
-__all__ = ["EntityDetector", "Output"]
+__all__ = ["MAX_PENDING_VERDICTS", "UNPLACEABLE_VERDICT", "EntityDetector", "Output"]
+
+# Verdicts an entity keeps waiting for its event time; more are applied at once.
+MAX_PENDING_VERDICTS = 64
+UNPLACEABLE_VERDICT = "unplaceable_verdict"
 
 Output = tuple[str, dict[str, Any]]
 # Per window of a metric: readiness key "<metric>.<window>", its mean and std feature keys,
@@ -243,16 +248,27 @@ class EntityDetector:
         the events of the same timestamp. So the result does not depend on how the verdict
         stream and the event stream interleave on arrival, as long as the verdict arrives
         before the entity's frontier passes its ``ts`` (the same premise as for events). A
-        verdict behind the frontier, or without ``ts``, is applied at once, at the entity's
-        newest event time: its effect then depends on when it arrived.
+        verdict behind the frontier, dated more than ``idle_ttl_ms`` after the entity's newest
+        event, or beyond :data:`MAX_PENDING_VERDICTS` waiting ones, is applied at once; so is a
+        verdict without ``ts``, at the entity's newest event time: its effect then depends on
+        when it arrived. A verdict without ``ts`` for an entity that has had no event cannot be
+        placed in time: it leaves as a dead letter (``unplaceable_verdict``).
         """
         ts = verdict.ts_ms
-        if ts is None or ts < self._frontier:
-            now = self._max_seen if self._max_seen != _NEG_INF else (ts or 0)
-            self._m.feedback.apply(verdict, now)
+        seen = self._max_seen != _NEG_INF
+        if ts is None and not seen:
+            return [("dead_letter", _unplaceable(verdict))]
+        pending = self._verdicts
+        if (
+            ts is None
+            or ts < self._frontier
+            or (seen and ts > self._max_seen + self.cfg.lateness.idle_ttl_ms)
+            or len(pending) >= MAX_PENDING_VERDICTS
+        ):
+            now = self._max_seen if seen else (ts or 0)
+            self._m.feedback.apply(verdict, now if ts is None or ts < now else ts)
             return []
         item = (ts, verdict.alert_id, verdict.verdict, verdict.reason)
-        pending = self._verdicts
         i = len(pending)
         while i > 0 and pending[i - 1] > item:
             i -= 1
@@ -807,6 +823,16 @@ class EntityDetector:
                 # The drift layout changed with the configuration: start a new reference.
                 m.drift = DriftMonitor(cfg.drift, [*(x for x in m.hst_metrics if x != SCORE), SCORE])
         return det
+
+
+def _unplaceable(v: Verdict) -> dict[str, Any]:
+    raw = {"alert_id": v.alert_id, "entity": v.entity, "verdict": v.verdict, "reason": v.reason}
+    return DeadLetter(
+        UNPLACEABLE_VERDICT,
+        "ts",
+        json.dumps(raw, sort_keys=True),
+        "a verdict without ts for an entity with no events yet cannot be placed in event time",
+    ).to_dict()
 
 
 def _noise_floor(

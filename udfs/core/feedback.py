@@ -12,9 +12,10 @@ The raise decays back towards 0 over **event time** with ``half_life_ms``: the o
 Event time never runs backwards here: a verdict or query older than the last change is taken
 at the time of the last change.
 
-Verdicts are idempotent per ``alert_id``: the first verdict received for an alert counts, and
-any later verdict for the same alert (a duplicate delivery, a replay, a changed mind) is
-ignored. The last ``remember`` alert ids are kept, so memory is bounded.
+Verdicts are idempotent per ``alert_id``: the first verdict *applied* for an alert counts, and
+any later one for the same alert (a duplicate delivery, a replay, a changed mind) is ignored.
+The detector applies verdicts in their ``ts`` order (they wait for the entity's event time),
+so of two verdicts on one alert the earlier-dated counts, whatever their arrival order. The last ``remember`` alert ids are kept, so memory is bounded.
 
 A verdict is one JSON object::
 
@@ -42,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from udfs.core.events import (
+    ABSURD_TIMESTAMP,
     INVALID_JSON,
     NOT_AN_OBJECT,
     OVERSIZED,
@@ -87,8 +89,9 @@ class Verdict:
         return self.verdict == "false_positive"
 
 
-def parse_verdict(raw: str) -> Verdict | DeadLetter:
-    """Parse one verdict JSON line; never raises on input.
+def parse_verdict(raw: str, cfg: ParseConfig | None = None) -> Verdict | DeadLetter:
+    """Parse one verdict JSON line; never raises on input. ``cfg`` bounds the entity name
+    and the timestamp as for events (:class:`~udfs.core.events.ParseConfig`).
 
     >>> parse_verdict('{"alert_id": "a1", "entity": "e", "verdict": "meh"}').reason
     'bad_verdict'
@@ -123,6 +126,9 @@ def parse_verdict(raw: str) -> Verdict | DeadLetter:
                 BAD_FIELD, name, raw, f"{name} must be a string of at most {_MAX_FIELD_CHARS} chars"
             )
         fields[name] = value
+    cfg = cfg or ParseConfig()
+    if not fields["entity"].strip() or len(fields["entity"]) > cfg.max_entity_chars:
+        return DeadLetter(BAD_FIELD, "entity", raw, "entity is blank or too long")
     if fields["verdict"] not in VERDICTS:
         return DeadLetter(
             BAD_VERDICT,
@@ -140,13 +146,17 @@ def parse_verdict(raw: str) -> Verdict | DeadLetter:
         ts_ms = parse_timestamp(obj["ts"])
         if ts_ms is None:
             return DeadLetter(BAD_FIELD, "ts", raw, f"unparseable timestamp {obj['ts']!r}")
+        if not cfg.min_ts_ms <= ts_ms <= cfg.max_ts_ms:
+            return DeadLetter(
+                ABSURD_TIMESTAMP, "ts", raw, f"timestamp {ts_ms} ms is outside the plausible range"
+            )
     return Verdict(fields["alert_id"], fields["entity"], fields["verdict"], reason, ts_ms)
 
 
 def parse_event_or_verdict(raw: str, cfg: ParseConfig) -> Event | Verdict | DeadLetter:
     """One line of an input that may carry verdicts among the events; never raises.
 
-    A line with a ``"verdict"`` key and no ``"metrics"`` is a verdict (a bad one is a dead
+    A JSON object with a ``verdict`` key and no ``metrics`` key is a verdict (a bad one is a dead
     letter with the verdict's reason); anything else is parsed as an event.
 
     >>> cfg = ParseConfig()
@@ -155,8 +165,13 @@ def parse_event_or_verdict(raw: str, cfg: ParseConfig) -> Event | Verdict | Dead
     >>> type(parse_event_or_verdict('{"entity": "e", "ts": "2026-01-01T00:00:00Z", "metrics": {"verdict": 1}}', cfg)).__name__
     'Event'
     """
-    if '"verdict"' in raw and '"metrics"' not in raw:
-        return parse_verdict(raw)
+    if '"verdict"' in raw:  # cheap test first: most lines are events
+        try:
+            obj = json.loads(raw)
+        except (ValueError, RecursionError):
+            obj = None
+        if isinstance(obj, dict) and "verdict" in obj and "metrics" not in obj:
+            return parse_verdict(raw, cfg)
     return parse_line(raw, cfg)
 
 

@@ -14,6 +14,7 @@ by the workers for live configuration changes (:mod:`udfs.core.live`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any
@@ -64,7 +65,14 @@ def _convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
         return None
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:
+                number = math.inf
+            if math.isfinite(number):
+                return number
+            problems.append(f"{path}: expected a finite number, got {str(value)[:40]}")
+            return None
         problems.append(f"{path}: expected a number, got {value!r}")
         return None
     if tp is str:
