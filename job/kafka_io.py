@@ -361,11 +361,17 @@ def preflight(
             f" {timeout_s:g} s ({exc.args[0].str()}): check kafka.bootstrap_servers and the"
             f" brokers' advertised listeners ({skip})"
         ) from None
-    if cfg.events_topic not in topics:
-        raise KafkaPreflightError(
-            f"the input topic {cfg.events_topic} does not exist on {cfg.bootstrap_servers}:"
-            " create it, or fix kafka.events_topic"
-        )
+    inputs = [("events_topic", cfg.events_topic)]
+    if cfg.read_verdicts:
+        inputs.append(("verdicts_topic", cfg.verdicts_topic))
+    if cfg.read_control:
+        inputs.append(("control_topic", cfg.control_topic))
+    for key, topic in inputs:
+        if topic not in topics:
+            raise KafkaPreflightError(
+                f"the input topic {topic} does not exist on {cfg.bootstrap_servers}:"
+                f" create it, or fix kafka.{key}"
+            )
 
 
 # -- source and sinks ----------------------------------------------------------------------

@@ -269,3 +269,12 @@ def test_a_python_error_inside_an_operator_is_named_by_its_exception_line() -> N
     assert _first_words(message) == "KeyError: 'cpu'"
     assert _first_words("Timed out waiting.\nmore detail") == "Timed out waiting."
     assert _first_words("") == ""
+
+
+def test_preflight_checks_the_verdict_and_control_topics_the_job_reads(listening_broker: str) -> None:
+    cfg = KafkaConfig(bootstrap_servers=listening_broker, read_control=True, control_topic="ops.ctl")
+    with pytest.raises(KafkaPreflightError, match=r"ops\.ctl does not exist .*fix kafka\.control_topic$"):
+        kio.preflight(cfg, events_topic=True)
+    cfg = KafkaConfig(bootstrap_servers=listening_broker, read_verdicts=True, verdicts_topic="ops.v")
+    with pytest.raises(KafkaPreflightError, match=r"fix kafka\.verdicts_topic$"):
+        kio.preflight(cfg, events_topic=True)
