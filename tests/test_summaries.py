@@ -63,7 +63,11 @@ def test_flink_sliding_window_summaries_match_brute_force(tmp_path: Path) -> Non
         for e in ("a", "b"):
             events.append({"entity": e, "ts": t0 + i * 5_000, "metrics": {"v": round(rng.gauss(50, 10), 3)}})
     src = tmp_path / "in.jsonl"
-    src.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    # Verdicts among the events (the first before any watermark) are not window input.
+    verdict = {"alert_id": "x", "entity": "a", "verdict": "true_positive", "ts": t0 + 60_000}
+    lines = [json.dumps(verdict)] + [json.dumps(e) for e in events]
+    lines.insert(1000, json.dumps({**verdict, "entity": "b"}))
+    src.write_text("\n".join(lines) + "\n")
     cfg = load_config(None, ["summaries.enabled=true", "summaries.size_ms=300000", "summaries.slide_ms=60000"])
     env = create_environment(cfg)
     collect_to_files(build_pipeline(env, cfg, file_source(env, str(src))), tmp_path / "out", "summaries")
