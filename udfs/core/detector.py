@@ -396,13 +396,18 @@ class EntityDetector:
             i += 1
 
     def _late_record(self, ev: Event) -> dict[str, Any]:
+        # Measured against the entity's own frontier (newest event minus the bound) whenever
+        # that already makes the event late: the watermark's share of the frontier depends on
+        # when Flink's watermark arrived (after a restore, say), this one does not.
+        own = self._max_seen - self._bound
+        frontier = own if ev.ts_ms < own else self._frontier
         return {
             "stage": "detector",
             "entity": ev.entity,
             "ts": format_timestamp(ev.ts_ms),
             "ts_ms": ev.ts_ms,
-            "frontier_ms": self._frontier,
-            "lateness_ms": self._frontier - ev.ts_ms,
+            "frontier_ms": frontier,
+            "lateness_ms": frontier - ev.ts_ms,
             "reason": "behind the entity's event-time frontier",
             "event": ev.to_json(),
         }
