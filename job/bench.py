@@ -72,7 +72,6 @@ from udfs.core.events import DeadLetter, Event, ParseConfig, parse_line
 __all__ = [
     "REQUIRED_KEYS",
     "Plan",
-    "add_arguments",
     "build_report",
     "event_index",
     "generate_events",
@@ -1477,17 +1476,6 @@ def render_markdown(rep: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help="a shorter run (under 5 minutes)")
-    p.add_argument("--out", default="bench/results", help="results folder (default: %(default)s)")
-    p.add_argument(
-        "--only",
-        default="",
-        help="comma-separated parts: plain,thread,process,naive,latency,state,checkpoint,cluster,profile",
-    )
-    p.add_argument("--keep-tmp", action="store_true", help="keep the generated inputs in bench/tmp")
-
-
 QUICK_BUDGET_S = 250.0  # --quick starts no part after this (the machine may be loaded)
 ALL_PARTS = ("state", "profile", "plain", "thread", "naive", "latency", "checkpoint", "process", "cluster")
 
@@ -1742,6 +1730,6 @@ def main(args: argparse.Namespace) -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "cluster-job":
         sys.exit(_cluster_main(sys.argv[1:]))
-    parser = argparse.ArgumentParser(prog="python -m job.bench", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    sys.exit(main(parser.parse_args()))
+    from job.cli import main as cli_main  # one definition of the arguments: the CLI's
+
+    sys.exit(cli_main(["bench", *sys.argv[1:]]))
