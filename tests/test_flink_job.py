@@ -192,26 +192,29 @@ def test_incidents_open_alerts_for_the_right_entities(stream: list[str]) -> None
     assert ("e2", "lat_ms") in entities
 
 
+# One record of each kind of bad input, with the dead-letter reason it must get.
+MALFORMED = [
+    ("{nope", "invalid_json"),
+    ('{"entity": "", "ts": 1767225600000, "metrics": {"a": 1}}', "missing_entity"),
+    ('{"entity": "x", "ts": "soon", "metrics": {"a": 1}}', "bad_timestamp"),
+    ('{"entity": "x", "ts": 12, "metrics": {"a": 1}}', "absurd_timestamp"),
+    ('{"entity": "x", "ts": 1767225600000, "metrics": {"a": "high"}}', "non_numeric_metric"),
+    ('{"entity": "x", "ts": 1767225600000, "metrics": {"a": NaN}}', "non_finite_metric"),
+    ('{"entity": "x", "ts": 1767225600000, "metrics": {}}', "no_metrics"),
+    (
+        '{"entity": "x", "ts": 1767225600000, "metrics": {"a": 1}, "pad": "'
+        + "z" * 70_000
+        + '"}',
+        "oversized",
+    ),
+    ("[1, 2, 3]", "not_an_object"),
+]
+
+
 def test_flood_of_malformed_records_is_accounted_for(tmp_path: Path) -> None:
     """Thousands of bad records among good ones: each good one scored once, each bad one a dead letter."""
     rng = random.Random(11)
     good = _stream(seed=5, entities=2, minutes=240)
-    bad_kinds = [
-        ("{nope", "invalid_json"),
-        ('{"entity": "", "ts": 1767225600000, "metrics": {"a": 1}}', "missing_entity"),
-        ('{"entity": "x", "ts": "soon", "metrics": {"a": 1}}', "bad_timestamp"),
-        ('{"entity": "x", "ts": 12, "metrics": {"a": 1}}', "absurd_timestamp"),
-        ('{"entity": "x", "ts": 1767225600000, "metrics": {"a": "high"}}', "non_numeric_metric"),
-        ('{"entity": "x", "ts": 1767225600000, "metrics": {"a": NaN}}', "non_finite_metric"),
-        ('{"entity": "x", "ts": 1767225600000, "metrics": {}}', "no_metrics"),
-        (
-            '{"entity": "x", "ts": 1767225600000, "metrics": {"a": 1}, "pad": "'
-            + "z" * 70_000
-            + '"}',
-            "oversized",
-        ),
-        ("[1, 2, 3]", "not_an_object"),
-    ]
     lines: list[str] = []
     expected_reasons: Counter[str] = Counter()
     for line in good:
@@ -220,7 +223,7 @@ def test_flood_of_malformed_records_is_accounted_for(tmp_path: Path) -> None:
         if isinstance(parsed, DeadLetter):
             expected_reasons[parsed.reason] += 1
         for _ in range(2):
-            raw, reason = bad_kinds[rng.randrange(len(bad_kinds))]
+            raw, reason = MALFORMED[rng.randrange(len(MALFORMED))]
             lines.append(raw)
             expected_reasons[reason] += 1
     cfg = load_config(None, [*FAST, "execution.parallelism=2", "sink.emit_scores=true"])
