@@ -235,3 +235,18 @@ def test_a_number_no_check_foresaw_is_a_problem_not_a_crash(value: str) -> None:
     changes = {"threshold": {"target_alert_rate": yaml.safe_load(value)}}
     cfg, problems = resolve(DetectorConfig(), changes, "2")
     assert cfg is None and any("finite number" in p for p in problems), problems
+
+
+def test_judging_a_control_record_accumulates_through_the_stored_state() -> None:
+    from udfs.core.live import judge_control
+
+    base = DetectorConfig()
+    stored, ack = judge_control(base, None, '{"config_version": "2", "detector": {"alerts": {"cooldown_ms": 5}}}')
+    assert stored is not None and isinstance(ack, dict) and ack["check"] == "config_applied"
+    stored2, _ = judge_control(base, stored, '{"config_version": "3", "detector": {"threshold": {"target_alert_rate": 0.01}}}')
+    assert stored2 is not None and json.loads(stored2)["overrides"] == {
+        "alerts": {"cooldown_ms": 5},
+        "threshold": {"target_alert_rate": 0.01},
+    }
+    rejected, dead = judge_control(base, stored2, '{"config_version": "4", "detector": {"model": {}}}')
+    assert rejected is None and isinstance(dead, DeadLetter) and dead.reason == "bad_control"

@@ -37,7 +37,7 @@ from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from udfs.core.config import DetectorConfig
 from udfs.core.events import DeadLetter
-from udfs.core.live import BAD_CONTROL, accumulate, parse_control, resolve
+from udfs.core.live import judge_control, resolve
 from udfs.detect import DetectAnomalies
 from udfs.tags import DEAD_LETTER_TAG, DRIFT_TAG, LATE_TAG, SCORES_TAG
 
@@ -87,33 +87,10 @@ class DetectAnomaliesLive(KeyedBroadcastProcessFunction):  # type: ignore[misc]
     def process_broadcast_element(self, value: str, ctx: Any) -> Iterator[str]:
         state = ctx.get_broadcast_state(self._desc)
         stored = state.get(_CURRENT)
-        judged = _judge(self._base, stored, value)
+        judged = judge_control(self._base, stored, value)
         if judged[0] is not None:
             state.put(_CURRENT, judged[0])
         return iter(())  # AuditControl reports it
-
-
-def _judge(base: DetectorConfig, stored: str | None, value: str) -> tuple[str | None, Any]:
-    """``(new stored JSON, ack record)`` for a valid change, ``(None, dead letter)`` else."""
-    upd = parse_control(value)
-    if isinstance(upd, DeadLetter):
-        return None, upd
-    previous = json.loads(stored)["overrides"] if stored is not None else {}
-    overrides = accumulate(previous, upd)
-    try:
-        cfg, problems = resolve(base, overrides, upd.version)
-    except Exception as exc:  # bad input never stops the job: a value no check foresaw
-        cfg, problems = None, [f"{type(exc).__name__}: {exc}"[:300]]
-    if cfg is None:
-        return None, DeadLetter(BAD_CONTROL, "detector", value, "; ".join(problems))
-    ack = {
-        "type": "config",
-        "check": "config_applied",
-        "entity": "*",
-        "config_version": upd.version,
-        "changes": upd.changes,
-    }
-    return json.dumps({"version": upd.version, "overrides": overrides}), ack
 
 
 class AuditControl(KeyedProcessFunction):  # type: ignore[misc]
@@ -129,7 +106,7 @@ class AuditControl(KeyedProcessFunction):  # type: ignore[misc]
         )
 
     def process_element(self, value: str, ctx: Any) -> Iterator[Any]:
-        stored, rec = _judge(self._base, self._state.value(), value)
+        stored, rec = judge_control(self._base, self._state.value(), value)
         if isinstance(rec, DeadLetter):
             yield DEAD_LETTER_TAG, json.dumps(rec.to_dict(), sort_keys=True)
             return

@@ -266,7 +266,7 @@ class EntityDetector:
             or len(pending) >= MAX_PENDING_VERDICTS
         ):
             now = self._max_seen if seen else (ts or 0)
-            self._m.feedback.apply(verdict, now if ts is None or ts < now else ts)
+            self._m.feedback.apply(verdict, now if ts is None else max(now, ts))
             return []
         item = (ts, verdict.alert_id, verdict.verdict, verdict.reason)
         i = len(pending)

@@ -44,7 +44,15 @@ from udfs.core.config import DetectorConfig
 from udfs.core.events import INVALID_JSON, NOT_AN_OBJECT, OVERSIZED, DeadLetter
 from udfs.core.typed import build, merge, plain
 
-__all__ = ["BAD_CONTROL", "LIVE_SECTIONS", "ControlUpdate", "accumulate", "parse_control", "resolve"]
+__all__ = [
+    "BAD_CONTROL",
+    "LIVE_SECTIONS",
+    "ControlUpdate",
+    "accumulate",
+    "judge_control",
+    "parse_control",
+    "resolve",
+]
 
 LIVE_SECTIONS = ("threshold", "alerts", "rules", "maintenance", "feedback", "drift")
 _FIXED_KEYS = {
@@ -126,3 +134,31 @@ def resolve(
 def accumulate(previous: dict[str, Any], update: ControlUpdate) -> dict[str, Any]:
     """The overrides after ``update`` (merged key by key over the previous ones)."""
     return merge(previous, update.changes)
+
+
+def judge_control(
+    base: DetectorConfig, stored: str | None, raw: str
+) -> tuple[str | None, dict[str, Any] | DeadLetter]:
+    """One control record against the stored live state (JSON ``{"version", "overrides"}``
+    or None): ``(new stored JSON, config_applied record)`` for a valid change, ``(None, dead
+    letter)`` otherwise. Never raises on input: a value no check foresaw is a dead letter.
+    """
+    upd = parse_control(raw)
+    if isinstance(upd, DeadLetter):
+        return None, upd
+    previous = json.loads(stored)["overrides"] if stored is not None else {}
+    overrides = accumulate(previous, upd)
+    try:
+        cfg, problems = resolve(base, overrides, upd.version)
+    except Exception as exc:  # bad input never stops the job
+        cfg, problems = None, [f"{type(exc).__name__}: {exc}"[:300]]
+    if cfg is None:
+        return None, DeadLetter(BAD_CONTROL, "detector", raw, "; ".join(problems))
+    ack = {
+        "type": "config",
+        "check": "config_applied",
+        "entity": "*",
+        "config_version": upd.version,
+        "changes": upd.changes,
+    }
+    return json.dumps({"version": upd.version, "overrides": overrides}), ack
