@@ -117,12 +117,13 @@ per ``check_every`` values.
 from __future__ import annotations
 
 import math
-import sys
 from array import array
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from udfs.core.packing import from_le_bytes, le_bytes
 
 __all__ = [
     "PSI_EPSILON",
@@ -141,7 +142,6 @@ PSI_EPSILON = 1e-4
 
 _SNAPSHOT_VERSION = 1
 _FLOAT32_MAX = 3.0e38
-_LITTLE_ENDIAN = sys.byteorder == "little"
 _ACTIONS = ("report", "reset")
 _PSI = 1
 _KS = 2
@@ -504,23 +504,6 @@ def _clamp32(x: float) -> float:
     return x
 
 
-def _to_bytes(arr: array[Any]) -> bytes:
-    """Little-endian bytes of an array, whatever the host."""
-    if _LITTLE_ENDIAN:
-        return arr.tobytes()
-    swapped = array(arr.typecode, arr)
-    swapped.byteswap()
-    return swapped.tobytes()
-
-
-def _from_bytes(typecode: str, data: bytes) -> array[Any]:
-    arr = array(typecode)
-    arr.frombytes(data)
-    if not _LITTLE_ENDIAN:
-        arr.byteswap()
-    return arr
-
-
 def _span(from_ts: int, to_ts: int, events: int) -> dict[str, int]:
     return {"from_ts": from_ts, "to_ts": to_ts, "events": events}
 
@@ -804,7 +787,7 @@ class DriftMonitor:
                 s.next_sample = _next_sample(k + 1, self._ref_stride)
             if i == self._b2 - 1:
                 frozen = array("f", sorted(s.building))
-                s.sample = _to_bytes(frozen)
+                s.sample = le_bytes(frozen)
                 s.building = array("f")
                 bins = self.cfg.psi_bins
                 s.edges = tuple(quantiles(frozen, [q / bins for q in range(1, bins)]))
@@ -839,7 +822,7 @@ class DriftMonitor:
         cfg = self.cfg
         current = sorted(s.cur_sample)
         psi_value = psi(s.ref_counts, s.sums)
-        ks_value = ks_statistic(_from_bytes("f", s.sample), current)
+        ks_value = ks_statistic(from_le_bytes("f", s.sample), current)
         oldest = (s.base // cfg.psi_bins + 1) % self._nsub
         ref = _span(s.ref_from_ts, s.ref_to_ts, cfg.reference_events)
         cur = _span(s.ring_ts[oldest], ts, cfg.window_events)
@@ -962,7 +945,7 @@ class DriftMonitor:
         """The reference sample: frozen and sorted, or in arrival order while it grows."""
         s = self._get(name)
         if s.sample:
-            return [float(v) for v in _from_bytes("f", s.sample)]
+            return [float(v) for v in from_le_bytes("f", s.sample)]
         return list(s.building)
 
     def bin_edges(self, name: str) -> tuple[float, ...]:
@@ -1016,13 +999,13 @@ class DriftMonitor:
                 s.n,
                 s.ref_from_ts,
                 s.ref_to_ts,
-                s.sample if s.sample else _to_bytes(s.building),
+                s.sample if s.sample else le_bytes(s.building),
                 s.edges,
                 tuple(s.ref_counts),
-                _to_bytes(s.ring),
+                le_bytes(s.ring),
                 tuple(s.ring_ts),
                 tuple(s.sums),
-                _to_bytes(s.cur_sample),
+                le_bytes(s.cur_sample),
                 s.flags,
             )
             for s in self._series
@@ -1098,13 +1081,13 @@ class DriftMonitor:
             s.n = n
             s.edges = tuple(edges)
             s.ref_counts = list(ref_counts)
-            s.ring = _from_bytes(self._typecode, ring)
+            s.ring = from_le_bytes(self._typecode, ring)
             s.ring_ts = list(ring_ts)
             s.sums = list(sums)
-            s.cur_sample = _from_bytes("f", cur_sample)
+            s.cur_sample = from_le_bytes("f", cur_sample)
             s.base = 0
             if n < b2:
-                s.building = _from_bytes("f", sample)
+                s.building = from_le_bytes("f", sample)
                 s.sample = b""
                 s.next_sample = _next_sample(max(n - b1, 0), self._ref_stride)
             else:

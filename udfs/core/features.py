@@ -90,12 +90,13 @@ from __future__ import annotations
 import math
 import operator
 import struct
-import sys
 from array import array
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
+
+from udfs.core.packing import from_le_bytes, le_bytes
 
 __all__ = [
     "EntityFeatures",
@@ -119,15 +120,6 @@ _WIN_HEAD = struct.Struct("<q4dqH")
 _DENSE = 0xFFFF
 # A sparse slot: index, bucket id, count, mean, m2, min, max, number of samples (then them).
 _SLOT = struct.Struct("<Hqq4dH")
-_BIG_ENDIAN = sys.byteorder == "big"
-
-
-def _le(arr: array[Any]) -> bytes:
-    """The array's items as little-endian bytes (the packed state is the same everywhere)."""
-    if _BIG_ENDIAN:
-        arr = array(arr.typecode, arr)
-        arr.byteswap()
-    return arr.tobytes()
 
 
 #: Flat per-window data: ``cnt, mean, m2, min, max`` then, for every non-empty
@@ -682,8 +674,8 @@ class _Window:
             # congruent to i.
             return b"".join((
                 _WIN_HEAD.pack(*head, _DENSE),
-                _le(self.bcnt), _le(self.bmean), _le(self.bm2),
-                _le(self.bmin), _le(self.bmax), _le(self.scnt), _le(self.samp),
+                le_bytes(self.bcnt), le_bytes(self.bmean), le_bytes(self.bm2),
+                le_bytes(self.bmin), le_bytes(self.bmax), le_bytes(self.scnt), le_bytes(self.samp),
             ))
         parts = [_WIN_HEAD.pack(*head, used)]
         k = self.k
@@ -697,7 +689,7 @@ class _Window:
                     self.bmax[i], ns,
                 ))
                 if ns:
-                    parts.append(_le(self.samp[i * k : i * k + ns]))
+                    parts.append(le_bytes(self.samp[i * k : i * k + ns]))
         return b"".join(parts)
 
     def unpack(self, data: memoryview, pos: int) -> int:
@@ -710,11 +702,7 @@ class _Window:
                 n = 8 * len(arr)
                 if pos + n > len(data):
                     raise ValueError("packed window: truncated")
-                fresh = array(arr.typecode)
-                fresh.frombytes(data[pos:pos + n])
-                if _BIG_ENDIAN:
-                    fresh.byteswap()
-                setattr(self, name, fresh)
+                setattr(self, name, from_le_bytes(arr.typecode, data[pos:pos + n]))
                 pos += n
             size = self.size
             bid, bcnt = self.bid, self.bcnt
@@ -735,12 +723,9 @@ class _Window:
                 self.bmin[i] = bmin
                 self.bmax[i] = bmax
                 if ns:
-                    kept = array("d")
-                    kept.frombytes(data[pos:pos + 8 * ns])
+                    kept = from_le_bytes("d", data[pos:pos + 8 * ns])
                     if len(kept) != ns:
                         raise ValueError("packed window: truncated")
-                    if _BIG_ENDIAN:
-                        kept.byteswap()
                     self.samp[i * k : i * k + ns] = kept
                     self.scnt[i] = ns
                     pos += 8 * ns
