@@ -3,8 +3,9 @@
 ``DetectAnomaliesLive`` is :class:`udfs.detect.DetectAnomalies` on a keyed stream connected
 to a broadcast stream of control records (:mod:`udfs.core.live`). Each instance keeps the
 accumulated overrides and their version in broadcast state (checkpointed, so a restore
-keeps the live configuration); before every element and timer it compares the stored
-version with the one it decides under and switches when they differ.
+keeps the live configuration); it switches when a change reaches it, and after a restore
+reads the state once, before its first element or timer (no broadcast-state read per
+event).
 
 A valid change leaves one ``config_applied`` record on the drift/health output; a rejected
 one goes to the dead-letter output with its problems. Both come from :class:`AuditControl`,
@@ -56,18 +57,14 @@ class DetectAnomaliesLive(KeyedBroadcastProcessFunction):  # type: ignore[misc]
     def __init__(self, cfg: DetectorConfig, **kwargs: Any) -> None:
         self._base = cfg
         self._inner = DetectAnomalies(cfg, **kwargs)
-        self._applied: str | None = None  # the stored JSON this instance decides under
+        self._synced = False
         self._desc: Any = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._inner.open(runtime_context)
         self._desc = live_config_descriptor()
 
-    def _sync(self, ctx: Any) -> None:
-        stored = ctx.get_broadcast_state(self._desc).get(_CURRENT)
-        if stored == self._applied:
-            return
-        self._applied = stored
+    def _apply(self, stored: str | None) -> None:
         if stored is None:
             self._inner.set_config(self._base)
             return
@@ -75,6 +72,13 @@ class DetectAnomaliesLive(KeyedBroadcastProcessFunction):  # type: ignore[misc]
         cfg, _ = resolve(self._base, current["overrides"], current["version"])
         if cfg is not None:  # validated before it was stored
             self._inner.set_config(cfg)
+
+    def _sync(self, ctx: Any) -> None:
+        # Every instance sees every change in process_broadcast_element; only after a
+        # restore (or at start) must it read what the broadcast state already holds, once.
+        if not self._synced:
+            self._synced = True
+            self._apply(ctx.get_broadcast_state(self._desc).get(_CURRENT))
 
     def process_element(self, value: Any, ctx: Any) -> Iterator[str]:
         self._sync(ctx)
@@ -86,15 +90,18 @@ class DetectAnomaliesLive(KeyedBroadcastProcessFunction):  # type: ignore[misc]
 
     def process_broadcast_element(self, value: str, ctx: Any) -> Iterator[str]:
         state = ctx.get_broadcast_state(self._desc)
-        stored = state.get(_CURRENT)
-        judged = judge_control(self._base, stored, value)
-        if judged[0] is not None:
-            state.put(_CURRENT, judged[0])
+        stored, _ = judge_control(self._base, state.get(_CURRENT), value)
+        if stored is not None:
+            state.put(_CURRENT, stored)
+            self._synced = True
+            self._apply(stored)
         return iter(())  # AuditControl reports it
 
 
 class AuditControl(KeyedProcessFunction):  # type: ignore[misc]
-    """Keyed by a constant: one instance reports each control record once (see above)."""
+    """Keyed by a constant: one instance reports each control record once (see above). Its
+    state is one key holding the accumulated overrides, kept for the job's life on purpose
+    (it is the live configuration, like the broadcast state): it does not grow with entities."""
 
     def __init__(self, cfg: DetectorConfig) -> None:
         self._base = cfg
