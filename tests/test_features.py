@@ -10,6 +10,7 @@ import doctest
 import math
 import pickle
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -496,6 +497,37 @@ def test_packed_state_restores_to_identical_subsequent_features(cfg: FeatureConf
         EntityFeatures.restore(other, EntityFeatures(cfg).pack())
 
 
+@pytest.mark.parametrize("pack", [True, False], ids=["packed", "plain"])
+def test_state_of_other_robust_settings_restores_into_the_configured_ones(pack: bool) -> None:
+    # State written before robust z became opt-in (robust 1h, k=8) restores under today's
+    # default (no robust window) and under a smaller k exactly as if the entity had always
+    # run under that configuration; a window that becomes robust starts its samples empty.
+    old = FeatureConfig(robust_windows=("1h",), robust_samples_per_bucket=8)
+    events = _stream(2, 1500, scale_ms=20_000, grid_ms=1, gap_ms=(700_000, 3_600_000))
+    cut = 1000
+    ef = EntityFeatures(old)
+    for t, m in events[:cut]:
+        ef.update(t, m)
+    snap = pickle.loads(pickle.dumps(ef.pack() if pack else ef.snapshot()))
+    for new in (FeatureConfig(robust_windows=()), replace(old, robust_samples_per_bucket=3)):
+        always = EntityFeatures(new)
+        for t, m in events[:cut]:
+            always.update(t, m)
+        restored = EntityFeatures.restore(new, snap)
+        assert restored.snapshot() == always.snapshot()  # (pack() also has stale slots)
+        for t, m in events[cut:]:
+            assert _same(restored.update(t, m), always.update(t, m))
+    wider = replace(old, robust_windows=("1h", "5m"))
+    restored = EntityFeatures.restore(wider, snap)
+    for t, m in events[cut:]:
+        got, ready = restored.update(t, m)
+        want, want_ready = ef.update(t, m)
+        assert ready == want_ready
+        assert _same(({k: v for k, v in got.items() if ".5m.rzscore" not in k}, ready),
+                     (want, want_ready))
+    assert ".5m.rzscore" in " ".join(got)
+
+
 def test_a_young_entity_packs_about_as_small_as_its_plain_snapshot() -> None:
     # Sparse windows are packed slot by slot: empty buckets cost nothing.
     ef = EntityFeatures(FeatureConfig())
@@ -594,8 +626,7 @@ def test_default_feature_names_of_one_metric() -> None:
     names = feature_names(FeatureConfig(), ["cpu"])
     per_window = ["mean", "std", "zscore", "min", "max", "count", "rate"]
     want = [f"cpu.{w}.{s}" for w in ("1m", "5m") for s in per_window]
-    want += [f"cpu.1h.{s}" for s in [*per_window, "rzscore"]]
-    want += [f"cpu.24h.{s}" for s in per_window]
+    want += [f"cpu.{w}.{s}" for w in ("1h", "24h") for s in per_window]
     want += ["cpu.1m_1h.ratio", "cpu.delta", "cpu.roc", "cpu.dt"]
     assert names == want
     f, r = EntityFeatures(FeatureConfig()).update(T0, {"cpu": 1.0})

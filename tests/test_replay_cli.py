@@ -115,7 +115,6 @@ def test_emit_features_adds_metric_window_stat_columns(
         "cpu.1m_1h.ratio",
         "cpu.1h.mean",
         "mem.24h.std",
-        "cpu.1h.rzscore",
     ):
         assert name in columns, name
     features = columns[columns.index("cpu.1m.mean") :]

@@ -93,7 +93,7 @@ import struct
 from array import array
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 from udfs.core.packing import from_le_bytes, le_bytes
@@ -263,7 +263,7 @@ class FeatureConfig:
     max_gap_ms: int = 600_000
     max_gap_fraction: float = 0.25
     min_count: int = 3
-    robust_windows: tuple[str, ...] = ("1h",)
+    robust_windows: tuple[str, ...] = ()
     robust_samples_per_bucket: int = 8
 
     def __post_init__(self) -> None:
@@ -608,6 +608,24 @@ class _Window:
                 self.r_scale = 0.0
             self.r_valid = True
         return self.r_med, self.r_scale
+
+    def take(self, other: _Window) -> None:
+        """Become ``other`` (a window of the same spec, restored from older state) with this
+        window's robust setting: samples beyond this ``k`` are dropped (the first ``k`` of a
+        bucket are the ones a window of this ``k`` would have kept), and a window that was
+        not robust before starts its samples empty."""
+        self.bid, self.bcnt = other.bid, other.bcnt
+        self.bmean, self.bm2, self.bmin, self.bmax = other.bmean, other.bm2, other.bmin, other.bmax
+        self.cnt, self.mean, self.m2 = other.cnt, other.mean, other.m2
+        self.mn, self.mx, self.oldest = other.mn, other.mx, other.oldest
+        self.r_valid = False
+        self.r_sorted = None
+        k = self.k
+        if k and other.k:
+            for i in range(self.size):
+                kept = other._samples(i)[:k]
+                self.samp[i * k : i * k + len(kept)] = kept
+                self.scnt[i] = len(kept)
 
     def snap(self) -> WindowSnap:
         out: list[float] = [self.cnt, self.mean, self.m2, self.mn, self.mx]
@@ -969,19 +987,37 @@ class EntityFeatures:
             tuple(tuple(w) for w in snap[1][0]),
             snap[1][1],
         )
-        if got != layout:
+        if tuple(w[:3] for w in got[0]) != tuple(w[:3] for w in layout[0]):
             raise ValueError(
                 f"snapshot layout {got!r} does not match the config {layout!r}"
             )
         self = cls(cfg)
         self._last_ts = None if snap[2] is None else int(snap[2])
         nwin = len(cfg.windows)
+        # The windows as they were stored: robust windows and ``k`` may differ from ``cfg``;
+        # each window is unpacked in its stored shape, then takes the configured one.
+        stored = (
+            replace(
+                cfg,
+                robust_windows=tuple(str(w[0]) for w in got[0] if w[3]),
+                robust_samples_per_bucket=max(int(got[1]), 1),
+            )
+            if got != layout
+            else cfg
+        )
+        stored_k = int(got[1])
         for ms in snap[3]:
             if len(ms) != 11 or isinstance(ms[10], bytes) != packed or (
                 not packed and len(ms[10]) != nwin
             ):
                 raise ValueError("snapshot: malformed metric entry")
             m = self._new_metric(str(ms[0]))
+            if stored is not cfg:
+                wanted = m.wins
+                m.wins = [
+                    _Window(w, stored_k if w.name in stored.robust_windows else 0)
+                    for w in cfg.windows
+                ]
             m.last_ts = int(ms[1])
             m.last_x = float(ms[2])
             rf = ms[3]
@@ -1010,6 +1046,14 @@ class EntityFeatures:
             else:
                 for w, data in zip(m.wins, wdata, strict=True):
                     w.load(data)
+            if stored is not cfg:
+                for w, fresh in zip(m.wins, wanted, strict=True):
+                    fresh.take(w)
+                m.wins = wanted
+                if not self._has_robust:
+                    m.p_samp.clear()
+                else:
+                    del m.p_samp[self._k :]
         return self
 
     # -- internals -----------------------------------------------------------
