@@ -143,6 +143,12 @@ class ExecutionConfig:
         ``config.yaml`` (off on a local MiniCluster).
     restart_attempts
         Fixed-delay restarts after a failure (with checkpointing, from the last checkpoint).
+    snapshot_every
+        The detector's full state is encoded on every this many writes of an entity; the
+        writes between append the event to a journal that a restore replays (udfs/detect.py).
+        Higher is faster per event and costs a longer replay after a restore and up to this
+        many events' payloads of state; 1 encodes the full state on every event. With a live
+        control input the journal is off (1), whatever this says.
     """
 
     mode: str = "thread"
@@ -150,6 +156,7 @@ class ExecutionConfig:
     python_executable: str = ""
     checkpoint_interval_ms: int = 0
     restart_attempts: int = 3
+    snapshot_every: int = 16
 
     def __post_init__(self) -> None:
         problems = []
@@ -163,6 +170,8 @@ class ExecutionConfig:
             )
         if self.restart_attempts < 0:
             problems.append(f"restart_attempts must be >= 0, got {self.restart_attempts}")
+        if self.snapshot_every < 1:
+            problems.append(f"snapshot_every must be >= 1, got {self.snapshot_every}")
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -141,7 +141,12 @@ def build_pipeline(
     if control is None:
         detected = (
             keyed.process(
-                DetectAnomalies(det, emit_scores=sink.emit_scores, emit_features=sink.emit_features),
+                DetectAnomalies(
+                    det,
+                    emit_scores=sink.emit_scores,
+                    emit_features=sink.emit_features,
+                    snapshot_every=cfg.execution.snapshot_every,
+                ),
                 output_type=Types.STRING(),
             )
             .name("detect")

@@ -10,17 +10,19 @@ import pickle
 import random
 from typing import Any
 
+import pytest
 from pyflink.datastream import TimeDomain
 from pyflink.datastream.state import ValueStateDescriptor
 
-from state.codec import decode
 from udfs.core.alerts import AlertConfig
 from udfs.core.config import DetectorConfig, LatenessConfig, ModelConfig, ThresholdConfig
 from udfs.core.events import Event
 from udfs.core.features import FeatureConfig, WindowSpec
 from udfs.core.feedback import Verdict
 from udfs.core.replay import replay
-from udfs.detect import DetectAnomalies
+from udfs.detect import DetectAnomalies, load_detector, stored_size
+from udfs.detect_live import DetectAnomaliesLive
+from udfs.metrics import SAMPLE_EVERY
 from udfs.parse import verdict_json
 from udfs.tags import DRIFT_TAG, LATE_TAG, SCORES_TAG
 
@@ -61,6 +63,7 @@ class Backend:
         self.watermark = LONG_MIN
         self.descriptors: list[ValueStateDescriptor] = []
         self.writes: list[Any] = []  # every value written, in order
+        self.timer_calls = 0  # registrations and deletions
 
 
 class FakeValueState:
@@ -146,10 +149,12 @@ class FakeTimerService:
 
     def register_event_time_timer(self, ts: int) -> None:
         assert self._b.key is not None
+        self._b.timer_calls += 1
         self._b.timers.setdefault(self._b.key, set()).add(ts)
 
     def delete_event_time_timer(self, ts: int) -> None:
         assert self._b.key is not None
+        self._b.timer_calls += 1
         self._b.timers.get(self._b.key, set()).discard(ts)
 
     def register_processing_time_timer(self, ts: int) -> None:
@@ -177,10 +182,10 @@ class FakeContext:
 class Harness:
     """Drives the operator like Flink: elements, then watermarks that fire due timers."""
 
-    def __init__(self, cfg: DetectorConfig = CFG) -> None:
+    def __init__(self, cfg: DetectorConfig = CFG, snapshot_every: int = 16) -> None:
         self.cfg = cfg
         self.b = Backend()
-        self.fn = DetectAnomalies(cfg, emit_scores=True)
+        self.fn = DetectAnomalies(cfg, emit_scores=True, snapshot_every=snapshot_every)
         self.ctx = FakeRuntimeContext(self.b)
         self.fn.open(self.ctx)
         self.out: list[tuple[str, dict[str, Any]]] = []
@@ -363,12 +368,32 @@ def test_release_timer_emits_buffered_events_when_the_watermark_passes_them() ->
 
     got = h.advance(T0 + 19 * SEC)
     assert [r["ts_ms"] for k, r in got if k == "score"] == [T0 + s * SEC for s in (17, 18, 19)]
-    snapshot = decode(h.stored("a")[3])
-    assert snapshot[3] == []  # nothing left in the entity's buffer
+    det = load_detector("a", CFG, h.stored("a"))  # its snapshot, then its journal replayed
+    assert det.earliest_buffered_ms() is None  # nothing left in the entity's buffer
     # No release timer is left, only the watch timer: the stale deadline armed by the first
     # gap (1 s; silence threshold min(max(5 min, 20 s), TTL / 2) = 5 min), moved only earlier.
     [watch] = h.timers("a")
     assert watch == T0 + SEC + TTL // 2
+
+
+def test_an_in_order_entity_costs_no_timer_call_per_event() -> None:
+    """Each event waits in the buffer for the entity's next one; the release timer is not
+    moved to it (only earlier), and the watch timer only earlier: between watermarks an
+    in-order entity makes no timer call. When the watermark passes, the buffered events
+    are released and the outputs equal the replay."""
+    events = stream(200, "a", seed=3)
+    h = Harness()
+    h.element(events[0], watermark=False)
+    assert h.b.timer_calls == 2  # the first event: a release and a watch timer
+    for ev in events[1:10]:  # the watch timer moves to the stale deadline once it is known
+        h.element(ev, watermark=False)
+    calls = h.b.timer_calls
+    for ev in events[10:]:
+        h.element(ev, watermark=False)
+    assert h.b.timer_calls == calls
+    h.end_of_input()
+    expected = [normalised(kind, rec) for kind, rec in replay(events, CFG)]
+    assert per_entity_and_kind(h.out) == per_entity_and_kind(expected)
 
 
 def test_idle_timer_clears_state_and_leaves_no_timer() -> None:
@@ -450,7 +475,9 @@ def test_metrics_count_what_the_operator_emitted_and_the_entities_it_holds() -> 
     kinds = [kind for kind, _ in h.out]
     opened = [rec["severity"] for kind, rec in h.out if kind == "alert" and rec["kind"] == "open"]
     assert opened, "the spike must open an alert for this to matter"
-    assert m["anomaly.events"].count == kinds.count("score") == len(m["anomaly.lag_ms"].values)
+    assert m["anomaly.events"].count == kinds.count("score")
+    # The distributions are sampled: the 1st, 17th, 33rd, ... score.
+    assert len(m["anomaly.lag_ms"].values) == -(-kinds.count("score") // SAMPLE_EVERY)
     assert m["anomaly.late"].count == kinds.count("late") == 1
     assert m["anomaly.alert_records"].count == kinds.count("alert")
     for sev in ("info", "warning", "critical"):
@@ -481,27 +508,74 @@ def test_parse_counts_dead_letters_in_total_and_by_reason() -> None:
     assert m["anomaly.dead_letters_missing_entity"].count == 1
 
 
-def test_a_fresh_operator_instance_restores_from_state_not_from_its_cache() -> None:
+@pytest.mark.parametrize("every", [1, 4, 16])
+@pytest.mark.parametrize("cut", [150, 151, 157])
+def test_a_fresh_operator_instance_restores_from_state_not_from_its_cache(
+    every: int, cut: int
+) -> None:
     """The read cache never stands in for the state: a restored instance (new nonce, empty
-    cache) continues exactly like the instance that kept running."""
-    a = stream(300, "a", seed=1, spike=250)
-    whole = Harness()
+    cache) continues exactly like the instance that kept running, whatever part of the
+    journal (events and timers) it has to replay."""
+    a = stream(300, "a", seed=1, spike=250, jitter=True)
+    whole = Harness(snapshot_every=every)
     for ev in a:
         whole.element(ev)
     whole.end_of_input()
 
-    first = Harness()
-    for ev in a[:150]:
+    first = Harness(snapshot_every=every)
+    for ev in a[:cut]:
         first.element(ev)
-    second = Harness()
+    journal = first.stored("a")[4]
+    assert len(journal) == (0 if every == 1 else len(journal)) < every
+    second = Harness(snapshot_every=every)
     second.b = first.b  # the checkpointed keyed state and timers, as a restore hands them over
     second.fn.open(FakeRuntimeContext(second.b))
     second.out = list(first.out)
     second.max_ts = first.max_ts
-    for ev in a[150:]:
+    for ev in a[cut:]:
         second.element(ev)
     second.end_of_input()
     assert second.out == whole.out
+
+
+def test_every_write_holds_the_detector_that_produced_the_outputs_before_it() -> None:
+    """Snapshot plus journal: the full snapshot is encoded on every 4th write of the entity,
+    the writes between append the event or the timer's watermark, and at every write the
+    stored state, decoded and replayed, is the very detector the operator went on with."""
+    h = Harness(snapshot_every=4)
+    events = shuffle_within_bound(stream(120, "a", seed=5, jitter=True, spike=100), random.Random(2))
+    kinds: set[type] = set()
+    for i, ev in enumerate(events):
+        h.element(ev)
+        if i % 10 == 9:  # the watermark passes everything: the release timer fires
+            h.advance(h.max_ts)
+        stored = h.stored("a")
+        assert len(stored[4]) < 4
+        kinds |= {type(e) for e in stored[4]}
+        live = h.fn._cache["a"][1]
+        assert load_detector("a", CFG, stored).snapshot() == live.snapshot()
+    assert kinds == {str, int}  # events and watermarks were both journaled
+    lengths = [len(w[4]) for w in h.b.writes]
+    assert lengths[:9] == [0, 1, 2, 3, 0, 1, 2, 3, 0]
+    # A read that misses the cache (a new instance) writes a full snapshot.
+    second = Harness(snapshot_every=4)
+    second.b = h.b
+    second.fn.open(FakeRuntimeContext(second.b))
+    second.max_ts = h.max_ts
+    if h.stored("a")[4] == ():
+        h.element(stream(1, "a", seed=6, start=h.max_ts + SEC)[0])  # one journaled write
+        second.max_ts = h.max_ts
+    assert h.stored("a")[4] != ()
+    second.element(stream(1, "a", seed=7, start=second.max_ts + SEC)[0])
+    assert second.stored("a")[4] == ()
+
+
+def test_the_live_operator_keeps_no_journal() -> None:
+    # A journal replayed after a live change would re-decide its events under the new
+    # configuration; the live operator writes the full state on every event.
+    with pytest.raises(RuntimeError, match="snapshot_every=1"):
+        DetectAnomalies(CFG, snapshot_every=16).set_config(CFG)
+    assert DetectAnomaliesLive(CFG)._inner._snapshot_every == 1
 
 
 def test_watch_timer_reports_a_silent_entity_while_the_others_report() -> None:
@@ -533,7 +607,7 @@ def test_watch_timer_reports_a_silent_entity_while_the_others_report() -> None:
 
 def held_bytes(h: Harness, entities: tuple[str, ...] = ("a", "b")) -> int:
     """Encoded detector bytes in the keyed state of ``entities``."""
-    return sum(len(h.stored(e)[3]) for e in entities if h.stored(e) is not None)
+    return sum(stored_size(h.stored(e)) for e in entities if h.stored(e) is not None)
 
 
 def test_active_entities_and_state_bytes_follow_what_the_operator_stores_and_clears() -> None:
@@ -549,7 +623,7 @@ def test_active_entities_and_state_bytes_follow_what_the_operator_stores_and_cle
     assert m["anomaly.active_entities"].count == 1
     h.element(stream(1, "b", seed=2, start=early[-1].ts_ms)[0])
     assert m["anomaly.active_entities"].count == 2
-    assert m["anomaly.state_bytes_held"].count == held_bytes(h) > len(h.stored("a")[3])
+    assert m["anomaly.state_bytes_held"].count == held_bytes(h) > stored_size(h.stored("a"))
     h.advance(early[-1].ts_ms + TTL)  # both idle past the TTL: cleared
     assert h.stored("a") is None and h.stored("b") is None
     assert m["anomaly.active_entities"].count == 0
@@ -562,7 +636,8 @@ def test_active_entities_and_state_bytes_follow_what_the_operator_stores_and_cle
     assert m["anomaly.active_entities"].count == 1
     assert m["anomaly.state_bytes_held"].count == held_bytes(h) > 0
     # Every write (events and timer callbacks that keep the entity), its encoded size.
-    assert m["anomaly.state_bytes"].values == [len(w[3]) for w in h.b.writes]
+    sampled = [stored_size(w) for w in h.b.writes][::SAMPLE_EVERY]
+    assert m["anomaly.state_bytes"].values == sampled
     assert len(h.b.writes) > 31 and min(m["anomaly.state_bytes"].values) > 1000
 
 
