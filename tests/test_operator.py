@@ -506,6 +506,13 @@ def test_parse_counts_dead_letters_in_total_and_by_reason() -> None:
     assert m["anomaly.dead_letters"].count == 3
     assert m["anomaly.dead_letters_invalid_json"].count == 2
     assert m["anomaly.dead_letters_missing_entity"].count == 1
+    # Keyed (the job's shape): the same record behind its key, for Flink's Java key selector.
+    keyed = ParseEvents(ParseConfig(), keyed=True)
+    keyed.open(FakeRuntimeContext(Backend()))
+    [row] = keyed.process_element(lines[3], None)
+    assert (row[0], tuple(row[1])) == ("x", tuple(outs[3][0]))
+    [dead] = keyed.process_element(lines[0], None)
+    assert dead == outs[0][0]
 
 
 @pytest.mark.parametrize("every", [1, 4, 16])

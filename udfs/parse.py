@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from pyflink.common import Row
 from pyflink.datastream import ProcessFunction
 
 from udfs.core.events import DeadLetter, ParseConfig
@@ -25,10 +26,15 @@ class ParseEvents(ProcessFunction):  # type: ignore[misc]
     which waits for the entity to reach that ts. Its Flink timestamp is 0 so that a verdict
     never moves the watermark: event time is the events' (a verdict dated ahead of the
     events would otherwise make them all late).
+
+    With ``keyed=True`` each record leaves as ``Row(entity, record)`` (``KEYED_EVENT_TYPE``),
+    ready for a Java key selector: PyFlink's ``key_by`` would otherwise run one more Python
+    operator per event to compute that pair (job/pipeline.py ``key_by_entity``).
     """
 
-    def __init__(self, cfg: ParseConfig) -> None:
+    def __init__(self, cfg: ParseConfig, keyed: bool = False) -> None:
         self._cfg = cfg
+        self._keyed = keyed
         self._group: Any = None
         self._dead: Any = None
         self._by_reason: dict[str, Any] = {}
@@ -48,10 +54,12 @@ class ParseEvents(ProcessFunction):  # type: ignore[misc]
                 )
             counter.inc()
             yield DEAD_LETTER_TAG, json.dumps(rec.to_dict(), sort_keys=True)
-        elif isinstance(rec, Verdict):
-            yield rec.entity, 0, verdict_json(rec)
         else:
-            yield rec.entity, rec.ts_ms, rec.to_json()
+            if isinstance(rec, Verdict):
+                out = (rec.entity, 0, verdict_json(rec))
+            else:
+                out = (rec.entity, rec.ts_ms, rec.to_json())
+            yield Row(rec.entity, out) if self._keyed else out
 
 
 def verdict_json(v: Verdict) -> str:

@@ -7,6 +7,9 @@ from pyflink.datastream import OutputTag
 
 # A parsed event between operators: (entity, ts_ms, canonical event JSON).
 EVENT_TYPE = Types.TUPLE([Types.STRING(), Types.LONG(), Types.STRING()])
+# The same with its key in front, the shape Flink's Java key selector reads (job/pipeline.py
+# key_by_entity): Row(entity, event).
+KEYED_EVENT_TYPE = Types.ROW([Types.STRING(), EVENT_TYPE])
 
 DEAD_LETTER_TAG = OutputTag("dead-letter", Types.STRING())
 LATE_TAG = OutputTag("late", Types.STRING())

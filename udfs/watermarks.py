@@ -7,7 +7,7 @@ from typing import Any
 from pyflink.common import Duration, WatermarkStrategy
 from pyflink.common.watermark_strategy import TimestampAssigner
 
-__all__ = ["EventTimestamps", "watermark_strategy"]
+__all__ = ["EventTimestamps", "KeyedEventTimestamps", "watermark_strategy"]
 
 
 class EventTimestamps(TimestampAssigner):  # type: ignore[misc]
@@ -15,10 +15,17 @@ class EventTimestamps(TimestampAssigner):  # type: ignore[misc]
         return int(value[1])
 
 
-def watermark_strategy(max_out_of_orderness_ms: int) -> WatermarkStrategy:
+class KeyedEventTimestamps(TimestampAssigner):  # type: ignore[misc]
+    """Event time of ``Row(entity, (entity, ts_ms, json))`` (udfs.parse, keyed=True)."""
+
+    def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
+        return int(value[1][1])
+
+
+def watermark_strategy(max_out_of_orderness_ms: int, keyed: bool = False) -> WatermarkStrategy:
     return WatermarkStrategy.for_bounded_out_of_orderness(
         Duration.of_millis(max_out_of_orderness_ms)
-    ).with_timestamp_assigner(EventTimestamps())
+    ).with_timestamp_assigner(KeyedEventTimestamps() if keyed else EventTimestamps())
 
 
 _LATEST = (1 << 63) - 2
