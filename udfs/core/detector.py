@@ -447,13 +447,14 @@ class EntityDetector:
         if not m.hst_metrics:
             self._init_entity(ev)
 
-        # Statistics scorer: largest |z| over ready windows, and the HST input vector.
+        # Statistics scorer: largest |z| over ready windows, and the HST input vector (only
+        # when the trees exist: combine=stats, the default, builds none).
         squash = self._squash
         vec: list[float] = []
         best = 0.0
         any_ready = False
         frac = cfg.model.std_floor_fraction
-        for metric in m.hst_metrics:
+        for metric in m.hst_metrics if m.hst is not None else ():
             x = ev.metrics.get(metric)
             wkeys, ratio_keys, _ = self._keys_of(metric)
             noise = _noise_floor(wkeys, values, ready, frac)
@@ -474,7 +475,7 @@ class EntityDetector:
         # Metrics not in the trees (they appeared after the entity's first event) still count
         # for the statistics scorer.
         for metric, x in ev.metrics.items():
-            if metric in m.hst_metrics:
+            if m.hst is not None and metric in m.hst_metrics:
                 continue
             wkeys = self._keys_of(metric)[0]
             noise = _noise_floor(wkeys, values, ready, frac)
