@@ -1287,7 +1287,7 @@ class Plan:
             base_seconds=1.0,
             repeats=1,
             headline_repeats=1,
-            naive_seconds=5.0,
+            naive_seconds=10.0,
             latency_seconds=12.0,
             latency_warmup_s=2.0,
             state_hours=25.0,
@@ -1478,6 +1478,15 @@ def render_markdown(rep: dict[str, Any]) -> str:
     if ratios:
         out += ["", "| job / plain (core) | metrics | wall | per CPU-second |", "|---|---|---|---|"]
         out += [f"| {m} | {k} | {_fmt(a, 2)} | {_fmt(b, 2)} |" for m, k, a, b in ratios]
+    low = [j for j in rep.get("throughput", []) if (j.get("cores_used") or 1.0) < 0.5]
+    if low:
+        out += [
+            "",
+            "Fewer than 0.5 cores busy ("
+            + ", ".join(f"{j['mode']}, {j['metrics']} metrics" for j in low)
+            + "): the CPU meter missed part of that job's work (its Python alone keeps a core "
+            "busy): trust its wall-clock rate only.",
+        ]
     lat = rep.get("latency")
     if lat:
         fs, sc = lat["from_send_ms"], lat["from_schedule_ms"]
