@@ -1,11 +1,12 @@
 """The pyflink keyed-state descriptors of the detector, with their end.
 
 One ``ValueState`` per entity holds ``(release_timer_ms, watch_timer_ms, write_token,
-detector_bytes, journal)``:
+detector_bytes, journal, config_stamp)``:
 a snapshot of the detector's complete state encoded by :mod:`state.codec`, the journal of
 what the detector was given since that snapshot (event and verdict payloads, and the
 watermarks of its timers: at most ``execution.snapshot_every - 1`` entries; state written
-before journals existed has four fields and no journal), plus the two timers the adapter has
+before journals existed has four fields and no journal; the stamp records the configuration
+the journal was written under, ``udfs.core.config.config_stamp``), plus the two timers the adapter has
 registered (the watch timer is the stale deadline or the idle deadline, see
 :mod:`udfs.detect`; state written before it existed holds the idle deadline there, which
 works as a watch timer too). It is written while the entity's key is being processed, on every

@@ -5,6 +5,7 @@ events leave on the release timer, and the idle timer clears the entity's state.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import random
@@ -16,9 +17,10 @@ from pyflink.datastream.state import ValueStateDescriptor
 
 from udfs.core.alerts import AlertConfig
 from udfs.core.config import DetectorConfig, LatenessConfig, ModelConfig, ThresholdConfig
-from udfs.core.events import Event
+from udfs.core.events import Event, format_timestamp
 from udfs.core.features import FeatureConfig, WindowSpec
 from udfs.core.feedback import Verdict
+from udfs.core.maintenance import MaintenanceConfig, MaintenanceWindow
 from udfs.core.replay import replay
 from udfs.detect import DetectAnomalies, load_detector, stored_size
 from udfs.detect_live import DetectAnomaliesLive
@@ -543,6 +545,42 @@ def test_a_fresh_operator_instance_restores_from_state_not_from_its_cache(
         second.element(ev)
     second.end_of_input()
     assert second.out == whole.out
+
+
+@pytest.mark.parametrize("cut", [257, 259])
+def test_a_restart_under_another_configuration_replays_the_journal_under_the_old_one(
+    cut: int,
+) -> None:
+    """A job restarted from a savepoint with a new configuration (here a maintenance window
+    over a spike whose alert already went out) goes on exactly as if the state held a full
+    snapshot: the journal is replayed under the configuration it was written under, and the
+    new one applies from the next event. Replayed under the new one, the open episode would
+    vanish and its alert would never be resolved."""
+    a = stream(300, "a", seed=1, spike=250)
+    spike = a[250].ts_ms
+    window = MaintenanceWindow("*", format_timestamp(spike - 500), format_timestamp(spike + 3 * SEC))
+    changed = dataclasses.replace(CFG, maintenance=MaintenanceConfig(windows=(window,)))
+
+    def restarted(every: int) -> list[tuple[str, str]]:
+        first = Harness(CFG, snapshot_every=every)
+        for ev in a[:cut]:
+            first.element(ev)
+        assert any(k == "alert" and r["kind"] == "open" for k, r in first.out)
+        if every > 1:
+            assert first.stored("a")[4], "the journal must hold events for this to matter"
+        second = Harness(changed, snapshot_every=every)
+        second.b = first.b
+        second.fn.open(FakeRuntimeContext(second.b))
+        second.out = list(first.out)
+        second.max_ts = first.max_ts
+        for ev in a[cut:]:
+            second.element(ev)
+        second.end_of_input()
+        return [(r["alert_id"], r["kind"]) for k, r in second.out if k == "alert"]
+
+    full = restarted(1)
+    assert [kind for _, kind in full] == ["open", "resolved"]
+    assert restarted(16) == full
 
 
 def test_every_write_holds_the_detector_that_produced_the_outputs_before_it() -> None:

@@ -45,7 +45,7 @@ from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 
 from state.codec import decode, encode
 from state.descriptors import entity_state_descriptor
-from udfs.core.config import DetectorConfig
+from udfs.core.config import ConfigStamp, DetectorConfig, config_from_stamp, config_stamp
 from udfs.core.detector import EntityDetector, Output
 from udfs.core.events import Event
 from udfs.core.feedback import Verdict
@@ -70,18 +70,40 @@ def _feed(det: EntityDetector, entry: str | int) -> tuple[list[Output], bool]:
     return det.on_event(Event(det.entity, obj["ts"], obj["metrics"], obj.get("id"))), False
 
 
-def load_detector(entity: str, cfg: DetectorConfig, stored: Any) -> EntityDetector:
-    """The detector an entity's stored state holds: its snapshot, then its journal replayed."""
-    det = EntityDetector.restore(entity, cfg, decode(stored[3]))
-    for entry in stored[4] if len(stored) > 4 else ():
+def load_detector(
+    entity: str, cfg: DetectorConfig, stored: Any, stamp: ConfigStamp | None = None
+) -> EntityDetector:
+    """The detector an entity's stored state holds: its snapshot, then its journal replayed,
+    ready to go on under ``cfg``.
+
+    The journal is replayed under the configuration it was written under (the stamp stored
+    with it, :func:`udfs.core.config.config_stamp`), so a job restarted from a savepoint with
+    another configuration re-decides nothing: the events journaled before the savepoint are
+    learned as they were decided, and the new configuration applies from the next event, as
+    with a full snapshot. When that configuration cannot be rebuilt (an upgrade changed a
+    default), the journal is replayed under ``cfg``. ``stamp``: ``config_stamp(cfg)``.
+    """
+    journal = stored[4] if len(stored) > 4 else ()
+    written = stored[5] if len(stored) > 5 else None
+    if stamp is None:
+        stamp = config_stamp(cfg)
+    under = cfg
+    if journal and written is not None and tuple(written) != stamp:
+        under = config_from_stamp(tuple(written)) or cfg
+    det = EntityDetector.restore(entity, under, decode(stored[3]))
+    for entry in journal:
         _feed(det, entry)
+    if under is not cfg:
+        det = EntityDetector.restore(entity, cfg, det.snapshot())
     return det
 
 
 def stored_size(stored: Any) -> int:
-    """Bytes of an entity's stored detector: the snapshot and the journal's entries."""
+    """Bytes of an entity's stored detector: the snapshot, the journal's entries and the
+    configuration stamp that goes with them."""
     journal = stored[4] if len(stored) > 4 else ()
-    return len(stored[3]) + sum(8 if isinstance(e, int) else len(e) for e in journal)
+    stamp = len(stored[5][0]) + len(stored[5][1]) if len(stored) > 5 else 0
+    return len(stored[3]) + sum(8 if isinstance(e, int) else len(e) for e in journal) + stamp
 
 
 def score_row(rec: dict[str, Any], with_features: bool = False) -> dict[str, Any]:
@@ -113,6 +135,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         self._state_ttl_ms = state_ttl_ms
         self._cache_size = cache_size
         self._snapshot_every = snapshot_every
+        self._stamp = config_stamp(cfg)
         self._state: Any = None
         self._metrics: Any = None
         self._loaded_bytes = 0  # size of the state _load read (metrics)
@@ -145,6 +168,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         if self._snapshot_every != 1:
             raise RuntimeError("a live configuration needs snapshot_every=1 (no journal)")
         self._cfg = cfg
+        self._stamp = config_stamp(cfg)
         self._cache.clear()
 
     # -- state ------------------------------------------------------------------------------
@@ -171,7 +195,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
             self._missed = False
             return hit[1], release_timer, watch_timer
         self._missed = True
-        return load_detector(entity, self._cfg, stored), release_timer, watch_timer
+        return load_detector(entity, self._cfg, stored, self._stamp), release_timer, watch_timer
 
     def _store(
         self,
@@ -209,13 +233,15 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
             journal = (*journal, entry)
         self._seq += 1
         token = (self._nonce, self._seq)
-        self._state.update((release, watch, token, data, journal))
+        self._state.update((release, watch, token, data, journal, self._stamp))
         cache = self._cache
         cache[det.entity] = (token, det)
         cache.move_to_end(det.entity)
         if len(cache) > self._cache_size:
             cache.popitem(last=False)
-        self._metrics.stored(stored_size((0, 0, 0, data, journal)), self._loaded_bytes, new)
+        self._metrics.stored(
+            stored_size((0, 0, 0, data, journal, self._stamp)), self._loaded_bytes, new
+        )
 
     # -- Flink callbacks --------------------------------------------------------------------
 

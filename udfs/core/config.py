@@ -9,6 +9,7 @@ finds at once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from udfs.core.alert_filter import FilterConfig
 from udfs.core.alerts import AlertConfig
@@ -19,7 +20,15 @@ from udfs.core.maintenance import MaintenanceConfig
 from udfs.core.rules import RulesConfig
 from udfs.core.staleness import StalenessConfig
 
-__all__ = ["DetectorConfig", "LatenessConfig", "ModelConfig", "ThresholdConfig"]
+__all__ = [
+    "ConfigStamp",
+    "DetectorConfig",
+    "LatenessConfig",
+    "ModelConfig",
+    "ThresholdConfig",
+    "config_from_stamp",
+    "config_stamp",
+]
 
 
 def _check(problems: list[str]) -> None:
@@ -200,3 +209,64 @@ class DetectorConfig:
     filter: FilterConfig = field(default_factory=FilterConfig)
     staleness: StalenessConfig = field(default_factory=StalenessConfig)
     config_version: str = "1"
+
+
+# -- a compact record of the configuration, kept with an entity's journaled state ----------
+
+ConfigStamp = tuple[str, str]
+
+
+def _defaults_key() -> str:
+    import hashlib
+    import json
+
+    from udfs.core.typed import plain
+
+    text = json.dumps(plain(DetectorConfig()), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _diff(mine: Any, base: Any) -> Any:
+    """The parts of plain data ``mine`` that differ from ``base`` (mappings key by key)."""
+    return {
+        k: (_diff(v, base[k]) if isinstance(v, dict) and isinstance(base.get(k), dict) else v)
+        for k, v in mine.items()
+        if k not in base or v != base[k]
+    }
+
+
+def config_stamp(cfg: DetectorConfig) -> ConfigStamp:
+    """``(key of this code's defaults, JSON of the fields of cfg that differ from them)``.
+
+    The keyed operator stores it with an entity's journal (udfs/detect.py): a restore under
+    another configuration can then replay the journal under the one it was written under.
+    The defaults' key guards against reading a difference against other defaults (after an
+    upgrade that changed one).
+
+    >>> config_stamp(DetectorConfig())[1]
+    '{}'
+    """
+    import json
+
+    from udfs.core.typed import plain
+
+    diff = _diff(plain(cfg), plain(DetectorConfig()))
+    return _defaults_key(), json.dumps(diff, sort_keys=True, separators=(",", ":"))
+
+
+def config_from_stamp(stamp: ConfigStamp) -> DetectorConfig | None:
+    """The configuration a :func:`config_stamp` records, or None when it cannot be rebuilt
+    (written against other defaults, or no longer valid)."""
+    import json
+
+    from udfs.core.typed import build, merge, plain
+
+    if stamp[0] != _defaults_key():
+        return None
+    problems: list[str] = []
+    data = merge(plain(DetectorConfig()), json.loads(stamp[1]))
+    try:
+        cfg = build(DetectorConfig, data, "detector", problems)
+    except (TypeError, ValueError):
+        return None
+    return None if problems or cfg is None else cfg
