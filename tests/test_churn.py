@@ -247,8 +247,11 @@ def test_checkpointed_state_stays_bounded_while_100k_entities_churn(
     elapsed = time.monotonic() - t0
 
     assert watcher.scored() == ENTITIES  # every entity scored once
-    # Checkpoints taken once tens of thousands of entities had gone through the operator.
-    late = {cid: s for cid, s in watcher.samples.items() if s[1] >= 20_000}
+    # Checkpoints taken once tens of thousands of entities had gone through the operator
+    # (30,000: a checkpoint holds up to ~1,300 entities' worth when the watermark lags, and
+    # the last assertion compares with 20 times that; at 20,000 seen, a fast run failed it
+    # holding 1,178 with 20,850 seen, which says nothing about cleanup).
+    late = {cid: s for cid, s in watcher.samples.items() if s[1] >= 30_000}
     assert len(late) >= 3, (watcher.samples, watcher.errors[-3:])
     worst_id, (worst, read) = max(late.items(), key=lambda kv: kv[1][0])
     report = {
