@@ -24,7 +24,7 @@ from udfs.core.maintenance import MaintenanceConfig, MaintenanceWindow
 from udfs.core.replay import replay
 from udfs.detect import DetectAnomalies, load_detector, stored_size
 from udfs.detect_live import DetectAnomaliesLive
-from udfs.metrics import SAMPLE_EVERY
+from udfs.metrics import SAMPLE_EVERY, SAMPLE_WRITES_EVERY
 from udfs.parse import verdict_json
 from udfs.tags import DRIFT_TAG, LATE_TAG, SCORES_TAG
 
@@ -681,7 +681,7 @@ def test_active_entities_and_state_bytes_follow_what_the_operator_stores_and_cle
     assert m["anomaly.active_entities"].count == 1
     assert m["anomaly.state_bytes_held"].count == held_bytes(h) > 0
     # Every write (events and timer callbacks that keep the entity), its encoded size.
-    sampled = [stored_size(w) for w in h.b.writes][::SAMPLE_EVERY]
+    sampled = [stored_size(w) for w in h.b.writes][::SAMPLE_WRITES_EVERY]
     assert m["anomaly.state_bytes"].values == sampled
     assert len(h.b.writes) > 31 and min(m["anomaly.state_bytes"].values) > 1000
 

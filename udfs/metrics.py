@@ -18,11 +18,13 @@ subtracts it); with ``active_entities`` it gives the bytes per entity.
 No Python gauges: in thread mode Flink's metric thread would call into the embedded
 interpreter to read them, and a TaskManager crashed doing so (SIGSEGV in take_gil); every
 value here is pushed from the operator instead.
-Distributions, sampled on one update in ``SAMPLE_EVERY`` (each update is a call from Python
-into the JVM; three per event cost about a tenth of the operator's time): ``state_bytes``
-(state written, snapshot and journal), ``score_rarity_milli`` (rarity of a scored event in
+Distributions, sampled (each update is a call from Python into the JVM; three per event cost
+about a tenth of the operator's time): ``score_rarity_milli`` (rarity of a scored event in
 thousandths of a decade) and ``lag_ms`` (wall clock minus event time when the event is
-scored: the processing lag, including the order buffer's wait).
+scored: the processing lag, including the order buffer's wait), one scored event in
+``SAMPLE_EVERY``; ``state_bytes`` (state written: snapshot, journal and stamp), one write in
+``SAMPLE_WRITES_EVERY``, which is prime to the journal's length so the samples do not all
+land on the same point of an entity's journal.
 What a distribution shows depends on the execution mode: in thread mode PyFlink 2.3 backs it
 with a Java gauge holding the *last* value updated
 (``org.apache.flink.python.metric.embedded.MetricDistribution``: Java, so reading it is
@@ -36,9 +38,10 @@ from typing import Any
 
 from udfs.core.alerts import SEVERITIES
 
-__all__ = ["SAMPLE_EVERY", "DetectorMetrics"]
+__all__ = ["SAMPLE_EVERY", "SAMPLE_WRITES_EVERY", "DetectorMetrics"]
 
 SAMPLE_EVERY = 16
+SAMPLE_WRITES_EVERY = 17
 
 
 class DetectorMetrics:
@@ -100,7 +103,7 @@ class DetectorMetrics:
         elif size < previous:
             self.held.dec(previous - size)
         self._writes += 1
-        if self._writes % SAMPLE_EVERY == 1:
+        if self._writes % SAMPLE_WRITES_EVERY == 1:
             self.state_bytes.update(size)
 
     def restored(self, size: int) -> None:
