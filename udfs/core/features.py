@@ -961,9 +961,13 @@ class EntityFeatures:
         Parameters
         ----------
         cfg : FeatureConfig
-            Must have the same windows, robust windows and
-            ``robust_samples_per_bucket`` as the snapshotting instance (the
-            readiness policy, ratios and cross ratios may differ).
+            Must have the same windows as the snapshotting instance (the
+            readiness policy, ratios and cross ratios may differ). Robust windows
+            and ``robust_samples_per_bucket`` may differ too: samples of a window
+            no longer robust, and beyond a smaller ``k``, are dropped (the result
+            equals an instance that always ran under ``cfg``); a window made
+            robust, or a larger ``k``, starts with the samples it has (its
+            ``rzscore`` differs until its buckets have turned over).
         snap : Snapshot or Packed
             Output of :meth:`snapshot` or :meth:`pack` (possibly after a pickle
             round trip; lists are accepted in place of tuples).
@@ -972,7 +976,7 @@ class EntityFeatures:
         -------
         EntityFeatures
             An instance whose subsequent features are identical to those the
-            snapshotted instance would have produced.
+            snapshotted instance would have produced (robust z: see ``cfg``).
 
         Raises
         ------

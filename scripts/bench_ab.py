@@ -1,0 +1,86 @@
+"""Before/after throughput of the job across git revisions, in one run on one machine.
+
+    .venv/bin/python scripts/bench_ab.py [--metrics 4] [--n1 3000] [--n2 15000] [--reps 2] \\
+        REV[|override ...] REV[|override ...] ...
+
+Each ``REV`` (a commit, a branch, or ``.`` for the working tree) is checked out into
+``bench/tmp/ab-<rev>`` (a git worktree sharing this checkout's ``.venv`` and ``deps``); the
+same benchmark stream (``job.bench.generate_events``, 16 entities) runs through each tree's
+own ``job.bench.run_detect_job`` over the first ``n1`` and the first ``n2`` events, trees
+taking turns, ``reps`` times; the rate is the marginal rate of the fastest times, wall and
+per CPU-second (as ``python -m job bench`` measures the job). ``|override`` appends
+``--set``-style overrides to that tree's runs, e.g. ``.|execution.snapshot_every=1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_RUN = r"""
+import json, sys
+from pathlib import Path
+from job.bench import generate_events, run_detect_job, write_lines
+m, n2, n = (int(x) for x in sys.argv[1:4])
+lines = generate_events(n2, metrics=m, entities=16)
+path = write_lines(Path(sys.argv[4]), lines[:n])
+print(json.dumps(run_detect_job(path, sys.argv[5:], "ab")))
+"""
+
+
+def tree(rev: str) -> Path:
+    if rev == ".":
+        return ROOT
+    sha = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", rev], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    path = ROOT / "bench" / "tmp" / f"ab-{sha}"
+    if not path.exists():
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-f", str(path), sha], check=True)
+        for link in (".venv", "deps"):
+            if (ROOT / link).exists() and not (path / link).exists():
+                (path / link).symlink_to(ROOT / link)
+    return path
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--metrics", type=int, default=4)
+    ap.add_argument("--n1", type=int, default=3000)
+    ap.add_argument("--n2", type=int, default=15000)
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("revs", nargs="+")
+    a = ap.parse_args(argv)
+    work = ROOT / "bench" / "tmp"
+    work.mkdir(parents=True, exist_ok=True)
+    best: dict[str, dict[tuple[int, str], float]] = {}
+    for _ in range(a.reps):
+        for spec in a.revs:
+            rev, *overrides = spec.split("|")
+            path = tree(rev)
+            for n in (a.n1, a.n2):
+                out = subprocess.run(
+                    [str(ROOT / ".venv" / "bin" / "python"), "-c", _RUN, str(a.metrics), str(a.n2), str(n),
+                     str(work / f"ab-{a.metrics}m-{n}.jsonl"), *overrides],
+                    cwd=path, env={**os.environ, "PYTHONPATH": str(path)}, capture_output=True, text=True,
+                    check=True,
+                )
+                t = json.loads(out.stdout.strip().splitlines()[-1])
+                row = best.setdefault(spec, {})
+                for k in ("wall_s", "cpu_s"):
+                    row[(n, k)] = min(row.get((n, k), float("inf")), t[k])
+    for spec, row in best.items():
+        wall = (a.n2 - a.n1) / (row[(a.n2, "wall_s")] - row[(a.n1, "wall_s")])
+        cpu = (a.n2 - a.n1) / (row[(a.n2, "cpu_s")] - row[(a.n1, "cpu_s")])
+        print(f"{spec:50s} {wall:8,.0f} events/s wall {cpu:8,.0f} per CPU-second")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
