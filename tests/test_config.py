@@ -172,3 +172,24 @@ def test_run_with_missing_profile_exits_2_without_traceback() -> None:
     assert res.returncode == 2
     assert "Traceback" not in res.stderr
     assert "does-not-exist" in res.stderr
+
+
+def test_a_config_stamp_rebuilds_the_configuration_it_was_taken_of() -> None:
+    from udfs.core.config import DetectorConfig, config_from_stamp, config_stamp
+
+    default = DetectorConfig()
+    assert config_stamp(default)[1] == "{}"
+    assert config_from_stamp(config_stamp(default)) == default
+    changed = load_config(
+        None,
+        [
+            "detector.threshold.target_alert_rate=0.01",
+            "detector.features.windows=[{name: 1m, length_ms: 60000, buckets: 6}]",
+            "detector.features.ratio_pairs=[]",
+            "detector.maintenance.windows=[{entities: 'db-*', start: '2026-01-01T00:00:00Z', end: '2026-01-01T01:00:00Z'}]",
+        ],
+    ).detector
+    stamp = config_stamp(changed)
+    assert config_from_stamp(stamp) == changed != default
+    # Written against other defaults (an upgrade changed one): not rebuilt.
+    assert config_from_stamp(("0" * 16, stamp[1])) is None

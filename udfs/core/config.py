@@ -8,6 +8,7 @@ finds at once.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -254,9 +255,11 @@ def config_stamp(cfg: DetectorConfig) -> ConfigStamp:
     return _defaults_key(), json.dumps(diff, sort_keys=True, separators=(",", ":"))
 
 
+@functools.lru_cache(maxsize=8)
 def config_from_stamp(stamp: ConfigStamp) -> DetectorConfig | None:
     """The configuration a :func:`config_stamp` records, or None when it cannot be rebuilt
-    (written against other defaults, or no longer valid)."""
+    (written against other defaults, or no longer valid). Remembered: after a restart under
+    a new configuration every entity's first read asks for the same one."""
     import json
 
     from udfs.core.typed import build, merge, plain
