@@ -148,7 +148,7 @@ class ExecutionConfig:
         writes between append the event to a journal that a restore replays (udfs/detect.py).
         Higher is faster per event and costs a longer replay after a restore and up to this
         many events' payloads of state; 1 encodes the full state on every event. With a live
-        control input the journal is off (1), whatever this says.
+        control input the journal is off (1), whatever this says (udfs/detect.py set_config).
     """
 
     mode: str = "thread"

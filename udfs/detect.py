@@ -161,10 +161,12 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         """Decide under ``cfg`` from now on (a live change, udfs/detect_live.py): detectors
         are rebuilt from state with it, so the decoded ones cached under the old are dropped.
 
-        A journal would be replayed under ``cfg`` too, re-deciding events that were decided
-        (and whose records left) under the old configuration: an episode could open in the
-        replay that no record announced. So the live operator runs with
-        ``snapshot_every=1`` (no journal); see udfs/detect_live.py."""
+        A journal replayed under ``cfg`` would re-decide events that were decided (and whose
+        records left) under the old configuration: an episode could open in the replay that
+        no record announced. The configuration stamp stored with the journal replays it under
+        the configuration it was written under (:func:`load_detector`), which would cover a
+        live change too; that path has no test with live changes yet, so the live operator
+        runs with ``snapshot_every=1`` (no journal), and a journal is refused here."""
         if self._snapshot_every != 1:
             raise RuntimeError("a live configuration needs snapshot_every=1 (no journal)")
         self._cfg = cfg

@@ -56,8 +56,7 @@ def live_config_descriptor() -> MapStateDescriptor:
 class DetectAnomaliesLive(KeyedBroadcastProcessFunction):  # type: ignore[misc]
     def __init__(self, cfg: DetectorConfig, **kwargs: Any) -> None:
         self._base = cfg
-        # No state journal: a journal replayed after a live change would re-decide its events
-        # under the new configuration (DetectAnomalies.set_config).
+        # No state journal (the full state on every event): see DetectAnomalies.set_config.
         self._inner = DetectAnomalies(cfg, snapshot_every=1, **kwargs)
         self._synced = False
         self._desc: Any = None
