@@ -292,60 +292,18 @@ def _core_loop(
     return out
 
 
-def _codec_loop(
-    lines: Sequence[str],
-    cfg: DetectorConfig,
-    pcfg: ParseConfig,
-    marks: Sequence[int],
-    states_out: dict[str, bytes] | None = None,
-    snapshot_every: int = 1,
-) -> list[tuple[int, float, float]]:
-    """What the job's Python does per event, without Flink (see ParseEvents, DetectAnomalies).
-
-    ``snapshot_every=1`` decodes and encodes every entity's state on every event
-    (``states_out``: the encoded values); above 1 it is the operator's loop: detectors kept
-    (the operator's cache), the snapshot encoded on every ``snapshot_every``-th event.
-    """
-    if snapshot_every > 1:
-        return _operator_loop(lines, cfg, pcfg, marks, snapshot_every)
-    states: dict[str, bytes] = {}
-    dumps, loads = json.dumps, json.loads
-    out = []
-    todo = sorted(marks)
-    w0, c0 = time.perf_counter(), _cpu_now()
-    for i, line in enumerate(lines, 1):
-        rec = parse_line(line, pcfg)  # ParseEvents
-        if isinstance(rec, DeadLetter):
-            dumps(rec.to_dict(), sort_keys=True)
-        else:
-            payload = rec.to_json()  # ParseEvents' output
-            obj = loads(payload)  # DetectAnomalies.process_element
-            ev = Event(rec.entity, obj["ts"], obj["metrics"], obj.get("id"))
-            stored = states.get(rec.entity)
-            if stored is None:
-                det = EntityDetector(rec.entity, cfg)
-            else:
-                det = EntityDetector.restore(rec.entity, cfg, decode(stored))
-            outputs = det.on_event(ev)
-            states[rec.entity] = encode(det.snapshot())
-            for kind, r in outputs:
-                if kind != "score":
-                    dumps(r, sort_keys=True)
-        if todo and i == todo[0]:
-            out.append((i, time.perf_counter() - w0, _cpu_now() - c0))
-            todo.pop(0)
-    if states_out is not None:
-        states_out.update(states)
-    return out
-
-
 def _operator_loop(
     lines: Sequence[str],
     cfg: DetectorConfig,
     pcfg: ParseConfig,
     marks: Sequence[int],
-    snapshot_every: int,
+    snapshot_every: int = SNAPSHOT_EVERY,
+    states_out: dict[str, bytes] | None = None,
 ) -> list[tuple[int, float, float]]:
+    """What the job's Python does per event, without Flink (see ParseEvents, DetectAnomalies):
+    parse, the JSON hand-off, ``on_event`` with the detectors kept (the operator's cache), the
+    snapshot encoded on every ``snapshot_every``-th event of an entity, alerts to JSON.
+    ``states_out``: each entity's encoded state at the end (what the operator stores)."""
     detectors: dict[str, EntityDetector] = {}
     writes: dict[str, int] = {}
     dumps, loads = json.dumps, json.loads
@@ -374,6 +332,8 @@ def _operator_loop(
         if todo and i == todo[0]:
             out.append((i, time.perf_counter() - w0, _cpu_now() - c0))
             todo.pop(0)
+    if states_out is not None:
+        states_out.update((e, encode(d.snapshot())) for e, d in detectors.items())
     return out
 
 
@@ -387,10 +347,10 @@ def plain_loop(
     snapshot_every: int = SNAPSHOT_EVERY,
 ) -> list[tuple[int, float, float]]:
     """Run the core over ``lines``; ``(events done, wall s, cpu s)`` at each of ``marks``.
-    ``codec``: the operator's loop (see :func:`_codec_loop`)."""
+    ``codec``: the operator's loop (see :func:`_operator_loop`)."""
     if not codec:
         return _core_loop(lines, cfg, pcfg or ParseConfig(), marks)
-    return _codec_loop(lines, cfg, pcfg or ParseConfig(), marks, snapshot_every=snapshot_every)
+    return _operator_loop(lines, cfg, pcfg or ParseConfig(), marks, snapshot_every)
 
 
 def _new_river_model() -> Any:
@@ -555,7 +515,7 @@ def profile_plain(lines: Sequence[str], cfg: DetectorConfig) -> dict[str, Any]:
         return _profile_cprofile(lines, cfg)
     profiler = pyinstrument.Profiler(interval=0.0005)
     profiler.start()
-    _codec_loop(lines, cfg, ParseConfig(), (), snapshot_every=SNAPSHOT_EVERY)
+    _operator_loop(lines, cfg, ParseConfig(), ())
     session = profiler.stop()
     by_module: dict[str, float] = {}
     by_phase: dict[str, float] = {}
@@ -591,7 +551,7 @@ def profile_plain(lines: Sequence[str], cfg: DetectorConfig) -> dict[str, Any]:
 def _profile_cprofile(lines: Sequence[str], cfg: DetectorConfig) -> dict[str, Any]:
     prof = cProfile.Profile()
     prof.enable()
-    _codec_loop(lines, cfg, ParseConfig(), (), snapshot_every=SNAPSHOT_EVERY)
+    _operator_loop(lines, cfg, ParseConfig(), ())
     prof.disable()
     stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
     by_module: dict[str, float] = {}
@@ -1054,7 +1014,7 @@ def run_checkpoint_job(
     tail = [f"#tail {k}" for k in range(6000)]  # at most 6000 * 20 ms = 2 minutes
     path = write_lines(work / "input.jsonl", [*lines, *tail])
     # The full snapshot on every write (no journal), so that every key's value is the encoded
-    # snapshot the codec loop computes and Flink's per-key overhead can be derived; with the
+    # snapshot the operator loop computes and Flink's per-key overhead can be derived; with the
     # default journal each entity holds up to snapshot_every - 1 more event payloads.
     cfg = _bench_config(["execution.checkpoint_interval_ms=300", "execution.snapshot_every=1"])
     env = _environment(
@@ -1105,12 +1065,12 @@ def run_checkpoint_job(
     # entity's state is cleared, and a last checkpoint holds nothing.)
     chk_id = chosen
     chk_bytes, meta_bytes = sizes[chk_id]
-    # The same events through the plain codec loop, every entity but the clock released as the
+    # The same events through the plain operator loop, every entity but the clock released as the
     # watermark released it in the job: the encoded values Flink held.
     cfg = DetectorConfig()
     assert isinstance(clock["ts"], int)
     states: dict[str, bytes] = {}
-    _codec_loop(lines, cfg, ParseConfig(), (), states_out=states)
+    _operator_loop(lines, cfg, ParseConfig(), (), states_out=states)
     values = {}
     watermark = clock["ts"] - cfg.lateness.max_out_of_orderness_ms - 1
     for entity, data in states.items():
@@ -1634,7 +1594,7 @@ def main(args: argparse.Namespace) -> int:
 
     def plain() -> None:
         for m in plan.metrics:
-            # Size the stream from a short probe of the codec loop, then measure both loops.
+            # Size the stream from a short probe of the operator loop, then measure both loops.
             probe_lines = generate_events(600, metrics=m, entities=plan.entities)
             (_, w1, _), (_, w2, _) = plain_loop(probe_lines, cfg, codec=True, marks=(200, 600))
             # The job runs at about 0.3-0.45 of the operator loop (Flink's own per-event

@@ -101,13 +101,13 @@ def test_plain_loops_report_every_mark() -> None:
     assert row["n1"] == 16 and row["n2"] == 48 and row["eps"] > 0
 
 
-def test_the_codec_loop_stores_what_the_operator_stores() -> None:
+def test_the_operator_loop_stores_what_the_operator_stores() -> None:
     lines = bench.generate_events(40, metrics=2, entities=4)
     states: dict[str, bytes] = {}
-    bench._codec_loop(lines, DetectorConfig(), ParseConfig(), (), states_out=states)
+    bench._operator_loop(lines, DetectorConfig(), ParseConfig(), (), states_out=states)
     assert sorted(states) == [bench.entity_name(e) for e in range(4)]
     assert all(isinstance(v, bytes) and len(v) > 1000 for v in states.values())
-    # ... which is the detectors' snapshot, as the operator loop (no codec per event) keeps them.
+    # ... which is each entity's detector after all its events, encoded.
     detectors: dict[str, EntityDetector] = {}
     for line in lines:
         ev = parse_line(line, ParseConfig())
