@@ -194,6 +194,15 @@ class Harness:
         self.max_ts = LONG_MIN
         self.max_timers_seen = 0
 
+    def restore_from(self, other: Harness) -> None:
+        """Go on from ``other``'s keyed state and timers, as a restore hands them over: a
+        fresh operator instance (new nonce, empty cache) opened on them."""
+        self.b = other.b
+        self.ctx = FakeRuntimeContext(self.b)
+        self.fn.open(self.ctx)
+        self.out = list(other.out)
+        self.max_ts = other.max_ts
+
     def _collect(self, produced: list[Any]) -> list[tuple[str, dict[str, Any]]]:
         got = []
         for item in produced:
@@ -537,10 +546,7 @@ def test_a_fresh_operator_instance_restores_from_state_not_from_its_cache(
     journal = first.stored("a")[4]
     assert len(journal) == (0 if every == 1 else len(journal)) < every
     second = Harness(snapshot_every=every)
-    second.b = first.b  # the checkpointed keyed state and timers, as a restore hands them over
-    second.fn.open(FakeRuntimeContext(second.b))
-    second.out = list(first.out)
-    second.max_ts = first.max_ts
+    second.restore_from(first)
     for ev in a[cut:]:
         second.element(ev)
     second.end_of_input()
@@ -569,10 +575,7 @@ def test_a_restart_under_another_configuration_replays_the_journal_under_the_old
         if every > 1:
             assert first.stored("a")[4], "the journal must hold events for this to matter"
         second = Harness(changed, snapshot_every=every)
-        second.b = first.b
-        second.fn.open(FakeRuntimeContext(second.b))
-        second.out = list(first.out)
-        second.max_ts = first.max_ts
+        second.restore_from(first)
         for ev in a[cut:]:
             second.element(ev)
         second.end_of_input()
@@ -603,14 +606,11 @@ def test_every_write_holds_the_detector_that_produced_the_outputs_before_it() ->
     lengths = [len(w[4]) for w in h.b.writes]
     assert lengths[:9] == [0, 1, 2, 3, 0, 1, 2, 3, 0]
     # A read that misses the cache (a new instance) writes a full snapshot.
-    second = Harness(snapshot_every=4)
-    second.b = h.b
-    second.fn.open(FakeRuntimeContext(second.b))
-    second.max_ts = h.max_ts
     if h.stored("a")[4] == ():
         h.element(stream(1, "a", seed=6, start=h.max_ts + SEC)[0])  # one journaled write
-        second.max_ts = h.max_ts
     assert h.stored("a")[4] != ()
+    second = Harness(snapshot_every=4)
+    second.restore_from(h)
     second.element(stream(1, "a", seed=7, start=second.max_ts + SEC)[0])
     assert second.stored("a")[4] == ()
 
@@ -691,9 +691,7 @@ def test_active_entities_after_a_restore_counts_restored_entities_once_touched()
     for ev in stream(20, "a", seed=1) + stream(20, "b", seed=2, start=T0 + 100):
         first.element(ev, watermark=False)
     second = Harness()
-    second.b = first.b  # the checkpointed keyed state and timers
-    second.ctx = FakeRuntimeContext(second.b)
-    second.fn.open(second.ctx)
+    second.restore_from(first)  # the checkpointed keyed state and timers
     active = second.ctx.metrics["anomaly.active_entities"]
     held = second.ctx.metrics["anomaly.state_bytes_held"]
     assert active.count == 0
