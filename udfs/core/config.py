@@ -9,6 +9,8 @@ finds at once.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +22,7 @@ from udfs.core.feedback import FeedbackConfig
 from udfs.core.maintenance import MaintenanceConfig
 from udfs.core.rules import RulesConfig
 from udfs.core.staleness import StalenessConfig
+from udfs.core.typed import build, merge, plain
 
 __all__ = [
     "ConfigStamp",
@@ -218,11 +221,6 @@ ConfigStamp = tuple[str, str]
 
 
 def _defaults_key() -> str:
-    import hashlib
-    import json
-
-    from udfs.core.typed import plain
-
     text = json.dumps(plain(DetectorConfig()), sort_keys=True, separators=(",", ":"))
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
@@ -247,10 +245,6 @@ def config_stamp(cfg: DetectorConfig) -> ConfigStamp:
     >>> config_stamp(DetectorConfig())[1]
     '{}'
     """
-    import json
-
-    from udfs.core.typed import plain
-
     diff = _diff(plain(cfg), plain(DetectorConfig()))
     return _defaults_key(), json.dumps(diff, sort_keys=True, separators=(",", ":"))
 
@@ -260,10 +254,6 @@ def config_from_stamp(stamp: ConfigStamp) -> DetectorConfig | None:
     """The configuration a :func:`config_stamp` records, or None when it cannot be rebuilt
     (written against other defaults, or no longer valid). Remembered: after a restart under
     a new configuration every entity's first read asks for the same one."""
-    import json
-
-    from udfs.core.typed import build, merge, plain
-
     if stamp[0] != _defaults_key():
         return None
     problems: list[str] = []
