@@ -62,7 +62,8 @@ class DetectorMetrics:
         self.held = g.counter("state_bytes_held")
         self.verdicts = g.counter("verdicts")
         self.filtered = g.counter("filtered_alerts")
-        self._scored = 0  # scores seen, and writes seen: one in SAMPLE_EVERY is sampled
+        self._scored = 0  # scores seen (one in SAMPLE_EVERY sampled) and writes seen (one in
+        # SAMPLE_WRITES_EVERY)
         self._writes = 0
 
     def verdict(self) -> None:
