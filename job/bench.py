@@ -822,7 +822,7 @@ def run_naive_job(path: Path, name: str) -> dict[str, float]:
     from job.pipeline import file_source
     from udfs.parse import ParseEvents
     from udfs.tags import DEAD_LETTER_TAG, EVENT_TYPE
-    from udfs.watermarks import watermark_strategy
+    from udfs.watermarks import event_watermark_strategy
 
     cfg = _bench_config([])
     env = _environment(cfg, ship_job=True)
@@ -834,7 +834,7 @@ def run_naive_job(path: Path, name: str) -> dict[str, float]:
     )
     detected = (
         parsed.assign_timestamps_and_watermarks(
-            watermark_strategy(cfg.detector.lateness.max_out_of_orderness_ms)
+            event_watermark_strategy(cfg.detector.lateness.max_out_of_orderness_ms)
         )
         .name("watermarks")
         .uid("watermarks")

@@ -40,6 +40,7 @@ from udfs.tags import (
     KEYED_EVENT_TYPE,
     LATE_TAG,
     SCORES_TAG,
+    TIMED_KEYED_EVENT_TYPE,
     summary_late_tag,
 )
 from udfs.watermarks import control_watermark_strategy, watermark_strategy
@@ -131,6 +132,37 @@ def collection_source(env: StreamExecutionEnvironment, lines: Iterable[str]) -> 
     )
 
 
+def with_event_time(stream: DataStream, max_out_of_orderness_ms: int) -> DataStream:
+    """``stream`` of ``(Row(entity, event), flink_ts)`` (TIMED_KEYED_EVENT_TYPE, udfs/parse.py
+    ``keyed=True``) as ``Row(entity, event)`` with ``flink_ts`` as its Flink timestamp and
+    bounded out-of-orderness watermarks, all in Java.
+
+    What PyFlink's ``assign_timestamps_and_watermarks`` builds for a Python timestamp
+    assigner, without its first step: a Python operator that turns each record into
+    ``(record, timestamp)``, then Flink's ``CustomTimestampAssigner`` (field 1) and
+    ``RemoveTimestampMapFunction`` (field 0). The parser emits the pair itself, so one
+    Python call per event fewer; the records, timestamps and watermarks are the same.
+    PyFlink internals used: ``DataStream._j_data_stream`` and the two Java classes above, as
+    ``assign_timestamps_and_watermarks`` itself uses them.
+    """
+    eventtime = get_gateway().jvm.org.apache.flink.streaming.api.functions.python.eventtime
+    strategy = watermark_strategy(max_out_of_orderness_ms)._j_watermark_strategy
+    timed = DataStream(
+        stream._j_data_stream.assignTimestampsAndWatermarks(
+            strategy.withTimestampAssigner(eventtime.CustomTimestampAssigner())
+        )
+    ).name("watermarks").uid("watermarks")
+    return (
+        DataStream(
+            timed._j_data_stream.map(
+                eventtime.RemoveTimestampMapFunction(), KEYED_EVENT_TYPE.get_java_type_info()
+            )
+        )
+        .name("watermarks-unwrap")
+        .uid("watermarks-unwrap")
+    )
+
+
 def key_by_entity(stream: DataStream) -> KeyedStream:
     """``stream`` of ``Row(entity, event)`` (KEYED_EVENT_TYPE) keyed by entity, in Java.
 
@@ -160,17 +192,11 @@ def build_pipeline(
     configuration changes (udfs/core/live.py), broadcast to every detect instance."""
     det = cfg.detector
     parsed = (
-        source.process(ParseEvents(cfg.parse, keyed=True), output_type=KEYED_EVENT_TYPE)
+        source.process(ParseEvents(cfg.parse, keyed=True), output_type=TIMED_KEYED_EVENT_TYPE)
         .name("parse")
         .uid("parse")
     )
-    timed = (
-        parsed.assign_timestamps_and_watermarks(
-            watermark_strategy(det.lateness.max_out_of_orderness_ms, keyed=True)
-        )
-        .name("watermarks")
-        .uid("watermarks")
-    )
+    timed = with_event_time(parsed, det.lateness.max_out_of_orderness_ms)
     keyed = key_by_entity(timed)
     sink = cfg.sink
     if control is None:

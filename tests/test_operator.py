@@ -533,11 +533,12 @@ def test_parse_counts_dead_letters_in_total_and_by_reason() -> None:
     assert m["anomaly.dead_letters"].count == 3
     assert m["anomaly.dead_letters_invalid_json"].count == 2
     assert m["anomaly.dead_letters_missing_entity"].count == 1
-    # Keyed (the job's shape): the same record behind its key, for Flink's Java key selector.
+    # Keyed (the job's shape): the same record behind its key and before its Flink
+    # timestamp, for Flink's Java key selector and timestamp assigner.
     keyed = ParseEvents(ParseConfig(), keyed=True)
     keyed.open(FakeRuntimeContext(Backend()))
-    [row] = keyed.process_element(lines[3], None)
-    assert (row[0], tuple(row[1])) == ("x", tuple(outs[3][0]))
+    [(row, ts)] = keyed.process_element(lines[3], None)
+    assert (row[0], tuple(row[1]), ts) == ("x", tuple(outs[3][0]), 1767225600000)
     [dead] = keyed.process_element(lines[0], None)
     assert dead == outs[0][0]
 

@@ -27,9 +27,11 @@ class ParseEvents(ProcessFunction):  # type: ignore[misc]
     never moves the watermark: event time is the events' (a verdict dated ahead of the
     events would otherwise make them all late).
 
-    With ``keyed=True`` each record leaves as ``Row(entity, record)`` (``KEYED_EVENT_TYPE``),
-    ready for a Java key selector: PyFlink's ``key_by`` would otherwise run one more Python
-    operator per event to compute that pair (job/pipeline.py ``key_by_entity``).
+    With ``keyed=True`` each record leaves as ``(Row(entity, record), flink_ts)``
+    (``TIMED_KEYED_EVENT_TYPE``), ready for Flink's Java timestamp assigner and key selector:
+    PyFlink's ``assign_timestamps_and_watermarks`` with a Python timestamp assigner and its
+    ``key_by`` would otherwise each run one more Python operator per event to compute those
+    (job/pipeline.py ``with_event_time``, ``key_by_entity``).
     """
 
     def __init__(self, cfg: ParseConfig, keyed: bool = False) -> None:
@@ -59,7 +61,7 @@ class ParseEvents(ProcessFunction):  # type: ignore[misc]
                 out = (rec.entity, 0, verdict_json(rec))
             else:
                 out = (rec.entity, rec.ts_ms, rec.to_json())
-            yield Row(rec.entity, out) if self._keyed else out
+            yield (Row(rec.entity, out), out[1]) if self._keyed else out
 
 
 def verdict_json(v: Verdict) -> str:

@@ -10,6 +10,9 @@ EVENT_TYPE = Types.TUPLE([Types.STRING(), Types.LONG(), Types.STRING()])
 # The same with its key in front, the shape Flink's Java key selector reads (job/pipeline.py
 # key_by_entity): Row(entity, event).
 KEYED_EVENT_TYPE = Types.ROW([Types.STRING(), EVENT_TYPE])
+# What the parser emits: that row and its Flink timestamp, the shape Flink's Java timestamp
+# assigner for Python streams reads (job/pipeline.py with_event_time).
+TIMED_KEYED_EVENT_TYPE = Types.TUPLE([KEYED_EVENT_TYPE, Types.LONG()])
 
 DEAD_LETTER_TAG = OutputTag("dead-letter", Types.STRING())
 LATE_TAG = OutputTag("late", Types.STRING())

@@ -7,7 +7,7 @@ from typing import Any
 from pyflink.common import Duration, WatermarkStrategy
 from pyflink.common.watermark_strategy import TimestampAssigner
 
-__all__ = ["EventTimestamps", "KeyedEventTimestamps", "watermark_strategy"]
+__all__ = ["EventTimestamps", "event_watermark_strategy", "watermark_strategy"]
 
 
 class EventTimestamps(TimestampAssigner):  # type: ignore[misc]
@@ -15,17 +15,15 @@ class EventTimestamps(TimestampAssigner):  # type: ignore[misc]
         return int(value[1])
 
 
-class KeyedEventTimestamps(TimestampAssigner):  # type: ignore[misc]
-    """Event time of ``Row(entity, (entity, ts_ms, json))`` (udfs.parse, keyed=True)."""
+def watermark_strategy(max_out_of_orderness_ms: int) -> WatermarkStrategy:
+    """Bounded out-of-orderness, no timestamp assigner: the job's parser emits each record's
+    timestamp itself (job/pipeline.py ``with_event_time``)."""
+    return WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(max_out_of_orderness_ms))
 
-    def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
-        return int(value[1][1])
 
-
-def watermark_strategy(max_out_of_orderness_ms: int, keyed: bool = False) -> WatermarkStrategy:
-    return WatermarkStrategy.for_bounded_out_of_orderness(
-        Duration.of_millis(max_out_of_orderness_ms)
-    ).with_timestamp_assigner(KeyedEventTimestamps() if keyed else EventTimestamps())
+def event_watermark_strategy(max_out_of_orderness_ms: int) -> WatermarkStrategy:
+    """Bounded out-of-orderness, event time from field 1 of an ``EVENT_TYPE`` tuple."""
+    return watermark_strategy(max_out_of_orderness_ms).with_timestamp_assigner(EventTimestamps())
 
 
 _LATEST = (1 << 63) - 2
