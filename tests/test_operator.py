@@ -65,6 +65,7 @@ class Backend:
         self.watermark = LONG_MIN
         self.descriptors: list[ValueStateDescriptor] = []
         self.writes: list[Any] = []  # every value written, in order
+        self.reads = 0
         self.timer_calls = 0  # registrations and deletions
 
 
@@ -78,6 +79,7 @@ class FakeValueState:
         return (self._name, self._b.key)
 
     def value(self) -> Any:
+        self._b.reads += 1
         data = self._b.state.get(self._slot())
         return None if data is None else pickle.loads(data)  # PICKLED_BYTE_ARRAY
 
@@ -630,6 +632,34 @@ def test_every_write_holds_the_detector_that_produced_the_outputs_before_it() ->
     second.restore_from(h)
     second.element(stream(1, "a", seed=7, start=second.max_ts + SEC)[0])
     assert second.stored("a")[4] == ()
+
+
+def test_a_cache_hit_reads_no_state_and_the_state_ttl_still_decides(monkeypatch: Any) -> None:
+    """Within one instance only the operator writes an entity's state, so what it last wrote
+    (cached) is the state: a hit reads nothing. The processing-time TTL backstop is the one
+    other change: an entry older than the TTL is not used, the state decides."""
+    import udfs.detect
+
+    clock = [1000.0]
+    monkeypatch.setattr(udfs.detect.time, "monotonic", lambda: clock[0])
+    h = Harness()
+    a = stream(40, "a", seed=1)
+    for ev in a[:20]:
+        h.element(ev)
+    reads = h.b.reads
+    for ev in a[20:30]:
+        h.element(ev)
+    assert h.b.reads == reads  # events and timer callbacks of a cached entity: no read
+    active = h.ctx.metrics["anomaly.active_entities"]
+    assert active.count == 1
+    # Flink's TTL expires a's value (not written for state_ttl_ms)...
+    h.b.state.pop(("entity-detector", "a"))
+    h.b.timers.pop("a")  # (its timers would fire later and find the state: not the point here)
+    clock[0] += 7 * 86_400.0
+    h.element(a[30])
+    assert h.b.reads == reads + 1
+    assert active.count == 2  # ... and the operator starts it afresh, as the state says
+    assert h.fn._cache["a"][1].max_seen_ms == a[30].ts_ms
 
 
 def test_the_live_operator_keeps_no_journal() -> None:
