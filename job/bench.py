@@ -66,7 +66,7 @@ if __name__ == "__main__":  # `flink run -py job/bench.py` (the standalone-clust
 
 from pyflink.datastream import KeyedProcessFunction, MapFunction, RuntimeContext
 
-from job.config import ExecutionConfig
+from job.config import ExecutionConfig, SinkConfig
 from state.codec import decode, encode
 from udfs.core.config import DetectorConfig
 from udfs.core.detector import EntityDetector
@@ -94,6 +94,9 @@ JOB_SHARE = 0.4
 # The operator's journal length (udfs/detect.py): the snapshot is encoded on every this many
 # writes of an entity.
 SNAPSHOT_EVERY = ExecutionConfig().snapshot_every
+# The plain loops compute what the job computes at its defaults: score records without their
+# features (sink.emit_features=false), so only the features the scorer reads.
+WITH_FEATURES = SinkConfig().emit_features
 TARGETS = {
     "job_vs_plain": 0.70,
     "job_vs_naive": 100.0,
@@ -282,7 +285,7 @@ def _core_loop(
         else:
             det = detectors.get(rec.entity)
             if det is None:
-                det = detectors[rec.entity] = EntityDetector(rec.entity, cfg)
+                det = detectors[rec.entity] = EntityDetector(rec.entity, cfg, WITH_FEATURES)
             for kind, r in det.on_event(rec):
                 if kind != "score":
                     dumps(r, sort_keys=True)
@@ -320,7 +323,7 @@ def _operator_loop(
             ev = Event(rec.entity, obj["ts"], obj["metrics"], obj.get("id"))
             det = detectors.get(rec.entity)
             if det is None:
-                det = detectors[rec.entity] = EntityDetector(rec.entity, cfg)
+                det = detectors[rec.entity] = EntityDetector(rec.entity, cfg, WITH_FEATURES)
             outputs = det.on_event(ev)
             n = writes.get(rec.entity, 0)
             if n % snapshot_every == 0:

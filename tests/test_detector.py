@@ -193,6 +193,32 @@ def test_equal_timestamp_events_are_processed_independently_of_arrival_order() -
     assert len(scored) == len(events)
 
 
+@pytest.mark.parametrize("combine", ["max", "stats"])
+def test_a_detector_without_features_in_its_scores_decides_exactly_the_same(combine: str) -> None:
+    """with_features=False (the Flink operator unless it emits features): the same alerts,
+    scores and state; the score records carry only what the scorer reads."""
+    cfg = with_model(SMALL, combine=combine)
+    events = stream(400, seed=7, shift={300: {"cpu": 25.0}, 301: {"cpu": 25.0}})
+    events.append(Event("srv-1", events[-1].ts_ms + SEC, {"cpu": 50.0, "mem": 30.0, "disk": 1.0}))
+    full, lean = EntityDetector("srv-1", cfg), EntityDetector("srv-1", cfg, with_features=False)
+    a: list[Output] = []
+    b: list[Output] = []
+    for ev in events:
+        a += full.on_event(ev)
+        b += lean.on_event(ev)
+        assert full.snapshot() == lean.snapshot()
+    a += full.flush()
+    b += lean.flush()
+    assert of_kind(a, "alert") and of_kind(a, "alert") == of_kind(b, "alert")
+    strip = [(k, {f: v for f, v in r.items() if f != "features"}) for k, r in a]
+    assert strip == [(k, {f: v for f, v in r.items() if f != "features"}) for k, r in b]
+    fa, fb = of_kind(a, "score")[-2]["features"], of_kind(b, "score")[-2]["features"]
+    assert set(fb) < set(fa) and all(fa[k] == fb[k] or fa[k] != fa[k] for k in fb)
+    assert "cpu.1m.zscore" in fa and "cpu.1m.zscore" not in fb and "cpu.1m.std" in fb
+    # a restored detector keeps the choice
+    assert not EntityDetector.restore("srv-1", cfg, lean.snapshot(), False).with_features
+
+
 # -- (d) snapshot, codec, restore ----------------------------------------------------------
 
 

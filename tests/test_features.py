@@ -475,6 +475,33 @@ def test_restore_mid_stream_gives_identical_subsequent_features(cfg: FeatureConf
                  EntityFeatures(cfg).update(T0, {"a": 1.0}))
 
 
+@pytest.mark.parametrize(
+    "cfg",
+    [GRID_CFG, FeatureConfig(), replace(GRID_CFG, robust_windows=("4s", "20s"))],
+    ids=["grid", "default", "robust"],
+)
+def test_scoring_only_features_are_the_full_ones_read_by_the_scorer_and_change_the_same_state(
+    cfg: FeatureConfig,
+) -> None:
+    """update(full=False): each window's mean and std and the ratios (all, for metrics seen
+    before), bit for bit those of update(full=True), the same readiness, the same state."""
+    events = _stream(5, 1500, scale_ms=1_500, grid_ms=1, gap_ms=(700_000, 3_600_000))
+    full, lean = EntityFeatures(cfg), EntityFeatures(cfg)
+    seen: set[str] = set()
+    for t, m in events:
+        (ff, fr), (lf, lr) = full.update(t, m), lean.update(t, m, full=False)
+        assert lr == fr
+        kept = [
+            k for k in ff
+            if k.endswith((".mean", ".std", ".ratio")) or k.split(".", 1)[0] not in seen
+        ]
+        assert list(lf) == kept
+        assert _same((lf, lr), ({k: ff[k] for k in kept}, fr))
+        assert lean.pack() == full.pack()
+        seen |= set(m)
+    assert len(ff) > len(lf) > 0
+
+
 @pytest.mark.parametrize("cfg", [GRID_CFG, FeatureConfig()], ids=["grid", "default"])
 def test_packed_state_restores_to_identical_subsequent_features(cfg: FeatureConfig) -> None:
     events = _stream(5, 2000, scale_ms=1_500, grid_ms=1, gap_ms=(700_000, 3_600_000))

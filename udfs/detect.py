@@ -83,7 +83,11 @@ def _feed(det: EntityDetector, entry: str | int) -> tuple[list[Output], bool]:
 
 
 def load_detector(
-    entity: str, cfg: DetectorConfig, stored: Any, stamp: ConfigStamp | None = None
+    entity: str,
+    cfg: DetectorConfig,
+    stored: Any,
+    stamp: ConfigStamp | None = None,
+    with_features: bool = True,
 ) -> EntityDetector:
     """The detector an entity's stored state holds: its snapshot, then its journal replayed,
     ready to go on under ``cfg``.
@@ -94,6 +98,7 @@ def load_detector(
     learned as they were decided, and the new configuration applies from the next event, as
     with a full snapshot. When that configuration cannot be rebuilt (an upgrade changed a
     default), the journal is replayed under ``cfg``. ``stamp``: ``config_stamp(cfg)``.
+    ``with_features``: see :class:`EntityDetector` (the replayed outputs are discarded).
     """
     journal = stored[4] if len(stored) > 4 else ()
     written = stored[5] if len(stored) > 5 else None
@@ -102,11 +107,11 @@ def load_detector(
     under = cfg
     if journal and written is not None and tuple(written) != stamp:
         under = config_from_stamp(tuple(written)) or cfg
-    det = EntityDetector.restore(entity, under, decode(stored[3]))
+    det = EntityDetector.restore(entity, under, decode(stored[3]), with_features)
     for entry in journal:
         _feed(det, entry)
     if under is not cfg:
-        det = EntityDetector.restore(entity, cfg, det.snapshot())
+        det = EntityDetector.restore(entity, cfg, det.snapshot(), with_features)
     return det
 
 
@@ -203,7 +208,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         if stored is None:
             self._loaded_bytes = 0
             self._snap, self._journal, self._missed = None, (), True
-            return EntityDetector(entity, self._cfg), _NO_TIMER, _NO_TIMER
+            return EntityDetector(entity, self._cfg, self._emit_features), _NO_TIMER, _NO_TIMER
         release_timer, watch_timer, token = stored[0], stored[1], stored[2]
         self._snap = stored[3]
         self._journal = stored[4] if len(stored) > 4 else ()  # (state written before journals)
@@ -213,7 +218,8 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
             # entity and its bytes as held from now on (every store writes this nonce).
             self._metrics.restored(size)
         self._missed = True
-        return load_detector(entity, self._cfg, stored, self._stamp), release_timer, watch_timer
+        det = load_detector(entity, self._cfg, stored, self._stamp, self._emit_features)
+        return det, release_timer, watch_timer
 
     def _store(
         self,

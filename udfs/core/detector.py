@@ -165,11 +165,17 @@ class EntityDetector:
         "_stale_sent",
         "_drift_epoch",
         "_keys",
+        "with_features",
     )
 
-    def __init__(self, entity: str, cfg: DetectorConfig) -> None:
+    def __init__(self, entity: str, cfg: DetectorConfig, with_features: bool = True) -> None:
         self.entity = entity
         self.cfg = cfg
+        # Whether score records carry every feature (``features``); else only the windows'
+        # means and standard deviations and the ratios, which are all the scorer, the
+        # explanations and the trees read (the same values, less work per event: the Flink
+        # operator asks for all of them only when it emits them, ``sink.emit_features``).
+        self.with_features = with_features
         self._bound = cfg.lateness.max_out_of_orderness_ms
         self._frontier = _NEG_INF
         self._max_seen = _NEG_INF
@@ -441,7 +447,7 @@ class EntityDetector:
         maintenance = in_maintenance(cfg.maintenance, self.entity, ts)
         learn = not maintenance or cfg.maintenance.learn
         before = None if learn else m.features.snapshot()
-        values, ready = m.features.update(ts, ev.metrics)
+        values, ready = m.features.update(ts, ev.metrics, self.with_features)
         if before is not None:  # scored against the windows, which do not learn it
             m.features = EntityFeatures.restore(cfg.features, before)
         if not m.hst_metrics:
@@ -767,7 +773,9 @@ class EntityDetector:
         )
 
     @classmethod
-    def restore(cls, entity: str, cfg: DetectorConfig, snap: tuple[Any, ...]) -> EntityDetector:
+    def restore(
+        cls, entity: str, cfg: DetectorConfig, snap: tuple[Any, ...], with_features: bool = True
+    ) -> EntityDetector:
         if snap[0] == 3:  # before verdicts waited for the frontier: none pending
             snap = (*snap, [])
         if snap[0] in (3, 4):  # before stale entities: no inter-arrival gaps, not stale
@@ -797,7 +805,7 @@ class EntityDetector:
             stale_sent,
             drift_epoch,
         ) = snap
-        det = cls(entity, cfg)
+        det = cls(entity, cfg, with_features)
         det._frontier = frontier
         det._max_seen = max_seen
         det._buffer = [Event(entity, ts, metrics, eid) for ts, metrics, eid in buffer]

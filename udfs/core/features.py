@@ -864,7 +864,7 @@ class EntityFeatures:
         return self._last_ts
 
     def update(
-        self, ts_ms: int, metrics: Mapping[str, float]
+        self, ts_ms: int, metrics: Mapping[str, float], full: bool = True
     ) -> tuple[dict[str, float], dict[str, bool]]:
         """Compute the features of one event, then add the event to the state.
 
@@ -875,6 +875,10 @@ class EntityFeatures:
         metrics : mapping of str to float
             The metric values of the event; missing or non-finite values are
             skipped (that metric's state is untouched).
+        full : bool
+            ``False``: only each window's ``mean`` and ``std`` and the ratios (what a
+            scorer reads) for metrics seen before, the same values as with ``True``;
+            the state changes the same way. About a third less work per event.
 
         Returns
         -------
@@ -908,7 +912,7 @@ class EntityFeatures:
             if m is None:
                 self._emit_first(self._new_metric(name), t, x, out, ready)
             else:
-                self._emit(m, t, x, out, ready)
+                self._emit(m, t, x, out, ready, full)
         for num, den, key in self._cross:
             if num in vals and den in vals:
                 d = vals[den]
@@ -1117,7 +1121,7 @@ class EntityFeatures:
 
     def _emit(
         self, m: _Metric, t: int, x: float, out: dict[str, float],
-        ready: dict[str, bool],
+        ready: dict[str, bool], full: bool,
     ) -> None:
         lt = m.last_ts
         flush = t > lt
@@ -1147,28 +1151,29 @@ class EntityFeatures:
                 if c > 1:
                     var = w.m2 / (c - 1)
                     std = sqrt(var) if var > 0.0 else 0.0
-                    z = (x - mean) / std if std > 0.0 else 0.0
                 else:
                     std = _NAN
-                    z = 0.0
                 out[wk[0]] = mean
                 out[wk[1]] = std
-                out[wk[2]] = z
-                out[wk[3]] = w.mn
-                out[wk[4]] = w.mx
+                if full:
+                    out[wk[2]] = (x - mean) / std if std > 0.0 else 0.0
+                    out[wk[3]] = w.mn
+                    out[wk[4]] = w.mx
             else:
                 mean = _NAN
                 out[wk[0]] = _NAN
                 out[wk[1]] = _NAN
-                out[wk[2]] = 0.0
-                out[wk[3]] = _NAN
-                out[wk[4]] = _NAN
+                if full:
+                    out[wk[2]] = 0.0
+                    out[wk[3]] = _NAN
+                    out[wk[4]] = _NAN
             means[j] = mean
-            out[wk[5]] = float(c)
-            out[wk[6]] = c / w.lsec
-            if w.k:
-                med, scale = w.robust()
-                out[wk[7]] = (x - med) / scale if scale > 0.0 else 0.0
+            if full:
+                out[wk[5]] = float(c)
+                out[wk[6]] = c / w.lsec
+                if w.k:
+                    med, scale = w.robust()
+                    out[wk[7]] = (x - med) / scale if scale > 0.0 else 0.0
             ready[wk[8]] = c >= min_count and t - w.length >= ready_from[j]
         if keys.ratio_keys:
             idx = self._ratio_idx
@@ -1177,11 +1182,12 @@ class EntityFeatures:
                 lg = means[li]
                 # NaN compares False: undefined means give the neutral 1.0
                 out[rk] = s / lg if (lg != 0.0 and lg == lg and s == s) else 1.0
-        delta = x - m.last_x
-        dt = (t - lt) / 1000.0
-        out[keys.delta] = delta
-        out[keys.roc] = delta / dt if dt > 0.0 else 0.0
-        out[keys.dt] = dt
+        if full:
+            delta = x - m.last_x
+            dt = (t - lt) / 1000.0
+            out[keys.delta] = delta
+            out[keys.roc] = delta / dt if dt > 0.0 else 0.0
+            out[keys.dt] = dt
         m.last_ts = t
         m.last_x = x
         if flush:
