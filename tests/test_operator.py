@@ -24,7 +24,7 @@ from udfs.core.maintenance import MaintenanceConfig, MaintenanceWindow
 from udfs.core.replay import replay
 from udfs.detect import DetectAnomalies, load_detector, stored_size
 from udfs.detect_live import DetectAnomaliesLive
-from udfs.metrics import FLUSH_EVERY, SAMPLE_EVERY, SAMPLE_WRITES_EVERY
+from udfs.metrics import SAMPLE_EVERY, SAMPLE_WRITES_EVERY
 from udfs.parse import verdict_json
 from udfs.tags import DRIFT_TAG, LATE_TAG, SCORES_TAG
 
@@ -500,22 +500,6 @@ def test_metrics_count_what_the_operator_emitted_and_the_entities_it_holds() -> 
     assert m["anomaly.entities_expired"].count == 2
 
 
-def test_batched_counters_lag_by_fewer_than_flush_every_scored_events() -> None:
-    """``events`` is pushed every FLUSH_EVERY scored events when no timer fires (here the
-    watermark never moves: the entity's own events release the ones before them)."""
-    h = Harness()
-    m = h.ctx.metrics
-    pushed = set()
-    for ev in stream(300, "a", seed=1):
-        h.element(ev, watermark=False)
-        scored = sum(1 for kind, _ in h.out if kind == "score")
-        assert 0 <= scored - m["anomaly.events"].count < FLUSH_EVERY
-        pushed.add(m["anomaly.events"].count)
-    assert sorted(pushed)[:3] == [0, FLUSH_EVERY, 2 * FLUSH_EVERY]
-    h.end_of_input()
-    assert m["anomaly.events"].count == sum(1 for kind, _ in h.out if kind == "score") > 250
-
-
 def test_parse_counts_dead_letters_in_total_and_by_reason() -> None:
     from udfs.core.events import ParseConfig
     from udfs.parse import ParseEvents
@@ -710,16 +694,10 @@ def test_active_entities_and_state_bytes_follow_what_the_operator_stores_and_cle
     m = h.ctx.metrics
     early = stream(30, "a", seed=1)
     for ev in early:
-        before = m["anomaly.state_bytes_held"].count
-        h.element(ev, watermark=False)
-        # Batched (udfs/metrics.py): not pushed until a timer fires (or FLUSH_EVERY events
-        # are scored), then exact.
-        assert m["anomaly.state_bytes_held"].count == before != held_bytes(h)
-        h.advance(ev.ts_ms)  # the watermark reaches the event: its release timer fires
+        h.element(ev)
         assert m["anomaly.state_bytes_held"].count == held_bytes(h)
     assert m["anomaly.active_entities"].count == 1
     h.element(stream(1, "b", seed=2, start=early[-1].ts_ms)[0])
-    h.advance(early[-1].ts_ms + 1)
     assert m["anomaly.active_entities"].count == 2
     assert m["anomaly.state_bytes_held"].count == held_bytes(h) > stored_size(h.stored("a"))
     h.advance(early[-1].ts_ms + TTL)  # both idle past the TTL: cleared
@@ -730,9 +708,7 @@ def test_active_entities_and_state_bytes_follow_what_the_operator_stores_and_cle
     # a's stale record (b had a single event: no cadence, never stale), counted as health.
     assert [r["check"] for k, r in h.out if k == "drift"] == ["stale_entity"]
     assert m["anomaly.health_records"].count == 1
-    again = stream(1, "a", seed=3, start=early[-1].ts_ms + 2 * TTL)[0]
-    h.element(again)
-    h.advance(again.ts_ms)
+    h.element(stream(1, "a", seed=3, start=early[-1].ts_ms + 2 * TTL)[0])
     assert m["anomaly.active_entities"].count == 1
     assert m["anomaly.state_bytes_held"].count == held_bytes(h) > 0
     # Every write (events and timer callbacks that keep the entity), its encoded size.
@@ -752,11 +728,9 @@ def test_active_entities_after_a_restore_counts_restored_entities_once_touched()
     assert active.count == 0
     second.element(stream(1, "a", seed=3, start=T0 + 20 * SEC)[0], watermark=False)
     assert active.count == 1  # a touched; b not yet
-    second.fn.close()  # pushes the batched bytes (udfs/metrics.py), as a timer would
     assert held.count == held_bytes(second, ("a",))
     second.element(stream(1, "a", seed=4, start=T0 + 21 * SEC)[0], watermark=False)
     assert active.count == 1  # once
-    second.fn.close()
     assert held.count == held_bytes(second, ("a",))
     second.end_of_input()  # b's timers touch it, then both are cleared
     assert active.count == 0 and held.count == 0

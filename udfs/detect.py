@@ -280,20 +280,8 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
             self._store(det, release_timer, watch_timer, ctx.timer_service(), payload, new)
         # (else: a verdict for an entity with no state that left nothing to keep)
         yield from self._emit(outputs)
-        if self._metrics.due:
-            self._metrics.flush()
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
-        try:
-            yield from self._on_timer(timestamp, ctx)
-        finally:
-            self._metrics.flush()  # the counters are exact once every due timer has fired
-
-    def close(self) -> None:
-        if self._metrics is not None:
-            self._metrics.flush()
-
-    def _on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
         entity = ctx.get_current_key()
         det, release_timer, watch_timer = self._load(entity)
         if self._snap is None:  # cleared already (a timer Flink still held)

@@ -65,9 +65,6 @@ class DetectAnomaliesLive(KeyedBroadcastProcessFunction):  # type: ignore[misc]
         self._inner.open(runtime_context)
         self._desc = live_config_descriptor()
 
-    def close(self) -> None:
-        self._inner.close()
-
     def _apply(self, stored: str | None) -> None:
         if stored is None:
             self._inner.set_config(self._base)

@@ -18,14 +18,6 @@ subtracts it); with ``active_entities`` it gives the bytes per entity.
 No Python gauges: in thread mode Flink's metric thread would call into the embedded
 interpreter to read them, and a TaskManager crashed doing so (SIGSEGV in take_gil); every
 value here is pushed from the operator instead.
-The two counters moved on every event, ``events`` and ``state_bytes_held``, are batched: each
-call from Python into the JVM is also a point where the task thread gives up the one
-interpreter lock to the parse task, and the two calls per event cost about a tenth of the
-job's time. Their changes are kept in Python and pushed every ``FLUSH_EVERY`` scored events,
-at the end of every timer callback and when the operator closes (:meth:`flush`). So they
-lag by fewer than ``FLUSH_EVERY`` events, and are exact once the watermark has passed every
-event (the last events of a stream are released, and counted, by a timer). The other
-counters move on rare records and are pushed at once.
 Distributions, sampled (each update is a call from Python into the JVM; three per event cost
 about a tenth of the operator's time): ``score_rarity_milli`` (rarity of a scored event in
 thousandths of a decade) and ``lag_ms`` (wall clock minus event time when the event is
@@ -46,11 +38,10 @@ from typing import Any
 
 from udfs.core.alerts import SEVERITIES
 
-__all__ = ["FLUSH_EVERY", "SAMPLE_EVERY", "SAMPLE_WRITES_EVERY", "DetectorMetrics"]
+__all__ = ["SAMPLE_EVERY", "SAMPLE_WRITES_EVERY", "DetectorMetrics"]
 
 SAMPLE_EVERY = 16
 SAMPLE_WRITES_EVERY = 17
-FLUSH_EVERY = 64
 
 
 class DetectorMetrics:
@@ -74,34 +65,13 @@ class DetectorMetrics:
         self._scored = 0  # scores seen (one in SAMPLE_EVERY sampled) and writes seen (one in
         # SAMPLE_WRITES_EVERY)
         self._writes = 0
-        # Not yet pushed (see flush): scored events, and the change of the bytes held.
-        self._events_due = 0
-        self._held_due = 0
-
-    def flush(self) -> None:
-        """Push the batched counts of ``events`` and ``state_bytes_held`` to Flink."""
-        if self._events_due:
-            self.events.inc(self._events_due)
-            self._events_due = 0
-        held = self._held_due
-        if held:
-            if held > 0:
-                self.held.inc(held)
-            else:
-                self.held.dec(-held)
-            self._held_due = 0
-
-    @property
-    def due(self) -> bool:
-        """Whether enough is batched to push (``FLUSH_EVERY`` scored events)."""
-        return self._events_due >= FLUSH_EVERY
 
     def verdict(self) -> None:
         self.verdicts.inc()
 
     def record(self, kind: str, rec: dict[str, Any]) -> None:
         if kind == "score":
-            self._events_due += 1
+            self.events.inc()
             self._scored += 1
             if self._scored % SAMPLE_EVERY == 1:
                 score = rec["anomaly_score"]
@@ -129,7 +99,10 @@ class DetectorMetrics:
     def stored(self, size: int, previous: int, new_entity: bool) -> None:
         if new_entity:
             self.active.inc()
-        self._held_due += size - previous
+        if size > previous:
+            self.held.inc(size - previous)
+        elif size < previous:
+            self.held.dec(previous - size)
         self._writes += 1
         if self._writes % SAMPLE_WRITES_EVERY == 1:
             self.state_bytes.update(size)
