@@ -168,10 +168,11 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         # detector that was encoded from (see the module docstring). The state is still
         # written on every event (exactly-once: a checkpoint holds the state behind the
         # outputs before it); the cache saves reading, decoding and replaying it. Each write
-        # carries (nonce, sequence): a value this instance did not write (restored) is told
-        # apart by its nonce (metrics).
+        # carries this instance's nonce as its token: a value this instance did not write
+        # (restored) is told apart by it (metrics). (State written before the cache served
+        # hits carries (nonce, sequence); only the nonce is read.)
         self._nonce = os.urandom(8).hex()
-        self._seq = 0
+        self._token = (self._nonce,)
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._ttl_s = self._state_ttl_ms / 1000.0 if self._state_ttl_ms > 0 else float("inf")
         self._metrics = DetectorMetrics(runtime_context.get_metrics_group())
@@ -255,9 +256,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
             journal = ()
         else:
             journal = (*journal, entry)
-        self._seq += 1
-        token = (self._nonce, self._seq)
-        self._state.update((release, watch, token, data, journal, self._stamp))
+        self._state.update((release, watch, self._token, data, journal, self._stamp))
         size = stored_size((0, 0, 0, data, journal, self._stamp))
         cache = self._cache
         cache[det.entity] = (time.monotonic(), det, release, watch, data, journal, size)
