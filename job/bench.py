@@ -6,7 +6,7 @@ One run, one machine, every number next to the numbers it is compared with. It m
    ``core`` (``parse_line`` + ``EntityDetector.on_event`` with the detectors kept in a dict:
    the limit the job should approach, and the headline's "plain loop") and ``operator``
    (what the operator's Python does per event besides Flink's calls: ``parse_line``, the
-   operator-boundary ``to_json`` / ``json.loads``, ``on_event``, alerts to JSON, and
+   operator-boundary hand-off (the event tuple pickled and unpickled), ``on_event``, alerts to JSON, and
    ``encode(snapshot())`` on every ``execution.snapshot_every``-th event of an entity, as
    udfs/detect.py does; job / ``operator`` is what Flink itself costs).
 2. **The job** (``parse -> watermarks -> key_by -> detect``, :func:`job.pipeline.build_pipeline`)
@@ -48,6 +48,7 @@ import importlib.metadata
 import json
 import math
 import os
+import pickle
 import platform
 import pstats
 import random
@@ -71,6 +72,8 @@ from state.codec import decode, encode
 from udfs.core.config import DetectorConfig
 from udfs.core.detector import EntityDetector
 from udfs.core.events import DeadLetter, Event, ParseConfig, parse_line
+from udfs.detect import entry_size
+from udfs.parse import handoff
 
 __all__ = [
     "REQUIRED_KEYS",
@@ -304,12 +307,12 @@ def _operator_loop(
     states_out: dict[str, bytes] | None = None,
 ) -> list[tuple[int, float, float]]:
     """What the job's Python does per event, without Flink (see ParseEvents, DetectAnomalies):
-    parse, the JSON hand-off, ``on_event`` with the detectors kept (the operator's cache), the
+    parse, the pickled hand-off, ``on_event`` with the detectors kept (the operator's cache), the
     snapshot encoded on every ``snapshot_every``-th event of an entity, alerts to JSON.
     ``states_out``: each entity's encoded state at the end (what the operator stores)."""
     detectors: dict[str, EntityDetector] = {}
     writes: dict[str, int] = {}
-    dumps, loads = json.dumps, json.loads
+    dumps, pdumps, ploads = json.dumps, pickle.dumps, pickle.loads
     out = []
     todo = sorted(marks)
     w0, c0 = time.perf_counter(), _cpu_now()
@@ -318,9 +321,9 @@ def _operator_loop(
         if isinstance(rec, DeadLetter):
             dumps(rec.to_dict(), sort_keys=True)
         else:
-            payload = rec.to_json()  # ParseEvents' output
-            obj = loads(payload)  # DetectAnomalies.process_element
-            ev = Event(rec.entity, obj["ts"], obj["metrics"], obj.get("id"))
+            payload = pdumps(handoff(rec)[2])  # ParseEvents' output (PICKLED_BYTE_ARRAY)
+            ts_ms, metrics, eid = ploads(payload)  # DetectAnomalies.process_element
+            ev = Event(rec.entity, ts_ms, metrics, eid)
             det = detectors.get(rec.entity)
             if det is None:
                 det = detectors[rec.entity] = EntityDetector(rec.entity, cfg, WITH_FEATURES)
@@ -445,7 +448,11 @@ def state_growth(
     data = encode(det.snapshot())
     growth.append({"hours": hours, "bytes": len(data)})
     # The operator's state also holds up to SNAPSHOT_EVERY - 1 journaled event payloads.
-    payload = max(len(ev.to_json()) for ev in (parse_line(x, pcfg) for x in lines[-100:]) if isinstance(ev, Event))
+    payload = max(
+        entry_size(handoff(ev)[2])
+        for ev in (parse_line(x, pcfg) for x in lines[-100:])
+        if isinstance(ev, Event)
+    )
     journal = (SNAPSHOT_EVERY - 1) * payload
     reps = 200
     t = time.perf_counter()
@@ -808,7 +815,7 @@ class NaiveRiverDetect(KeyedProcessFunction):  # type: ignore[misc]
 
     def process_element(self, value: Any, ctx: Any) -> Iterator[str]:
         entity, ts_ms, payload = value
-        x = json.loads(payload)["metrics"]
+        x = payload[1]  # the event's metrics (udfs/parse.py handoff)
         model = self._state.value()
         if model is None:
             model = _new_river_model()

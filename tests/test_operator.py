@@ -25,7 +25,7 @@ from udfs.core.replay import replay
 from udfs.detect import DetectAnomalies, load_detector, stored_size
 from udfs.detect_live import DetectAnomaliesLive
 from udfs.metrics import SAMPLE_EVERY, SAMPLE_WRITES_EVERY
-from udfs.parse import verdict_json
+from udfs.parse import handoff
 from udfs.tags import DRIFT_TAG, LATE_TAG, SCORES_TAG
 
 T0 = 1_767_225_600_000
@@ -225,9 +225,7 @@ class Harness:
         self.b.key = ev.entity
         got = self._collect(
             list(
-                self.fn.process_element(
-                    (ev.entity, ev.ts_ms, ev.to_json()), FakeContext(self.b, ev.ts_ms)
-                )
+                self.fn.process_element(handoff(ev), FakeContext(self.b, ev.ts_ms))
             )
         )
         self.max_ts = max(self.max_ts, ev.ts_ms)
@@ -240,7 +238,7 @@ class Harness:
         self.b.key = v.entity
         ts = v.ts_ms or 0
         return self._collect(
-            list(self.fn.process_element((v.entity, ts, verdict_json(v)), FakeContext(self.b, ts)))
+            list(self.fn.process_element(handoff(v), FakeContext(self.b, ts)))
         )
 
     def advance(self, watermark: int) -> list[tuple[str, dict[str, Any]]]:
@@ -605,7 +603,7 @@ def test_every_write_holds_the_detector_that_produced_the_outputs_before_it() ->
         kinds |= {type(e) for e in stored[4]}
         live = h.fn._cache["a"][1]
         assert load_detector("a", CFG, stored).snapshot() == live.snapshot()
-    assert kinds == {str, int}  # events and watermarks were both journaled
+    assert kinds == {tuple, int}  # events (udfs.parse.handoff payloads) and watermarks
     lengths = [len(w[4]) for w in h.b.writes]
     assert lengths[:9] == [0, 1, 2, 3, 0, 1, 2, 3, 0]
     # A read that misses the cache (a new instance) writes a full snapshot.
@@ -616,6 +614,34 @@ def test_every_write_holds_the_detector_that_produced_the_outputs_before_it() ->
     second.restore_from(h)
     second.element(stream(1, "a", seed=7, start=second.max_ts + SEC)[0])
     assert second.stored("a")[4] == ()
+
+
+def test_a_journal_of_json_payloads_from_an_earlier_version_restores_the_same_detector() -> None:
+    """Before payloads were pickled tuples, the journal held each event and verdict as the
+    JSON the parser shipped: state in a savepoint of that version replays to the same
+    detector as the same journal in today's form."""
+    h = Harness(snapshot_every=8)
+    events = stream(30, "a", seed=3, spike=20)
+    for ev in events[:-1]:
+        h.element(ev, watermark=False)
+    v = Verdict("a:0", "a", "false_positive", "test", events[-2].ts_ms)
+    h.verdict(v)
+    h.element(events[-1], watermark=False)
+    stored = h.stored("a")
+    journal = stored[4]
+    assert any(isinstance(e, tuple) for e in journal) and any(isinstance(e, dict) for e in journal)
+
+    def as_json(entry: Any) -> Any:
+        if isinstance(entry, tuple):
+            ts_ms, metrics, eid = entry
+            return Event("a", ts_ms, metrics, eid).to_json()
+        return json.dumps(entry) if isinstance(entry, dict) else entry
+
+    old = (*stored[:4], tuple(as_json(e) for e in journal), *stored[5:])
+    assert all(isinstance(e, (str, int)) for e in old[4])
+    now = load_detector("a", CFG, stored)
+    assert load_detector("a", CFG, old).snapshot() == now.snapshot()
+    assert now.snapshot() == h.fn._cache["a"][1].snapshot()
 
 
 def test_a_cache_hit_reads_no_state_and_the_state_ttl_still_decides(monkeypatch: Any) -> None:

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -62,24 +63,37 @@ from udfs.core.feedback import Verdict
 from udfs.metrics import DetectorMetrics
 from udfs.tags import DEAD_LETTER_TAG, DRIFT_TAG, LATE_TAG, SCORES_TAG
 
-__all__ = ["DetectAnomalies", "load_detector", "score_row", "stored_size"]
+__all__ = ["DetectAnomalies", "entry_size", "load_detector", "score_row", "stored_size"]
 
 _NO_TIMER = -1
-_Journal = tuple[str | int, ...]  # payloads (events, verdicts) and watermarks (int)
+_Journal = tuple[Any, ...]  # payloads (events, verdicts: udfs.parse.handoff) and watermarks (int)
 # (written at, monotonic s; detector; release timer; watch timer; snapshot; journal; bytes)
 _Cached = tuple[float, EntityDetector, int, int, bytes, _Journal, int]
 
 
-def _feed(det: EntityDetector, entry: str | int) -> tuple[list[Output], bool]:
-    """Give the detector one journal entry: a watermark, or an event or verdict payload.
-    Returns its outputs and whether it was a verdict."""
+def _feed(det: EntityDetector, entry: Any) -> tuple[list[Output], bool]:
+    """Give the detector one journal entry: a watermark (int), or a payload as the parser
+    hands it (``udfs.parse.handoff``: an event tuple or a verdict dict; a JSON string in state
+    written before payloads were pickled). Returns its outputs and whether it was a verdict."""
     if isinstance(entry, int):
         return det.on_watermark(entry), False
-    obj = json.loads(entry)
+    if isinstance(entry, tuple):
+        ts_ms, metrics, eid = entry
+        return det.on_event(Event(det.entity, ts_ms, metrics, eid)), False
+    obj = json.loads(entry) if isinstance(entry, str) else entry
     if "verdict" in obj:  # an operator's verdict (udfs/parse.py), keyed like the events
         v = Verdict(obj["alert_id"], det.entity, obj["verdict"], obj["reason"], obj["ts_ms"])
         return det.on_verdict(v), True
     return det.on_event(Event(det.entity, obj["ts"], obj["metrics"], obj.get("id"))), False
+
+
+def entry_size(entry: Any) -> int:
+    """Bytes of one journal entry as stored (pickled with the rest of the state)."""
+    if isinstance(entry, int):
+        return 8
+    if isinstance(entry, str):
+        return len(entry)
+    return len(pickle.dumps(entry, pickle.HIGHEST_PROTOCOL))
 
 
 def load_detector(
@@ -120,7 +134,7 @@ def stored_size(stored: Any) -> int:
     configuration stamp that goes with them."""
     journal = stored[4] if len(stored) > 4 else ()
     stamp = len(stored[5][0]) + len(stored[5][1]) if len(stored) > 5 else 0
-    return len(stored[3]) + sum(8 if isinstance(e, int) else len(e) for e in journal) + stamp
+    return len(stored[3]) + sum(entry_size(e) for e in journal) + stamp
 
 
 def score_row(rec: dict[str, Any], with_features: bool = False) -> dict[str, Any]:
@@ -228,7 +242,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         release_timer: int,
         watch_timer: int,
         ts: Any,
-        entry: str | int,
+        entry: Any,
         new: bool = False,
     ) -> None:
         earliest = det.earliest_buffered_ms()
@@ -254,10 +268,11 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         if data is None or self._missed or len(journal) + 1 >= self._snapshot_every:
             data = encode(det.snapshot())
             journal = ()
+            size = stored_size((0, 0, 0, data, journal, self._stamp))
         else:
             journal = (*journal, entry)
+            size = self._loaded_bytes + entry_size(entry)  # what _load read, and the entry
         self._state.update((release, watch, self._token, data, journal, self._stamp))
-        size = stored_size((0, 0, 0, data, journal, self._stamp))
         cache = self._cache
         cache[det.entity] = (time.monotonic(), det, release, watch, data, journal, size)
         cache.move_to_end(det.entity)

@@ -15,6 +15,7 @@ from pyflink.datastream.functions import AggregateFunction, ProcessWindowFunctio
 
 from udfs.core.events import format_timestamp
 from udfs.core.summaries import SummaryAccumulator
+from udfs.parse import payload_event
 
 __all__ = ["SummaryAggregate", "SummaryWindow", "summary_late_record"]
 
@@ -29,7 +30,7 @@ def summary_late_record(value: Any) -> str:
             "ts": format_timestamp(ts_ms),
             "ts_ms": ts_ms,
             "reason": "behind Flink's watermark: not in the window summaries (it was scored)",
-            "event": payload,
+            "event": payload_event(entity, payload).to_json(),
         },
         sort_keys=True,
     )
@@ -43,7 +44,7 @@ class SummaryAggregate(AggregateFunction):  # type: ignore[misc]
         return SummaryAccumulator(self._alpha)
 
     def add(self, value: Any, accumulator: SummaryAccumulator) -> SummaryAccumulator:
-        accumulator.add(json.loads(value[2])["metrics"])
+        accumulator.add(value[2][1])  # an event payload's metrics (udfs/parse.py handoff)
         return accumulator
 
     def get_result(self, accumulator: SummaryAccumulator) -> dict[str, Any]:

@@ -88,7 +88,7 @@ class Event:
     id: str | None = None
 
     def to_json(self) -> str:
-        """The event as a canonical JSON line (what the Flink job ships between operators)."""
+        """The event as a canonical JSON line (the input format, normalised)."""
         obj: dict[str, Any] = {"entity": self.entity, "ts": self.ts_ms, "metrics": self.metrics}
         if self.id is not None:
             obj["id"] = self.id
