@@ -187,17 +187,22 @@ def parse_object(obj: Any, raw: str, cfg: ParseConfig) -> Event | DeadLetter:
         )
     clean: dict[str, float] = {}
     for name, value in metrics.items():
-        field = f"metrics.{name}"
         if not name:
-            return DeadLetter(NON_NUMERIC_METRIC, field, raw, "metric name is empty")
+            return DeadLetter(NON_NUMERIC_METRIC, "metrics.", raw, "metric name is empty")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return DeadLetter(NON_NUMERIC_METRIC, field, raw, f"value {value!r} is not a number")
+            return DeadLetter(
+                NON_NUMERIC_METRIC, f"metrics.{name}", raw, f"value {value!r} is not a number"
+            )
         try:
             f = float(value)
         except OverflowError:
-            return DeadLetter(NON_FINITE_METRIC, field, raw, "integer too large for a float")
+            return DeadLetter(
+                NON_FINITE_METRIC, f"metrics.{name}", raw, "integer too large for a float"
+            )
         if not math.isfinite(f):
-            return DeadLetter(NON_FINITE_METRIC, field, raw, f"value {value!r} is not finite")
+            return DeadLetter(
+                NON_FINITE_METRIC, f"metrics.{name}", raw, f"value {value!r} is not finite"
+            )
         clean[name] = f
     event_id = obj.get("id")
     if event_id is not None and not isinstance(event_id, (str, int)):
@@ -207,15 +212,17 @@ def parse_object(obj: Any, raw: str, cfg: ParseConfig) -> Event | DeadLetter:
 
 def parse_line(raw: str, cfg: ParseConfig) -> Event | DeadLetter:
     """Parse one JSON line; never raises on input."""
-    if (
-        len(raw) > cfg.max_record_bytes
-        or len(raw.encode("utf-8", "surrogatepass")) > cfg.max_record_bytes
+    limit = cfg.max_record_bytes
+    # A code point is at most 4 bytes of UTF-8: a line of at most limit / 4 characters is
+    # within the limit without encoding it.
+    if len(raw) > limit or (
+        len(raw) * 4 > limit and len(raw.encode("utf-8", "surrogatepass")) > limit
     ):
         return DeadLetter(
             OVERSIZED,
             None,
-            raw[: cfg.max_record_bytes],
-            f"record longer than {cfg.max_record_bytes} bytes",
+            raw[:limit],
+            f"record longer than {limit} bytes",
         )
     try:
         # NaN / Infinity literals decode to floats here; the field checks then reject them
