@@ -312,7 +312,7 @@ def _operator_loop(
     ``states_out``: each entity's encoded state at the end (what the operator stores)."""
     detectors: dict[str, EntityDetector] = {}
     writes: dict[str, int] = {}
-    dumps, pdumps, ploads = json.dumps, pickle.dumps, pickle.loads
+    dumps, ploads = json.dumps, pickle.loads
     out = []
     todo = sorted(marks)
     w0, c0 = time.perf_counter(), _cpu_now()
@@ -321,7 +321,7 @@ def _operator_loop(
         if isinstance(rec, DeadLetter):
             dumps(rec.to_dict(), sort_keys=True)
         else:
-            payload = pdumps(handoff(rec)[2])  # ParseEvents' output (PICKLED_BYTE_ARRAY)
+            payload = handoff(rec)[2]  # ParseEvents' output: the pickled event
             ts_ms, metrics, eid = ploads(payload)  # DetectAnomalies.process_element
             ev = Event(rec.entity, ts_ms, metrics, eid)
             det = detectors.get(rec.entity)
@@ -815,7 +815,7 @@ class NaiveRiverDetect(KeyedProcessFunction):  # type: ignore[misc]
 
     def process_element(self, value: Any, ctx: Any) -> Iterator[str]:
         entity, ts_ms, payload = value
-        x = payload[1]  # the event's metrics (udfs/parse.py handoff)
+        x = pickle.loads(payload)[1]  # the event's metrics (udfs/parse.py handoff)
         model = self._state.value()
         if model is None:
             model = _new_river_model()

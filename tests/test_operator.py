@@ -603,7 +603,7 @@ def test_every_write_holds_the_detector_that_produced_the_outputs_before_it() ->
         kinds |= {type(e) for e in stored[4]}
         live = h.fn._cache["a"][1]
         assert load_detector("a", CFG, stored).snapshot() == live.snapshot()
-    assert kinds == {tuple, int}  # events (udfs.parse.handoff payloads) and watermarks
+    assert kinds == {bytes, int}  # events (udfs.parse.handoff payloads) and watermarks
     lengths = [len(w[4]) for w in h.b.writes]
     assert lengths[:9] == [0, 1, 2, 3, 0, 1, 2, 3, 0]
     # A read that misses the cache (a new instance) writes a full snapshot.
@@ -617,8 +617,8 @@ def test_every_write_holds_the_detector_that_produced_the_outputs_before_it() ->
 
 
 def test_a_journal_of_json_payloads_from_an_earlier_version_restores_the_same_detector() -> None:
-    """Before payloads were pickled tuples, the journal held each event and verdict as the
-    JSON the parser shipped: state in a savepoint of that version replays to the same
+    """Before payloads were pickled, the journal held each event and verdict as the JSON
+    the parser shipped: state in a savepoint of that version replays to the same
     detector as the same journal in today's form."""
     h = Harness(snapshot_every=8)
     events = stream(30, "a", seed=3, spike=20)
@@ -629,13 +629,17 @@ def test_a_journal_of_json_payloads_from_an_earlier_version_restores_the_same_de
     h.element(events[-1], watermark=False)
     stored = h.stored("a")
     journal = stored[4]
-    assert any(isinstance(e, tuple) for e in journal) and any(isinstance(e, dict) for e in journal)
+    decoded = [pickle.loads(e) for e in journal if isinstance(e, bytes)]
+    assert any(isinstance(e, tuple) for e in decoded) and any(isinstance(e, dict) for e in decoded)
 
     def as_json(entry: Any) -> Any:
-        if isinstance(entry, tuple):
-            ts_ms, metrics, eid = entry
+        if isinstance(entry, int):
+            return entry
+        obj = pickle.loads(entry)
+        if isinstance(obj, tuple):
+            ts_ms, metrics, eid = obj
             return Event("a", ts_ms, metrics, eid).to_json()
-        return json.dumps(entry) if isinstance(entry, dict) else entry
+        return json.dumps(obj)
 
     old = (*stored[:4], tuple(as_json(e) for e in journal), *stored[5:])
     assert all(isinstance(e, (str, int)) for e in old[4])

@@ -73,14 +73,15 @@ _Cached = tuple[float, EntityDetector, int, int, bytes, _Journal, int]
 
 def _feed(det: EntityDetector, entry: Any) -> tuple[list[Output], bool]:
     """Give the detector one journal entry: a watermark (int), or a payload as the parser
-    hands it (``udfs.parse.handoff``: an event tuple or a verdict dict; a JSON string in state
-    written before payloads were pickled). Returns its outputs and whether it was a verdict."""
+    hands it (``udfs.parse.handoff``: the pickled bytes of an event tuple or a verdict dict;
+    state written before payloads were pickled holds JSON strings). Returns its outputs and
+    whether it was a verdict."""
     if isinstance(entry, int):
         return det.on_watermark(entry), False
-    if isinstance(entry, tuple):
-        ts_ms, metrics, eid = entry
+    obj = pickle.loads(entry) if isinstance(entry, bytes) else json.loads(entry)
+    if isinstance(obj, tuple):
+        ts_ms, metrics, eid = obj
         return det.on_event(Event(det.entity, ts_ms, metrics, eid)), False
-    obj = json.loads(entry) if isinstance(entry, str) else entry
     if "verdict" in obj:  # an operator's verdict (udfs/parse.py), keyed like the events
         v = Verdict(obj["alert_id"], det.entity, obj["verdict"], obj["reason"], obj["ts_ms"])
         return det.on_verdict(v), True
@@ -88,12 +89,8 @@ def _feed(det: EntityDetector, entry: Any) -> tuple[list[Output], bool]:
 
 
 def entry_size(entry: Any) -> int:
-    """Bytes of one journal entry as stored (pickled with the rest of the state)."""
-    if isinstance(entry, int):
-        return 8
-    if isinstance(entry, str):
-        return len(entry)
-    return len(pickle.dumps(entry, pickle.HIGHEST_PROTOCOL))
+    """Bytes of one journal entry: a payload's bytes (or JSON string), 8 for a watermark."""
+    return 8 if isinstance(entry, int) else len(entry)
 
 
 def load_detector(

@@ -2,15 +2,18 @@
 dead-letter output.
 
 The parsed record travels to the detect operator as ``(entity, flink_ts, payload)``
-(``udfs.tags.EVENT_TYPE``), the payload a pickled Python object (:func:`handoff`): an event's
-``(ts_ms, metrics, id)`` tuple, or a verdict's dict. It had been the event's canonical JSON,
-encoded here and decoded again in the detector: the two took 7 % of the job's interpreter time
-(py-spy, 4 metrics), against about 2 % for pickling the tuple (PyFlink does that for a
-``PICKLED_BYTE_ARRAY`` field)."""
+(``udfs.tags.EVENT_TYPE``), the payload the pickled bytes of a Python object
+(:func:`handoff`): an event's ``(ts_ms, metrics, id)`` tuple, or a verdict's dict. It had
+been the event's canonical JSON, encoded here and decoded again in the detector: the two took
+7 % of the job's interpreter time (py-spy, 4 metrics). The detector keeps the bytes as they
+came in its journal (udfs/detect.py), so the state written on every event pickles a tuple of
+bytes rather than the objects again.
+"""
 
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,8 +26,8 @@ from udfs.tags import DEAD_LETTER_TAG
 
 __all__ = ["ParseEvents", "handoff", "payload_event", "verdict_payload"]
 
-#: An event as it travels to the detect operator: ``(ts_ms, metrics, id)``.
-EventPayload = tuple[int, dict[str, float], str | None]
+_dumps = pickle.dumps
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
 class ParseEvents(ProcessFunction):  # type: ignore[misc]
@@ -72,12 +75,12 @@ class ParseEvents(ProcessFunction):  # type: ignore[misc]
             yield (Row(rec.entity, out), out[1]) if self._keyed else out
 
 
-def handoff(rec: Event | Verdict) -> tuple[str, int, EventPayload | dict[str, Any]]:
+def handoff(rec: Event | Verdict) -> tuple[str, int, bytes]:
     """``(entity, flink_ts, payload)``: what the parser hands the detect operator for ``rec``
     (``udfs.detect._feed`` reads it back; the payload is journaled as it came)."""
     if isinstance(rec, Verdict):
-        return (rec.entity, 0, verdict_payload(rec))
-    return (rec.entity, rec.ts_ms, (rec.ts_ms, rec.metrics, rec.id))
+        return (rec.entity, 0, _dumps(verdict_payload(rec), _PROTOCOL))
+    return (rec.entity, rec.ts_ms, _dumps((rec.ts_ms, rec.metrics, rec.id), _PROTOCOL))
 
 
 def verdict_payload(v: Verdict) -> dict[str, Any]:
@@ -85,7 +88,7 @@ def verdict_payload(v: Verdict) -> dict[str, Any]:
     return {"alert_id": v.alert_id, "verdict": v.verdict, "reason": v.reason, "ts_ms": v.ts_ms}
 
 
-def payload_event(entity: str, payload: EventPayload) -> Event:
+def payload_event(entity: str, payload: bytes) -> Event:
     """The event an event payload (:func:`handoff`) carries."""
-    ts_ms, metrics, eid = payload
+    ts_ms, metrics, eid = pickle.loads(payload)
     return Event(entity, ts_ms, metrics, eid)

@@ -44,7 +44,7 @@ class SummaryAggregate(AggregateFunction):  # type: ignore[misc]
         return SummaryAccumulator(self._alpha)
 
     def add(self, value: Any, accumulator: SummaryAccumulator) -> SummaryAccumulator:
-        accumulator.add(value[2][1])  # an event payload's metrics (udfs/parse.py handoff)
+        accumulator.add(payload_event(value[0], value[2]).metrics)
         return accumulator
 
     def get_result(self, accumulator: SummaryAccumulator) -> dict[str, Any]:
