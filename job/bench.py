@@ -48,7 +48,6 @@ import importlib.metadata
 import json
 import math
 import os
-import pickle
 import platform
 import pstats
 import random
@@ -73,7 +72,7 @@ from udfs.core.config import DetectorConfig
 from udfs.core.detector import EntityDetector
 from udfs.core.events import DeadLetter, Event, ParseConfig, parse_line
 from udfs.detect import entry_size
-from udfs.parse import handoff
+from udfs.parse import handoff, payload_event
 
 __all__ = [
     "REQUIRED_KEYS",
@@ -312,7 +311,7 @@ def _operator_loop(
     ``states_out``: each entity's encoded state at the end (what the operator stores)."""
     detectors: dict[str, EntityDetector] = {}
     writes: dict[str, int] = {}
-    dumps, ploads = json.dumps, pickle.loads
+    dumps = json.dumps
     out = []
     todo = sorted(marks)
     w0, c0 = time.perf_counter(), _cpu_now()
@@ -322,8 +321,7 @@ def _operator_loop(
             dumps(rec.to_dict(), sort_keys=True)
         else:
             payload = handoff(rec)[2]  # ParseEvents' output: the pickled event
-            ts_ms, metrics, eid = ploads(payload)  # DetectAnomalies.process_element
-            ev = Event(rec.entity, ts_ms, metrics, eid)
+            ev = payload_event(rec.entity, payload)  # DetectAnomalies.process_element
             det = detectors.get(rec.entity)
             if det is None:
                 det = detectors[rec.entity] = EntityDetector(rec.entity, cfg, WITH_FEATURES)
@@ -815,7 +813,7 @@ class NaiveRiverDetect(KeyedProcessFunction):  # type: ignore[misc]
 
     def process_element(self, value: Any, ctx: Any) -> Iterator[str]:
         entity, ts_ms, payload = value
-        x = pickle.loads(payload)[1]  # the event's metrics (udfs/parse.py handoff)
+        x = payload_event(entity, payload).metrics
         model = self._state.value()
         if model is None:
             model = _new_river_model()

@@ -66,12 +66,14 @@ from udfs.tags import DEAD_LETTER_TAG, DRIFT_TAG, LATE_TAG, SCORES_TAG
 __all__ = ["DetectAnomalies", "entry_size", "load_detector", "score_row", "stored_size"]
 
 _NO_TIMER = -1
-_Journal = tuple[Any, ...]  # payloads (events, verdicts: udfs.parse.handoff) and watermarks (int)
+# Payloads (udfs.parse.handoff bytes; JSON in state written before them) and watermarks.
+_Entry = bytes | str | int
+_Journal = tuple[_Entry, ...]
 # (written at, monotonic s; detector; release timer; watch timer; snapshot; journal; bytes)
 _Cached = tuple[float, EntityDetector, int, int, bytes, _Journal, int]
 
 
-def _feed(det: EntityDetector, entry: Any) -> tuple[list[Output], bool]:
+def _feed(det: EntityDetector, entry: _Entry) -> tuple[list[Output], bool]:
     """Give the detector one journal entry: a watermark (int), or a payload as the parser
     hands it (``udfs.parse.handoff``: the pickled bytes of an event tuple or a verdict dict;
     state written before payloads were pickled holds JSON strings). Returns its outputs and
@@ -88,7 +90,7 @@ def _feed(det: EntityDetector, entry: Any) -> tuple[list[Output], bool]:
     return det.on_event(Event(det.entity, obj["ts"], obj["metrics"], obj.get("id"))), False
 
 
-def entry_size(entry: Any) -> int:
+def entry_size(entry: _Entry) -> int:
     """Bytes of one journal entry: a payload's bytes (or JSON string), 8 for a watermark."""
     return 8 if isinstance(entry, int) else len(entry)
 
@@ -239,7 +241,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         release_timer: int,
         watch_timer: int,
         ts: Any,
-        entry: Any,
+        entry: _Entry,
         new: bool = False,
     ) -> None:
         earliest = det.earliest_buffered_ms()
