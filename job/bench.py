@@ -24,6 +24,12 @@ One run, one machine, every number next to the numbers it is compared with. It m
    (``scripts/cluster.sh start --taskmanagers 2``, one slot each).
 7. **Profile** of the plain ``operator`` loop at 4 metrics (pyinstrument when installed,
    cProfile otherwise), as shares per module and per operator phase.
+8. **What bounds the job** (``floor``): the job's shape with a keyed operator that does
+   nothing (:class:`NullDetect`), and the least costly shape a keyed Python operator can have
+   (keyed in Java from the raw line, one Python operator): Flink's and PyFlink's own cost per
+   event. And the core loop run inside a thread-mode task against the same loop in this
+   process: what Python embedded in the JVM costs. Together they bound what any job running
+   this core can reach (:func:`job_bounds`).
 
 Start-up is cancelled by the *marginal rate*: every job runs twice, over the first ``N1`` and
 the first ``N2`` events of the same stream, and ``rate = (N2 - N1) / (t2 - t1)`` is the rate
@@ -93,6 +99,9 @@ ENTITY_OFFSET_MS = 37  # entity e reports at step * interval + e * 37 ms: distin
 HEADLINE_METRICS = 4
 # The job's expected rate as a share of the plain operator loop's (sizes its runs).
 JOB_SHARE = 0.4
+# A null keyed operator's rate over the job's, per floor shape (sizes the floor runs).
+FLOOR_SPEEDUP = {"pipeline": 4.5, "single": 20.0}
+FLOOR_FALLBACK_JOB_EPS = 3000.0  # when the thread part did not run
 # The operator's journal length (udfs/detect.py): the snapshot is encoded on every this many
 # writes of an entity.
 SNAPSHOT_EVERY = ExecutionConfig().snapshot_every
@@ -856,6 +865,158 @@ def run_naive_job(path: Path, name: str) -> dict[str, float]:
     return _execute(env, name)
 
 
+# -- what bounds the job: Flink's own cost per event, and Python embedded in the JVM ----------
+
+
+class NullDetect(KeyedProcessFunction):  # type: ignore[misc]
+    """The floor: a keyed Python operator that takes its events and does nothing with them.
+    ``count_dir``: on close, write how many it took to a file there (tests)."""
+
+    def __init__(self, count_dir: str | None = None) -> None:
+        self._count_dir = count_dir
+        self._n = 0
+
+    def process_element(self, value: Any, ctx: Any) -> Iterable[Any]:
+        self._n += 1
+        return ()
+
+    def close(self) -> None:
+        if self._count_dir is not None:
+            Path(self._count_dir, f"count-{os.getpid()}-{id(self)}").write_text(str(self._n))
+
+
+FLOOR_SHAPES = ("pipeline", "single")
+
+
+def run_floor_job(path: Path, shape: str, name: str, count_dir: str | None = None) -> dict[str, float]:
+    """A job of the given shape whose keyed operator is :class:`NullDetect`: what Flink and
+    PyFlink cost per event before any detection (thread mode, parallelism 1).
+
+    ``pipeline``: the job's own shape (:func:`job.pipeline.build_pipeline`): the parser in
+    Python, timestamps and keys in Java, the keyed Python operator.
+    ``single``: the least a keyed Python operator can cost on PyFlink: the entity read from the
+    raw line in Java (Flink SQL ``JSON_VALUE``), keyed in Java, one Python operator, no
+    timestamps or watermarks. A job of that shape would also need event time (more Java work)
+    and would parse in its one Python operator, so this is below that design's floor.
+    ``count_dir``: see :class:`NullDetect`.
+    """
+    from pyflink.common.typeinfo import Types
+    from pyflink.datastream import KeyedStream
+    from pyflink.java_gateway import get_gateway
+
+    from job.pipeline import file_source, key_by_entity, with_event_time
+    from udfs.parse import ParseEvents
+    from udfs.tags import TIMED_KEYED_EVENT_TYPE
+
+    if shape not in FLOOR_SHAPES:
+        raise ValueError(f"unknown floor shape {shape!r} (known: {', '.join(FLOOR_SHAPES)})")
+    cfg = _bench_config([])
+    env = _environment(cfg, ship_job=True)
+    source = file_source(env, str(path))
+    if shape == "pipeline":
+        parsed = source.process(ParseEvents(cfg.parse, keyed=True), output_type=TIMED_KEYED_EVENT_TYPE)
+        keyed = key_by_entity(with_event_time(parsed, cfg.detector.lateness.max_out_of_orderness_ms))
+    else:
+        from pyflink.table import StreamTableEnvironment
+
+        t_env = StreamTableEnvironment.create(env)
+        t_env.create_temporary_view("lines_in", source)
+        table = t_env.sql_query("SELECT JSON_VALUE(f0, '$.entity') AS entity, f0 AS line FROM lines_in")
+        rows = t_env.to_append_stream(table, Types.ROW([Types.STRING(), Types.STRING()]))
+        j_keyed = rows._j_data_stream.keyBy(
+            get_gateway().jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info()
+        )
+        keyed = KeyedStream(j_keyed, Types.STRING(), rows)
+    _discard(keyed.process(NullDetect(count_dir), output_type=Types.STRING()).name("null-detect"), "null")
+    return _execute(env, name)
+
+
+def split_core_loop(lines: Sequence[str], cfg: DetectorConfig, reps: int) -> dict[str, float]:
+    """The plain core loop in two passes, parse then detect (``on_event``, alerts to JSON):
+    this thread's CPU microseconds per event of each, the fastest of ``reps`` passes."""
+    pcfg = ParseConfig()
+    dumps = json.dumps
+    best_parse = best_detect = math.inf
+    for _ in range(reps):
+        t0 = time.thread_time()
+        recs = [parse_line(line, pcfg) for line in lines]
+        t1 = time.thread_time()
+        detectors: dict[str, EntityDetector] = {}
+        for rec in recs:
+            if isinstance(rec, DeadLetter):
+                continue
+            det = detectors.get(rec.entity)
+            if det is None:
+                det = detectors[rec.entity] = EntityDetector(rec.entity, cfg, WITH_FEATURES)
+            for kind, r in det.on_event(rec):
+                if kind != "score":
+                    dumps(r, sort_keys=True)
+        t2 = time.thread_time()
+        best_parse = min(best_parse, t1 - t0)
+        best_detect = min(best_detect, t2 - t1)
+    n = max(len(lines), 1)
+    return {"events": len(lines), "parse_us": best_parse / n * 1e6, "detect_us": best_detect / n * 1e6}
+
+
+class EmbeddedCore(MapFunction):  # type: ignore[misc]
+    """Runs :func:`split_core_loop` inside a thread-mode task: Python embedded in the JVM."""
+
+    def map(self, value: str) -> str:
+        req = json.loads(value)
+        lines = Path(req["path"]).read_text().splitlines()
+        return json.dumps(split_core_loop(lines, DetectorConfig(), int(req["reps"])))
+
+
+def run_embedded_core(path: Path, reps: int) -> dict[str, float]:
+    """:func:`split_core_loop` over the events in ``path``, run by a thread-mode task."""
+    from pyflink.common.typeinfo import Types
+
+    env = _environment(_bench_config([]), ship_job=True)
+    req = json.dumps({"path": str(path), "reps": reps})
+    stream = env.from_collection([req], type_info=Types.STRING())
+    with stream.map(EmbeddedCore(), output_type=Types.STRING()).execute_and_collect() as results:
+        out = [json.loads(r) for r in results]
+    if len(out) != 1:
+        raise RuntimeError(f"the embedded core loop returned {len(out)} results, expected 1")
+    return dict(out[0])
+
+
+def job_bounds(
+    plain_eps_per_cpu_s: float | None, floor: Sequence[dict[str, Any]], embedded: dict[str, Any]
+) -> dict[str, dict[str, float]]:
+    """Per floor shape, the most a job of that shape could reach running this core, per
+    CPU-second: its floor's cost per event plus the core's cost embedded in the JVM, with
+    nothing for the operator's own work (state, timers, metrics, outputs)::
+
+        cost = 1 / floor_eps_per_cpu_s + factor * core_cost * share
+
+    ``core_cost = 1 / plain_eps_per_cpu_s`` (the plain core loop), ``factor`` the embedded
+    core loop's cost over the same loop's in this process, ``share`` the part of the core the
+    job runs behind its floor: detect only for ``pipeline`` (its floor parses already), parse
+    and detect for ``single``. Returns ``{shape: {eps_per_cpu_s, vs_plain, floor_us,
+    core_us}}`` (the costs in microseconds); empty when a measurement is missing."""
+    inside, outside = embedded.get("in_job"), embedded.get("in_process")
+    if not plain_eps_per_cpu_s or not inside or not outside:
+        return {}
+    out_total = outside["parse_us"] + outside["detect_us"]
+    factor = (inside["parse_us"] + inside["detect_us"]) / out_total
+    core_us = 1e6 / plain_eps_per_cpu_s
+    bounds = {}
+    for row in floor:
+        if not row.get("eps_per_cpu_s"):
+            continue
+        share = outside["detect_us"] / out_total if row["shape"] == "pipeline" else 1.0
+        floor_us = 1e6 / row["eps_per_cpu_s"]
+        run_us = factor * core_us * share
+        bounds[row["shape"]] = {
+            "floor_us": floor_us,
+            "core_us": run_us,
+            "eps_per_cpu_s": 1e6 / (floor_us + run_us),
+            "vs_plain": core_us / (floor_us + run_us),
+        }
+    return bounds
+
+
 class Pace(MapFunction):  # type: ignore[misc]
     """Lets records through at ``rate`` per second; records when each one left (wall clock)."""
 
@@ -1245,6 +1406,9 @@ class Plan:
     profile_events: int = 6000
     cluster: bool = True
     cluster_sizes: tuple[int, int] = (4000, 24000)
+    floor_seconds: float = 6.0
+    embedded_events: int = 20_000
+    embedded_reps: int = 3
 
     @classmethod
     def for_mode(cls, quick: bool) -> Plan:
@@ -1264,6 +1428,9 @@ class Plan:
             checkpoint_entities=(1_000,),
             profile_events=2000,
             cluster=False,
+            floor_seconds=2.5,
+            embedded_events=8000,
+            embedded_reps=2,
         )
 
     def sizes(self, rate: float) -> tuple[int, int]:
@@ -1350,6 +1517,13 @@ def build_report(r: dict[str, Any]) -> dict[str, Any]:
         "headline_metrics": HEADLINE_METRICS,
         "machine": r.get("machine", {}),
     }
+    plain_cpu = plain.get("eps_per_cpu_s")
+    bounds = job_bounds(plain_cpu, r.get("floor", []), r.get("embedded", {}))
+    report["bounds"] = bounds
+    # The best a job could reach at any shape measured: the bound of the least costly.
+    best = max(bounds.values(), key=lambda b: b["eps_per_cpu_s"], default=None)
+    report["bound_eps_per_cpu_s"] = best["eps_per_cpu_s"] if best else None
+    report["bound_vs_plain_cpu"] = best["vs_plain"] if best else None
     report["targets"] = {
         name: {
             "target": target,
@@ -1360,6 +1534,8 @@ def build_report(r: dict[str, Any]) -> dict[str, Any]:
         }
         for name, target in TARGETS.items()
     }
+    for name, key in (("job_eps", "bound_eps_per_cpu_s"), ("job_vs_plain", "bound_vs_plain_cpu")):
+        report["targets"][name]["bound"] = report[key]
     report["method"] = METHOD
     for k, v in r.items():
         report.setdefault(k, v)
@@ -1410,6 +1586,9 @@ def render_markdown(rep: dict[str, Any]) -> str:
         f"| job / plain operator loop (core + hand-off + snapshot every {SNAPSHOT_EVERY}) | "
         f"{_fmt(rep.get('job_vs_plain_operator'), 2)} | | |",
         f"| job / naive, per CPU-second | {_fmt(rep.get('job_vs_naive_cpu'), 1)}x | | |",
+        f"| bound: the most any job running this core could reach, events per CPU-second | "
+        f"{_fmt(rep.get('bound_eps_per_cpu_s'))} | | |",
+        f"| bound / plain, per CPU-second | {_fmt(rep.get('bound_vs_plain_cpu'), 2)} | | |",
         f"| latency p50 / p99 (ms) at half the max rate | {_fmt(rep.get('latency_ms_p50'), 1)} / "
         f"{_fmt(rep.get('latency_ms_p99'), 1)} | | |",
         "",
@@ -1448,6 +1627,47 @@ def render_markdown(rep: dict[str, Any]) -> str:
     if ratios:
         out += ["", "| job / plain (core) | metrics | wall | per CPU-second |", "|---|---|---|---|"]
         out += [f"| {m} | {k} | {_fmt(a, 2)} | {_fmt(b, 2)} |" for m, k, a, b in ratios]
+    emb = rep.get("embedded")
+    if rep.get("floor") or emb:
+        out += [
+            "",
+            f"## What bounds the job ({HEADLINE_METRICS} metrics, thread mode, per CPU-second)",
+            "",
+            "A job's cost per event is at least its shape's *floor* (the same job with a keyed "
+            "operator that does nothing with its events) plus the core loop's cost when Python runs "
+            "embedded in the JVM. The operator's own work (state, timers, metrics, outputs) is left "
+            "out, so the bound is more than a job of that shape can reach.",
+            "",
+        ]
+    if emb:
+        tin = emb["in_job"]["parse_us"] + emb["in_job"]["detect_us"]
+        tout = emb["in_process"]["parse_us"] + emb["in_process"]["detect_us"]
+        out += [
+            f"The core loop ({emb['events']:,} events, thread CPU time, parse + detect): "
+            f"{_fmt(tin, 1)} us per event in a thread-mode task, {_fmt(tout, 1)} us in the "
+            f"benchmark's own process: {_fmt(emb['factor'], 2)}x.",
+            "",
+        ]
+    if rep.get("floor"):
+        bounds = rep.get("bounds", {})
+        out += [
+            "| shape | floor events/s (wall) | floor events/CPU-s | floor us/event | + core in the JVM us/event "
+            "| bound events/CPU-s | bound / plain |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for f in rep["floor"]:
+            b = bounds.get(f["shape"], {})
+            out.append(
+                f"| {f['shape']} | {_fmt(f['eps'])} | {_fmt(f['eps_per_cpu_s'])} | {_fmt(b.get('floor_us'), 1)} | "
+                f"{_fmt(b.get('core_us'), 1)} | {_fmt(b.get('eps_per_cpu_s'))} | {_fmt(b.get('vs_plain'), 2)} |"
+            )
+        out += [
+            "",
+            "`pipeline`: this job's shape (parser in Python, timestamps and keys in Java, the keyed "
+            "Python operator). `single`: the entity read from the raw line by Flink SQL in Java, keyed "
+            "in Java, one Python operator, no event time: below the floor of any keyed Python "
+            "operator that parses its own events.",
+        ]
     low = [j for j in rep.get("throughput", []) if (j.get("cores_used") or 1.0) < 0.5]
     if low:
         out += [
@@ -1524,7 +1744,7 @@ def render_markdown(rep: dict[str, Any]) -> str:
 
 
 QUICK_BUDGET_S = 250.0  # --quick starts no part after this (the machine may be loaded)
-ALL_PARTS = ("state", "profile", "plain", "thread", "naive", "latency", "checkpoint", "process", "cluster")
+ALL_PARTS = ("state", "profile", "plain", "thread", "floor", "naive", "latency", "checkpoint", "process", "cluster")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -1655,6 +1875,56 @@ def main(args: argparse.Namespace) -> int:
             )
 
     part("thread", lambda: jobs("thread", plan.metrics))
+
+    floor_rows: list[dict[str, Any]] = []
+
+    def floor() -> None:
+        # Null operators run several times faster than the job: size each shape for
+        # floor_seconds of marginal work at its expected rate (the first size: 1 s).
+        job = next((j for j in throughput if j["mode"] == "thread" and j["metrics"] == HEADLINE_METRICS), {})
+        job_rate = job.get("eps") or FLOOR_FALLBACK_JOB_EPS  # (sizing only)
+        step = plan.entities
+        shape_sizes = {}
+        for shape in FLOOR_SHAPES:
+            rate = FLOOR_SPEEDUP[shape] * job_rate
+            f1 = max(1000, int(rate)) // step * step
+            shape_sizes[shape] = (f1, f1 + max(4000, int(rate * plan.floor_seconds)) // step * step)
+        longest = max(b for _, b in shape_sizes.values())
+        lines = generate_events(longest, metrics=HEADLINE_METRICS, entities=step, interval_ms=plan.interval_ms)
+        warm_up("thread")
+        for shape in FLOOR_SHAPES:
+            n1, n2 = shape_sizes[shape]
+            files = {n: write_lines(work / f"floor-{shape}-{n}.jsonl", lines[:n]) for n in (n1, n2)}
+            runs = []
+            for rep in range(plan.repeats):
+                for n in (n1, n2) if rep % 2 == 0 else (n2, n1):
+                    t = run_floor_job(files[n], shape, f"bench-floor-{shape}-{n}")
+                    runs.append({"n": n, **t})
+            row = _job_row("thread", HEADLINE_METRICS, n1, n2, runs)
+            row["shape"] = shape
+            floor_rows.append(row)
+            res["floor"] = floor_rows
+            log(f"  floor {shape:<8}: {_fmt(row['eps'])} events/s, {_fmt(row['eps_per_cpu_s'])} per CPU-s")
+        # The core loop inside a thread-mode task and in this process, taking turns.
+        k = min(len(lines), plan.embedded_events)
+        path = write_lines(work / "embedded.jsonl", lines[:k])
+        runs_in: list[dict[str, float]] = []
+        runs_out: list[dict[str, float]] = []
+        for _ in range(plan.repeats):
+            runs_out.append(split_core_loop(lines[:k], cfg, plan.embedded_reps))
+            runs_in.append(run_embedded_core(path, plan.embedded_reps))
+        emb: dict[str, Any] = {
+            "events": k,
+            "in_process": min(runs_out, key=lambda r: r["parse_us"] + r["detect_us"]),
+            "in_job": min(runs_in, key=lambda r: r["parse_us"] + r["detect_us"]),
+        }
+        total = {w: emb[w]["parse_us"] + emb[w]["detect_us"] for w in ("in_process", "in_job")}
+        emb["factor"] = total["in_job"] / total["in_process"]
+        res["embedded"] = emb
+        log(f"  core loop: {total['in_job']:.1f} us/event in a thread-mode task, {total['in_process']:.1f} "
+            f"in this process ({emb['factor']:.2f}x)")
+
+    part("floor", floor)
 
     def naive() -> None:
         lines = streams[HEADLINE_METRICS]

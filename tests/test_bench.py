@@ -236,3 +236,73 @@ def test_the_job_runs_into_a_discarding_sink(tmp_path: Path) -> None:
     path = bench.write_lines(tmp_path / "in.jsonl", bench.generate_events(96, metrics=2))
     t = bench.run_detect_job(path, ["execution.mode=thread"], "bench-smoke")
     assert t["wall_s"] > 0 and t["cpu_s"] > 0 and t["net_runtime_s"] > 0
+
+
+def test_bounds_add_the_floor_to_the_core_run_in_the_jvm() -> None:
+    # Plain core 100 us per event (10,000 per CPU-s), of which 20 us parse in-process; the
+    # embedded loop costs 1.5x. Floors: pipeline 50 us (20,000/s), single 20 us (50,000/s).
+    embedded = {
+        "in_process": {"parse_us": 20.0, "detect_us": 80.0},
+        "in_job": {"parse_us": 30.0, "detect_us": 120.0},
+    }
+    floor = [{"shape": "pipeline", "eps_per_cpu_s": 20_000.0}, {"shape": "single", "eps_per_cpu_s": 50_000.0}]
+    b = bench.job_bounds(10_000.0, floor, embedded)
+    # pipeline: 50 + 1.5 * 100 * 0.8 = 170 us; single: 20 + 1.5 * 100 = 170 us as well.
+    assert b["pipeline"]["floor_us"] == pytest.approx(50.0)
+    assert b["pipeline"]["core_us"] == pytest.approx(120.0)
+    assert b["pipeline"]["eps_per_cpu_s"] == pytest.approx(1e6 / 170.0)
+    assert b["pipeline"]["vs_plain"] == pytest.approx(100.0 / 170.0)
+    assert b["single"]["core_us"] == pytest.approx(150.0)
+    assert b["single"]["vs_plain"] == pytest.approx(100.0 / 170.0)
+    # A missing measurement gives no bound rather than a wrong one.
+    assert bench.job_bounds(None, floor, embedded) == {}
+    assert bench.job_bounds(10_000.0, floor, {}) == {}
+    assert "single" not in bench.job_bounds(10_000.0, [{"shape": "single", "eps_per_cpu_s": None}], embedded)
+
+
+def test_report_carries_the_bounds_next_to_the_targets() -> None:
+    res = _fake_results()
+    res["floor"] = [
+        {"shape": "pipeline", "mode": "thread", "metrics": 4, "n1": 10, "n2": 20, "eps": 9000.0, "eps_per_cpu_s": 5000.0},
+        {"shape": "single", "mode": "thread", "metrics": 4, "n1": 10, "n2": 20, "eps": 30000.0, "eps_per_cpu_s": 20000.0},
+    ]
+    res["embedded"] = {
+        "events": 100, "factor": 1.2,
+        "in_process": {"parse_us": 100.0, "detect_us": 700.0},
+        "in_job": {"parse_us": 120.0, "detect_us": 840.0},
+    }
+    rep = bench.build_report(res)
+    # Plain core 800 us (1,250 per CPU-s). pipeline: 200 + 1.2 * 700 = 1,040 us;
+    # single: 50 + 1.2 * 800 = 1,010 us, the least costly: the bound.
+    assert rep["bound_eps_per_cpu_s"] == pytest.approx(1e6 / 1010.0)
+    assert rep["bound_vs_plain_cpu"] == pytest.approx(800.0 / 1010.0)
+    assert rep["targets"]["job_vs_plain"]["bound"] == rep["bound_vs_plain_cpu"]
+    assert rep["targets"]["job_eps"]["bound"] == rep["bound_eps_per_cpu_s"]
+    md = bench.render_markdown(rep)
+    assert "## What bounds the job" in md
+    assert "| single | 30,000 | 20,000 | 50.0 | 960.0 | 990 | 0.79 |" in md
+    json.dumps(rep)
+
+
+@pytest.mark.minicluster
+def test_floor_jobs_hand_every_event_to_the_null_operator(tmp_path: Path) -> None:
+    lines = bench.generate_events(96, metrics=2)
+    path = bench.write_lines(tmp_path / "in.jsonl", lines)
+    for shape in bench.FLOOR_SHAPES:
+        counts = tmp_path / shape
+        counts.mkdir()
+        t = bench.run_floor_job(path, shape, f"bench-floor-{shape}", count_dir=str(counts))
+        assert t["wall_s"] > 0 and t["cpu_s"] > 0
+        # A floor that lost events would look fast: every line reaches the operator.
+        assert sum(int(p.read_text()) for p in counts.iterdir()) == len(lines), shape
+    with pytest.raises(ValueError, match="unknown floor shape"):
+        bench.run_floor_job(path, "nope", "x")
+
+
+@pytest.mark.minicluster
+def test_the_core_loop_runs_embedded_in_a_thread_mode_task(tmp_path: Path) -> None:
+    lines = bench.generate_events(160, metrics=2)
+    path = bench.write_lines(tmp_path / "in.jsonl", lines)
+    got = bench.run_embedded_core(path, reps=1)
+    assert got["events"] == len(lines)
+    assert got["parse_us"] > 0 and got["detect_us"] > 0
