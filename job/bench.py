@@ -1408,7 +1408,7 @@ class Plan:
     profile_events: int = 6000
     cluster: bool = True
     cluster_sizes: tuple[int, int] = (4000, 24000)
-    floor_seconds: float = 6.0
+    floor_seconds: float = 10.0
     embedded_events: int = 20_000
     embedded_reps: int = 3
 
@@ -1430,7 +1430,7 @@ class Plan:
             checkpoint_entities=(1_000,),
             profile_events=2000,
             cluster=False,
-            floor_seconds=2.5,
+            floor_seconds=3.0,
             embedded_events=8000,
             embedded_reps=2,
         )
