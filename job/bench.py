@@ -283,6 +283,18 @@ def _cpu_now() -> float:
     return time.process_time()
 
 
+def _detect(detectors: dict[str, EntityDetector], rec: Event, cfg: DetectorConfig) -> None:
+    """The core's work on one parsed event: its entity's detector (kept in ``detectors``)
+    decides it, and every record but a score goes to JSON (scores leave the job only on
+    request)."""
+    det = detectors.get(rec.entity)
+    if det is None:
+        det = detectors[rec.entity] = EntityDetector(rec.entity, cfg, WITH_FEATURES)
+    for kind, r in det.on_event(rec):
+        if kind != "score":
+            json.dumps(r, sort_keys=True)
+
+
 def _core_loop(
     lines: Sequence[str], cfg: DetectorConfig, pcfg: ParseConfig, marks: Sequence[int]
 ) -> list[tuple[int, float, float]]:
@@ -296,12 +308,7 @@ def _core_loop(
         if isinstance(rec, DeadLetter):
             dumps(rec.to_dict(), sort_keys=True)
         else:
-            det = detectors.get(rec.entity)
-            if det is None:
-                det = detectors[rec.entity] = EntityDetector(rec.entity, cfg, WITH_FEATURES)
-            for kind, r in det.on_event(rec):
-                if kind != "score":
-                    dumps(r, sort_keys=True)
+            _detect(detectors, rec, cfg)
         if todo and i == todo[0]:
             out.append((i, time.perf_counter() - w0, _cpu_now() - c0))
             todo.pop(0)
@@ -937,7 +944,6 @@ def split_core_loop(lines: Sequence[str], cfg: DetectorConfig, reps: int) -> dic
     """The plain core loop in two passes, parse then detect (``on_event``, alerts to JSON):
     this thread's CPU microseconds per event of each, the fastest of ``reps`` passes."""
     pcfg = ParseConfig()
-    dumps = json.dumps
     best_parse = best_detect = math.inf
     for _ in range(reps):
         t0 = time.thread_time()
@@ -945,14 +951,8 @@ def split_core_loop(lines: Sequence[str], cfg: DetectorConfig, reps: int) -> dic
         t1 = time.thread_time()
         detectors: dict[str, EntityDetector] = {}
         for rec in recs:
-            if isinstance(rec, DeadLetter):
-                continue
-            det = detectors.get(rec.entity)
-            if det is None:
-                det = detectors[rec.entity] = EntityDetector(rec.entity, cfg, WITH_FEATURES)
-            for kind, r in det.on_event(rec):
-                if kind != "score":
-                    dumps(r, sort_keys=True)
+            if not isinstance(rec, DeadLetter):
+                _detect(detectors, rec, cfg)
         t2 = time.thread_time()
         best_parse = min(best_parse, t1 - t0)
         best_detect = min(best_detect, t2 - t1)
@@ -983,6 +983,15 @@ def run_embedded_core(path: Path, reps: int) -> dict[str, float]:
     return dict(out[0])
 
 
+def embedded_factor(embedded: dict[str, Any]) -> float | None:
+    """The core loop's cost inside a thread-mode task over its cost in this process (parse +
+    detect), from :func:`split_core_loop` results under ``in_job`` and ``in_process``."""
+    inside, outside = embedded.get("in_job"), embedded.get("in_process")
+    if not inside or not outside:
+        return None
+    return (inside["parse_us"] + inside["detect_us"]) / (outside["parse_us"] + outside["detect_us"])
+
+
 def job_bounds(
     plain_eps_per_cpu_s: float | None, floor: Sequence[dict[str, Any]], embedded: dict[str, Any]
 ) -> dict[str, dict[str, float]]:
@@ -997,11 +1006,11 @@ def job_bounds(
     job runs behind its floor: detect only for ``pipeline`` (its floor parses already), parse
     and detect for ``single``. Returns ``{shape: {eps_per_cpu_s, vs_plain, floor_us,
     core_us}}`` (the costs in microseconds); empty when a measurement is missing."""
-    inside, outside = embedded.get("in_job"), embedded.get("in_process")
-    if not plain_eps_per_cpu_s or not inside or not outside:
+    outside = embedded.get("in_process")
+    factor = embedded_factor(embedded)
+    if not plain_eps_per_cpu_s or not outside or factor is None:
         return {}
     out_total = outside["parse_us"] + outside["detect_us"]
-    factor = (inside["parse_us"] + inside["detect_us"]) / out_total
     core_us = 1e6 / plain_eps_per_cpu_s
     bounds = {}
     for row in floor:
@@ -1921,9 +1930,9 @@ def main(args: argparse.Namespace) -> int:
             "in_process": min(runs_out, key=lambda r: r["parse_us"] + r["detect_us"]),
             "in_job": min(runs_in, key=lambda r: r["parse_us"] + r["detect_us"]),
         }
-        total = {w: emb[w]["parse_us"] + emb[w]["detect_us"] for w in ("in_process", "in_job")}
-        emb["factor"] = total["in_job"] / total["in_process"]
+        emb["factor"] = embedded_factor(emb)
         res["embedded"] = emb
+        total = {w: emb[w]["parse_us"] + emb[w]["detect_us"] for w in ("in_process", "in_job")}
         log(f"  core loop: {total['in_job']:.1f} us/event in a thread-mode task, {total['in_process']:.1f} "
             f"in this process ({emb['factor']:.2f}x)")
 
