@@ -110,6 +110,8 @@ DEAD_LETTERS = [
     ),
     ("id_object", line(id={"a": 1}), "bad_id", "id"),
     ("id_float", line(id=1.5), "bad_id", "id"),
+    # JSON's escapes can spell a lone surrogate: no Flink key (a Java string) can hold it.
+    ("entity_lone_surrogate", line(entity="srv-\ud800"), "bad_entity", "entity"),
 ]
 
 

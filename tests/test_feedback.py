@@ -73,6 +73,7 @@ def test_reason_and_timestamp_are_optional() -> None:
         ('{"alert_id": "a", "entity": "e"}', "missing_field", "verdict"),
         ('{"alert_id": 7, "entity": "e", "verdict": "false_positive"}', "bad_field", "alert_id"),
         ('{"alert_id": "a", "entity": ["e"], "verdict": "true_positive"}', "bad_field", "entity"),
+        ('{"alert_id": "a", "entity": "e\\udc00", "verdict": "true_positive"}', "bad_field", "entity"),
         ('{"alert_id": "a", "entity": "e", "verdict": "FP"}', "bad_verdict", "verdict"),
         (
             '{"alert_id": "a", "entity": "e", "verdict": "false_positive", "reason": 3}',

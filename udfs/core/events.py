@@ -23,7 +23,9 @@ from typing import Any
 
 _EPOCH_MS = re.compile(r"-?[0-9]+")
 
-__all__ = ["DeadLetter", "Event", "ParseConfig", "parse_line", "parse_object", "parse_timestamp"]
+__all__ = [
+    "DeadLetter", "Event", "ParseConfig", "is_text", "parse_line", "parse_object", "parse_timestamp",
+]
 
 # Dead-letter reasons, stable strings that dashboards and tests can count on.
 INVALID_JSON = "invalid_json"
@@ -148,6 +150,19 @@ def parse_timestamp(value: Any) -> int | None:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
+def is_text(s: str) -> bool:
+    """Whether ``s`` is Unicode text: JSON's ``\\ud800`` escapes decode to lone surrogates,
+    which no UTF-8 or UTF-16 encoder takes. An entity names a Flink key (a Java string): one
+    that is not text crashed the job when PyFlink handed it to Java, so it is a dead letter."""
+    if s.isascii():
+        return True
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def format_timestamp(ts_ms: int) -> str:
     """ISO-8601 UTC with millisecond precision, e.g. ``2026-01-01T00:00:00.000Z``."""
     dt = datetime.fromtimestamp(ts_ms / 1000.0, tz=UTC)
@@ -169,6 +184,8 @@ def parse_object(obj: Any, raw: str, cfg: ParseConfig) -> Event | DeadLetter:
         )
     if not entity.strip() or len(entity) > cfg.max_entity_chars:
         return DeadLetter(BAD_ENTITY, "entity", raw, "entity is blank or too long")
+    if not is_text(entity):
+        return DeadLetter(BAD_ENTITY, "entity", raw, "entity is not Unicode text (a lone surrogate)")
     if "ts" not in obj or obj["ts"] is None:
         return DeadLetter(MISSING_TIMESTAMP, "ts", raw, "ts is missing")
     ts_ms = parse_timestamp(obj["ts"])

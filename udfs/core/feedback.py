@@ -50,6 +50,7 @@ from udfs.core.events import (
     DeadLetter,
     Event,
     ParseConfig,
+    is_text,
     parse_line,
     parse_timestamp,
 )
@@ -129,6 +130,8 @@ def parse_verdict(raw: str, cfg: ParseConfig | None = None) -> Verdict | DeadLet
     cfg = cfg or ParseConfig()
     if not fields["entity"].strip() or len(fields["entity"]) > cfg.max_entity_chars:
         return DeadLetter(BAD_FIELD, "entity", raw, "entity is blank or too long")
+    if not is_text(fields["entity"]):
+        return DeadLetter(BAD_FIELD, "entity", raw, "entity is not Unicode text (a lone surrogate)")
     if fields["verdict"] not in VERDICTS:
         return DeadLetter(
             BAD_VERDICT,
