@@ -77,6 +77,7 @@ from state.codec import decode, encode
 from udfs.core.config import DetectorConfig
 from udfs.core.detector import EntityDetector
 from udfs.core.events import DeadLetter, Event, ParseConfig, parse_line
+from udfs.core.feedback import parse_event_or_verdict
 from udfs.detect import entry_size
 from udfs.parse import handoff, payload_event
 
@@ -102,7 +103,7 @@ JOB_SHARE = 0.4
 # The latency job's rate (scores emitted, pace and arrivals maps) as a share of the job's.
 LATENCY_JOB_SHARE = 0.6
 # A null keyed operator's rate over the job's, per floor shape (sizes the floor runs).
-FLOOR_SPEEDUP = {"pipeline": 4.5, "single": 20.0}
+FLOOR_SPEEDUP = {"pipeline": 6.0, "single": 20.0}
 FLOOR_FALLBACK_JOB_EPS = 3000.0  # when the thread part did not run
 # The operator's journal length (udfs/detect.py): the snapshot is encoded on every this many
 # writes of an entity.
@@ -323,10 +324,11 @@ def _operator_loop(
     snapshot_every: int = SNAPSHOT_EVERY,
     states_out: dict[str, bytes] | None = None,
 ) -> list[tuple[int, float, float]]:
-    """What the job's Python does per event, without Flink (see ParseEvents, DetectAnomalies):
-    parse, the pickled hand-off, ``on_event`` with the detectors kept (the operator's cache), the
-    snapshot encoded on every ``snapshot_every``-th event of an entity, alerts to JSON.
-    ``states_out``: each entity's encoded state at the end (what the operator stores)."""
+    """What the job's Python does per event, without Flink (see DetectAnomalies): parse,
+    ``on_event`` with the detectors kept (the operator's cache), the snapshot encoded on every
+    ``snapshot_every``-th event of an entity and the event pickled for the journal on the
+    others, alerts to JSON. ``states_out``: each entity's encoded state at the end (what the
+    operator stores)."""
     detectors: dict[str, EntityDetector] = {}
     writes: dict[str, int] = {}
     dumps = json.dumps
@@ -334,19 +336,19 @@ def _operator_loop(
     todo = sorted(marks)
     w0, c0 = time.perf_counter(), _cpu_now()
     for i, line in enumerate(lines, 1):
-        rec = parse_line(line, pcfg)  # ParseEvents
+        rec = parse_event_or_verdict(line, pcfg)  # DetectAnomalies.process_element
         if isinstance(rec, DeadLetter):
             dumps(rec.to_dict(), sort_keys=True)
-        else:
-            payload = handoff(rec)[2]  # ParseEvents' output: the pickled event
-            ev = payload_event(rec.entity, payload)  # DetectAnomalies.process_element
+        elif isinstance(rec, Event):
             det = detectors.get(rec.entity)
             if det is None:
                 det = detectors[rec.entity] = EntityDetector(rec.entity, cfg, WITH_FEATURES)
-            outputs = det.on_event(ev)
+            outputs = det.on_event(rec)
             n = writes.get(rec.entity, 0)
             if n % snapshot_every == 0:
                 encode(det.snapshot())
+            else:
+                handoff(rec)  # the journal's entry
             writes[rec.entity] = n + 1
             for kind, r in outputs:
                 if kind != "score":
@@ -901,21 +903,19 @@ def run_floor_job(path: Path, shape: str, name: str, count_dir: str | None = Non
     """A job of the given shape whose keyed operator is :class:`NullDetect`: what Flink and
     PyFlink cost per event before any detection (thread mode, parallelism 1).
 
-    ``pipeline``: the job's own shape (:func:`job.pipeline.build_pipeline`): the parser in
-    Python, timestamps and keys in Java, the keyed Python operator.
+    ``pipeline``: the job's own shape (:func:`job.pipeline.build_pipeline`): the front (Flink
+    SQL reads the entity and timestamp of a line in Java), timestamps and keys in Java, the
+    keyed Python operator (which, in the job, parses the line).
     ``single``: the least a keyed Python operator can cost on PyFlink: the entity read from the
     raw line in Java (Flink SQL ``JSON_VALUE``), keyed in Java, one Python operator, no
-    timestamps or watermarks. A job of that shape would also need event time (more Java work)
-    and would parse in its one Python operator, so this is below that design's floor.
+    timestamps or watermarks.
     ``count_dir``: see :class:`NullDetect`.
     """
     from pyflink.common.typeinfo import Types
     from pyflink.datastream import KeyedStream
     from pyflink.java_gateway import get_gateway
 
-    from job.pipeline import file_source, key_by_entity, with_event_time
-    from udfs.parse import ParseEvents
-    from udfs.tags import TIMED_KEYED_EVENT_TYPE
+    from job.pipeline import file_source, front, key_by_entity, with_event_time
 
     if shape not in FLOOR_SHAPES:
         raise ValueError(f"unknown floor shape {shape!r} (known: {', '.join(FLOOR_SHAPES)})")
@@ -923,8 +923,8 @@ def run_floor_job(path: Path, shape: str, name: str, count_dir: str | None = Non
     env = _environment(cfg, ship_job=True)
     source = file_source(env, str(path))
     if shape == "pipeline":
-        parsed = source.process(ParseEvents(cfg.parse, keyed=True), output_type=TIMED_KEYED_EVENT_TYPE)
-        keyed = key_by_entity(with_event_time(parsed, cfg.detector.lateness.max_out_of_orderness_ms))
+        lines = front(env, source, cfg.parse)
+        keyed = key_by_entity(with_event_time(lines, cfg.detector.lateness.max_out_of_orderness_ms))
     else:
         from pyflink.table import StreamTableEnvironment
 
@@ -999,26 +999,23 @@ def job_bounds(
     CPU-second: its floor's cost per event plus the core's cost embedded in the JVM, with
     nothing for the operator's own work (state, timers, metrics, outputs)::
 
-        cost = 1 / floor_eps_per_cpu_s + factor * core_cost * share
+        cost = 1 / floor_eps_per_cpu_s + factor * core_cost
 
     ``core_cost = 1 / plain_eps_per_cpu_s`` (the plain core loop), ``factor`` the embedded
-    core loop's cost over the same loop's in this process, ``share`` the part of the core the
-    job runs behind its floor: detect only for ``pipeline`` (its floor parses already), parse
-    and detect for ``single``. Returns ``{shape: {eps_per_cpu_s, vs_plain, floor_us,
-    core_us}}`` (the costs in microseconds); empty when a measurement is missing."""
+    core loop's cost over the same loop's in this process; neither floor parses, so the whole
+    core (parse and detect) runs behind it. Returns ``{shape: {eps_per_cpu_s, vs_plain,
+    floor_us, core_us}}`` (the costs in microseconds); empty when a measurement is missing."""
     outside = embedded.get("in_process")
     factor = embedded_factor(embedded)
     if not plain_eps_per_cpu_s or not outside or factor is None:
         return {}
-    out_total = outside["parse_us"] + outside["detect_us"]
     core_us = 1e6 / plain_eps_per_cpu_s
     bounds = {}
     for row in floor:
         if not row.get("eps_per_cpu_s"):
             continue
-        share = outside["detect_us"] / out_total if row["shape"] == "pipeline" else 1.0
         floor_us = 1e6 / row["eps_per_cpu_s"]
-        run_us = factor * core_us * share
+        run_us = factor * core_us
         bounds[row["shape"]] = {
             "floor_us": floor_us,
             "core_us": run_us,

@@ -251,7 +251,7 @@ def cmd_run(cfg: JobConfig, job_name: str = "anomaly-detection") -> Counter[str]
         if cfg.source.verdicts_path:
             if not Path(cfg.source.verdicts_path).is_file():
                 raise FileNotFoundError(f"verdicts file not found: {cfg.source.verdicts_path}")
-            # The parse operator tells verdicts from events; both are keyed by entity.
+            # The detect operator tells verdicts from events; both are keyed by entity.
             source = source.union(file_source(env, cfg.source.verdicts_path, "verdicts"))
     control = None
     if cfg.source.type == "kafka" and cfg.kafka.read_control:

@@ -379,7 +379,7 @@ def preflight(
 
 def kafka_source(env: Any, cfg: KafkaConfig, control: bool = False) -> Any:
     """Raw record values of ``cfg.events_topic`` (and ``verdicts_topic`` with
-    ``read_verdicts``: the parse operator tells verdicts from events) as a
+    ``read_verdicts``: the detect operator tells verdicts from events) as a
     ``DataStream[str]``, no watermarks. With ``control``: the ``control_topic`` instead,
     always from its earliest offset (a fresh start replays every change; a restore keeps the
     live configuration in broadcast state and the offsets in the checkpoint).

@@ -1,4 +1,5 @@
-"""Wiring only: environment, source, parse, watermarks, key_by, detect, sinks.
+"""Wiring only: environment, source, front (key and timestamp), watermarks, key_by, detect,
+sinks.
 
 ``build_pipeline(env, cfg, source)`` returns the output streams by name; sources and sinks
 are arguments so tests inject their own. Every operator is ``.name()``d and ``.uid()``d:
@@ -28,19 +29,20 @@ from pyflink.datastream.window import SlidingEventTimeWindows
 from pyflink.java_gateway import get_gateway
 
 from job.config import JobConfig, python_executable
+from udfs.core.events import ParseConfig
 from udfs.detect import DetectAnomalies
 from udfs.detect_live import AuditControl, DetectAnomaliesLive, SplitOutputs, live_config_descriptor
 from udfs.gate import GateAlerts
-from udfs.parse import ParseEvents
-from udfs.summaries import SummaryAggregate, SummaryWindow, summary_late_record
+from udfs.summaries import SummaryAggregate, SummaryEvents, SummaryWindow, summary_late_record
 from udfs.tags import (
     DEAD_LETTER_TAG,
     DRIFT_TAG,
     EVENT_TYPE,
-    KEYED_EVENT_TYPE,
+    KEYED_LINE_TYPE,
     LATE_TAG,
+    LINE_TYPE,
     SCORES_TAG,
-    TIMED_KEYED_EVENT_TYPE,
+    TIMED_KEYED_LINE_TYPE,
     summary_late_tag,
 )
 from udfs.watermarks import control_watermark_strategy, watermark_strategy
@@ -51,6 +53,7 @@ __all__ = [
     "collect_to_files",
     "create_environment",
     "file_source",
+    "front",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -132,16 +135,85 @@ def collection_source(env: StreamExecutionEnvironment, lines: Iterable[str]) -> 
     )
 
 
+# ISO-8601 timestamps the front reads in Java: date, time to the second, an optional fraction
+# and an optional offset (Z or +hh:mm). Python's parser reads more forms (udfs/core/events.py
+# parse_timestamp); over the ones this matches, the two agree to the millisecond
+# (tests/test_front.py).
+_ISO = "^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})?$"
+_ISO_MS = (
+    "(UNIX_TIMESTAMP(SUBSTRING(s FROM 1 FOR 10) || ' ' || SUBSTRING(s FROM 12 FOR 8),"
+    " 'yyyy-MM-dd HH:mm:ss') * 1000"
+    " + CASE WHEN SUBSTRING(s FROM 20 FOR 1) = '.'"
+    " THEN CAST(RPAD(REGEXP_EXTRACT(s, '[.]([0-9]{1,3})', 1), 3, '0') AS BIGINT) ELSE 0 END"
+    " - CASE WHEN REGEXP(s, '[+-][0-9]{2}:[0-9]{2}$') THEN"
+    " (CASE WHEN SUBSTRING(s FROM CHAR_LENGTH(s) - 5 FOR 1) = '-' THEN -60000 ELSE 60000 END)"
+    " * (CAST(SUBSTRING(s FROM CHAR_LENGTH(s) - 4 FOR 2) AS BIGINT) * 60"
+    " + CAST(SUBSTRING(s FROM CHAR_LENGTH(s) - 1 FOR 2) AS BIGINT)) ELSE 0 END)"
+)
+# An event's timestamp as the front reads it: an integer (or a string of digits), or the ISO
+# form above; NULL otherwise.
+_EVENT_MS = f"COALESCE(TRY_CAST(s AS BIGINT), CASE WHEN REGEXP(s, '{_ISO}') THEN {_ISO_MS} END)"
+_FRONT_SQL = (
+    "SELECT ROW(k, ROW(k, line)), CASE WHEN h BETWEEN :lo AND :hi THEN h ELSE 0 END FROM ("
+    " SELECT COALESCE(e, '') AS k, line,"
+    # A verdict (the parser's rule: a "verdict" key and no "metrics") never moves event time.
+    "  CASE WHEN POSITION('\"verdict\"' IN line) = 0 THEN " + _EVENT_MS + ""
+    "  WHEN JSON_EXISTS(line, 'strict $.verdict') AND NOT JSON_EXISTS(line, 'strict $.metrics')"
+    "  THEN 0 ELSE " + _EVENT_MS + " END AS h"
+    " FROM (SELECT JSON_VALUE(f0, 'strict $.entity') AS e, JSON_VALUE(f0, 'strict $.ts') AS s,"
+    "  f0 AS line FROM :view))"
+)
+_views = iter(range(1 << 62))
+
+
+def front(env: StreamExecutionEnvironment, source: DataStream, parse: ParseConfig) -> DataStream:
+    """Raw lines ready to key for the detect operator: ``(Row(entity, Row(entity, line)),
+    flink_ts)`` (TIMED_KEYED_LINE_TYPE), in Java (Flink SQL); the detect operator parses the
+    line itself (udfs/detect.py), bad lines are its dead letters.
+
+    ``entity`` is the line's ``entity`` as Flink's ``JSON_VALUE`` reads it (strict path: a
+    scalar), or ``""`` when it cannot (no entity, not a JSON object, not JSON): the detect
+    operator instance that holds key ``""`` dead-letters those lines, as no entity is ``""``.
+    ``flink_ts``, which drives the watermark, is the line's ``ts`` when it is an integer, a
+    string of digits or an ISO-8601 time of the form ``_ISO`` inside ``parse``'s plausible
+    range; otherwise, and for verdicts, 0, which never moves event time. So a line the parser
+    reads another way (a timestamp in another ISO form) is still scored exactly; it just does
+    not move the watermark.
+
+    Why in Java: a Python parser ahead of the keyed operator, in a task of its own, cost about
+    40 us per event of Flink's and PyFlink's work, the largest cost of the job outside the
+    detector (README, Performance). One path for every line keeps each source's order: an
+    entity's events reach its detector in the order they were read, whatever their timestamps
+    look like (two paths, one for what Java can read and one for the rest, reordered them past
+    the lateness bound in a test).
+    """
+    from pyflink.table import StreamTableEnvironment
+
+    t_env = StreamTableEnvironment.create(env)
+    # UNIX_TIMESTAMP reads a time in the session's zone: the ISO times without an offset are
+    # UTC, as for the parser.
+    t_env.get_config().set("table.local-time-zone", "UTC")
+    view = f"lines_{next(_views)}"
+    t_env.create_temporary_view(view, source)
+    sql = (
+        _FRONT_SQL.replace(":view", view)
+        .replace(":lo", str(int(parse.min_ts_ms)))
+        .replace(":hi", str(int(parse.max_ts_ms)))
+    )
+    # (The planner names its operators; they hold no state, so they need no uid.)
+    return t_env.to_append_stream(t_env.sql_query(sql), TIMED_KEYED_LINE_TYPE)
+
+
 def with_event_time(stream: DataStream, max_out_of_orderness_ms: int) -> DataStream:
-    """``stream`` of ``(Row(entity, event), flink_ts)`` (TIMED_KEYED_EVENT_TYPE, udfs/parse.py
-    ``keyed=True``) as ``Row(entity, event)`` with ``flink_ts`` as its Flink timestamp and
-    bounded out-of-orderness watermarks, all in Java.
+    """``stream`` of ``(Row(entity, line), flink_ts)`` (TIMED_KEYED_LINE_TYPE, :func:`front`)
+    as ``Row(entity, line)`` with ``flink_ts`` as its Flink timestamp and bounded
+    out-of-orderness watermarks, all in Java.
 
     What PyFlink's ``assign_timestamps_and_watermarks`` builds for a Python timestamp
     assigner, without its first step: a Python operator that turns each record into
     ``(record, timestamp)``, then Flink's ``CustomTimestampAssigner`` (field 1) and
-    ``RemoveTimestampMapFunction`` (field 0). The parser emits the pair itself, so one
-    Python call per event fewer; the records, timestamps and watermarks are the same.
+    ``RemoveTimestampMapFunction`` (field 0). The front emits the pair itself, so no Python
+    call per event; the records, timestamps and watermarks are the same.
     PyFlink internals used: ``DataStream._j_data_stream`` and the two Java classes above, as
     ``assign_timestamps_and_watermarks`` itself uses them.
     """
@@ -155,7 +227,7 @@ def with_event_time(stream: DataStream, max_out_of_orderness_ms: int) -> DataStr
     return (
         DataStream(
             timed._j_data_stream.map(
-                eventtime.RemoveTimestampMapFunction(), KEYED_EVENT_TYPE.get_java_type_info()
+                eventtime.RemoveTimestampMapFunction(), KEYED_LINE_TYPE.get_java_type_info()
             )
         )
         .name("watermarks-unwrap")
@@ -164,13 +236,14 @@ def with_event_time(stream: DataStream, max_out_of_orderness_ms: int) -> DataStr
 
 
 def key_by_entity(stream: DataStream) -> KeyedStream:
-    """``stream`` of ``Row(entity, event)`` (KEYED_EVENT_TYPE) keyed by entity, in Java.
+    """``stream`` of ``Row(entity, Row(entity, line))`` (KEYED_LINE_TYPE) keyed by entity, in
+    Java; the keyed operator is given ``Row(entity, line)``.
 
     What PyFlink's ``key_by`` builds, without its first step: ``key_by`` runs a Python
     operator that turns each record into ``Row(key, record)``, then keys that by its first
-    field with Flink's ``KeyByKeySelector`` and key type ``Row(STRING)``. The parser already
-    emits the pair (udfs/parse.py, ``keyed=True``), so only the Java step is left: one Python
-    operator fewer per event. On the job's own stream (parse, watermarks, a keyed no-op
+    field with Flink's ``KeyByKeySelector`` and key type ``Row(STRING)``. The front already
+    emits the pair (:func:`front`), so only the Java step is left: one Python operator fewer
+    per event. On the job's own stream (parse, watermarks, a keyed no-op
     operator, 40,000 events, thread mode) the wall-clock rate went from 7,600 to 15,800
     events/s. PyFlink internals used: ``DataStream._j_data_stream`` and the
     ``KeyedStream`` constructor, as ``key_by`` itself uses them.
@@ -179,7 +252,7 @@ def key_by_entity(stream: DataStream) -> KeyedStream:
         get_gateway().jvm.KeyByKeySelector(),
         Types.ROW([Types.STRING()]).get_java_type_info(),
     )
-    return KeyedStream(j_keyed, EVENT_TYPE, stream)
+    return KeyedStream(j_keyed, LINE_TYPE, stream)
 
 
 def build_pipeline(
@@ -191,12 +264,7 @@ def build_pipeline(
     """Wire the job; return its outputs (JSON strings) by name. ``control``: raw live
     configuration changes (udfs/core/live.py), broadcast to every detect instance."""
     det = cfg.detector
-    parsed = (
-        source.process(ParseEvents(cfg.parse, keyed=True), output_type=TIMED_KEYED_EVENT_TYPE)
-        .name("parse")
-        .uid("parse")
-    )
-    timed = with_event_time(parsed, det.lateness.max_out_of_orderness_ms)
+    timed = with_event_time(front(env, source, cfg.parse), det.lateness.max_out_of_orderness_ms)
     keyed = key_by_entity(timed)
     sink = cfg.sink
     if control is None:
@@ -207,6 +275,7 @@ def build_pipeline(
                     emit_scores=sink.emit_scores,
                     emit_features=sink.emit_features,
                     snapshot_every=cfg.execution.snapshot_every,
+                    parse=cfg.parse,
                 ),
                 output_type=Types.STRING(),
             )
@@ -214,7 +283,9 @@ def build_pipeline(
             .uid("detect")
         )
     else:
-        live = DetectAnomaliesLive(det, emit_scores=sink.emit_scores, emit_features=sink.emit_features)
+        live = DetectAnomaliesLive(
+            det, emit_scores=sink.emit_scores, emit_features=sink.emit_features, parse=cfg.parse
+        )
         control = (
             control.assign_timestamps_and_watermarks(control_watermark_strategy())
             .name("control-watermarks")
@@ -232,9 +303,7 @@ def build_pipeline(
     outputs = {
         "alerts": detected,
         # Bad input, and verdicts the detectors cannot place in time.
-        "dead_letter": parsed.get_side_output(DEAD_LETTER_TAG).union(
-            detected.get_side_output(DEAD_LETTER_TAG)
-        ),
+        "dead_letter": detected.get_side_output(DEAD_LETTER_TAG),
         "late": detected.get_side_output(LATE_TAG),
         "drift": detected.get_side_output(DRIFT_TAG),
     }
@@ -263,13 +332,10 @@ def build_pipeline(
         sc = cfg.summaries
         late_tag = summary_late_tag()
         windowed = (
-            # Events only: a verdict (udfs/parse.py) carries Flink timestamp 0.
-            timed.filter(lambda e: e[1][1] > 0)
+            # Events only (parsed again: summaries are opt-in).
+            timed.flat_map(SummaryEvents(cfg.parse), output_type=EVENT_TYPE)
             .name("summaries-events")
             .uid("summaries-events")
-            .map(lambda e: e[1], output_type=EVENT_TYPE)
-            .name("summaries-unkey")
-            .uid("summaries-unkey")
             .key_by(lambda e: e[0], key_type=Types.STRING())
             .window(SlidingEventTimeWindows.of(Time.milliseconds(sc.size_ms), Time.milliseconds(sc.slide_ms)))
             .side_output_late_data(late_tag)

@@ -3,8 +3,8 @@
 One ``ValueState`` per entity holds ``(release_timer_ms, watch_timer_ms, write_token,
 detector_bytes, journal, config_stamp)``:
 a snapshot of the detector's complete state encoded by :mod:`state.codec`, the journal of
-what the detector was given since that snapshot (event and verdict payloads as the parser
-pickled them, ``udfs.parse.handoff``, or as JSON strings in state written before that; and
+what the detector was given since that snapshot (events and verdicts pickled,
+``udfs.parse.handoff``, or as JSON strings in state written before that; and
 the watermarks of its timers: at most ``execution.snapshot_every - 1`` entries; state written
 before journals existed has four fields and no journal; the stamp records the configuration
 the journal was written under, ``udfs.core.config.config_stamp``), plus the two timers the adapter has

@@ -247,11 +247,12 @@ def test_bounds_add_the_floor_to_the_core_run_in_the_jvm() -> None:
     }
     floor = [{"shape": "pipeline", "eps_per_cpu_s": 20_000.0}, {"shape": "single", "eps_per_cpu_s": 50_000.0}]
     b = bench.job_bounds(10_000.0, floor, embedded)
-    # pipeline: 50 + 1.5 * 100 * 0.8 = 170 us; single: 20 + 1.5 * 100 = 170 us as well.
+    # Neither floor parses: the whole core runs behind each. pipeline: 50 + 1.5 * 100 =
+    # 200 us; single: 20 + 1.5 * 100 = 170 us.
     assert b["pipeline"]["floor_us"] == pytest.approx(50.0)
-    assert b["pipeline"]["core_us"] == pytest.approx(120.0)
-    assert b["pipeline"]["eps_per_cpu_s"] == pytest.approx(1e6 / 170.0)
-    assert b["pipeline"]["vs_plain"] == pytest.approx(100.0 / 170.0)
+    assert b["pipeline"]["core_us"] == pytest.approx(150.0)
+    assert b["pipeline"]["eps_per_cpu_s"] == pytest.approx(1e6 / 200.0)
+    assert b["pipeline"]["vs_plain"] == pytest.approx(100.0 / 200.0)
     assert b["single"]["core_us"] == pytest.approx(150.0)
     assert b["single"]["vs_plain"] == pytest.approx(100.0 / 170.0)
     # A missing measurement gives no bound rather than a wrong one.
@@ -272,7 +273,7 @@ def test_report_carries_the_bounds_next_to_the_targets() -> None:
         "in_job": {"parse_us": 120.0, "detect_us": 840.0},
     }
     rep = bench.build_report(res)
-    # Plain core 800 us (1,250 per CPU-s). pipeline: 200 + 1.2 * 700 = 1,040 us;
+    # Plain core 800 us (1,250 per CPU-s). pipeline: 200 + 1.2 * 800 = 1,160 us;
     # single: 50 + 1.2 * 800 = 1,010 us, the least costly: the bound.
     assert rep["bound_eps_per_cpu_s"] == pytest.approx(1e6 / 1010.0)
     assert rep["bound_vs_plain_cpu"] == pytest.approx(800.0 / 1010.0)

@@ -36,7 +36,7 @@ from tests.test_operator import Backend, FakeContext, FakeRuntimeContext, FakeTi
 from udfs.core.detector import EntityDetector
 from udfs.core.events import Event
 from udfs.detect import DetectAnomalies
-from udfs.parse import handoff
+from udfs.parse import detect_input
 from udfs.tags import SCORES_TAG
 
 T0 = 1_767_225_600_000
@@ -131,7 +131,7 @@ def test_operator_keeps_state_only_for_entities_within_the_ttl() -> None:
 
     for i, ev in enumerate(churn_events(OPERATOR_ENTITIES)):
         b.key = ev.entity
-        collect(fn.process_element(handoff(ev), Ctx(b, ev.ts_ms, heap)))
+        collect(fn.process_element(detect_input(ev), Ctx(b, ev.ts_ms, heap)))
         if i % WATERMARK_EVERY == 0:  # periodic watermarks, as Flink emits them
             advance(ev.ts_ms - BOUND_MS - 1)
         max_keys = max(max_keys, len(b.state))

@@ -18,7 +18,7 @@ import pytest
 from job.config import JobConfig, load_config
 from job.pipeline import build_pipeline, collect_to_files, create_environment, file_source
 from tests.configs import FAST
-from udfs.core.events import DeadLetter, Event, ParseConfig, parse_line
+from udfs.core.events import DeadLetter, Event, ParseConfig, format_timestamp, parse_line
 from udfs.core.replay import replay
 from udfs.detect import score_row
 
@@ -238,3 +238,57 @@ def test_flood_of_malformed_records_is_accounted_for(tmp_path: Path) -> None:
     assert got["late"] == clean["late"]
     valid = sum(1 for line in good if isinstance(parse_line(line, ParseConfig()), Event))
     assert sum(got["scores"].values()) + sum(got["late"].values()) == valid
+
+
+def _mixed_formats(seed: int = 9) -> list[str]:
+    """The job's stream with a third of its timestamps as ISO-8601 strings and a third as
+    strings of digits (so one entity's events come in every form), among bad lines of all
+    kinds, including ones Flink's JSON functions read and the parser rejects."""
+    lines = []
+    for i, line in enumerate(_stream(seed=seed, entities=3, minutes=240)):
+        obj = json.loads(line)
+        if isinstance(obj["ts"], int) and i % 3:
+            obj["ts"] = format_timestamp(obj["ts"]) if i % 3 == 1 else str(obj["ts"])
+        lines.append(json.dumps(obj))
+        if i % 50 == 0:
+            ts = T0 + i * 1000
+            iso = format_timestamp(ts)
+            lines += [
+                json.dumps({"entity": "  ", "ts": ts, "metrics": {"a": 1}}),
+                json.dumps({"entity": 5, "ts": ts, "metrics": {"a": 1}}),
+                json.dumps({"entity": "e0", "ts": ts, "metrics": {"a": 1}, "id": 1.5}),
+                json.dumps({"entity": "e0", "ts": ts, "metrics": {"a": 1}}) + " trailing",
+                json.dumps({"entity": None, "ts": ts, "metrics": {"a": 1}}),
+                json.dumps([{"entity": "e0", "ts": ts, "metrics": {"a": 1}}]),
+                json.dumps({"entity": "e0", "ts": iso, "metrics": {"a": True}}),
+                json.dumps({"entity": "e0", "ts": iso.replace("T", "t"), "metrics": {"a": 1}}),
+                # an entity that is not Unicode text (a lone surrogate): no Java string holds it
+                json.dumps({"entity": "\ud800", "ts": ts, "metrics": {"a": 1}}),
+                json.dumps({"entity": "\ud800", "ts": iso, "metrics": {"a": 1}}),
+            ]
+        if i % 71 == 3:  # duplicate keys: the last one counts, for Flink's JSON as for Python's
+            obj = json.loads(line)
+            metrics = json.dumps(obj["metrics"])
+            lines.append(f'{{"entity": "nobody", "entity": "{obj["entity"]}", "ts": {obj["ts"] + 1}, "metrics": {metrics}}}')
+    return lines
+
+
+@pytest.mark.parametrize(("mode", "parallelism"), [("thread", 2), ("process", 1)])
+def test_timestamps_in_every_form_give_the_replays_results(
+    tmp_path: Path, mode: str, parallelism: int
+) -> None:
+    """However a line's timestamp is written, and whether or not the front (Flink SQL) can
+    read it, the job's outputs are the replay's, dead letters included."""
+    lines = _mixed_formats()
+    cfg = load_config(
+        None,
+        [*FAST, f"execution.mode={mode}", f"execution.parallelism={parallelism}", "sink.emit_scores=true"],
+    )
+    expected = _replay_outputs(lines, cfg)
+    got = _run_job(lines, cfg, tmp_path)
+    iso = sum(1 for line in lines if '"ts": "20' in line)
+    assert iso > 700 and sum(expected["scores"].values()) > 1500 and expected["alerts"]
+    reasons = Counter(json.loads(d)["reason"] for d in expected["dead_letter"].elements())
+    assert reasons["bad_entity"] > 40 and reasons["invalid_json"] > 10 and reasons["not_an_object"] > 10
+    for name in ("alerts", "late", "dead_letter", "scores", "drift"):
+        assert got[name] == expected[name], f"{name} differ between Flink ({mode}) and replay"

@@ -25,8 +25,8 @@ from udfs.core.replay import replay
 from udfs.detect import DetectAnomalies, load_detector, stored_size
 from udfs.detect_live import DetectAnomaliesLive
 from udfs.metrics import SAMPLE_EVERY, SAMPLE_WRITES_EVERY
-from udfs.parse import handoff
-from udfs.tags import DRIFT_TAG, LATE_TAG, SCORES_TAG
+from udfs.parse import detect_input
+from udfs.tags import DEAD_LETTER_TAG, DRIFT_TAG, LATE_TAG, SCORES_TAG
 
 T0 = 1_767_225_600_000
 SEC = 1_000
@@ -225,7 +225,7 @@ class Harness:
         self.b.key = ev.entity
         got = self._collect(
             list(
-                self.fn.process_element(handoff(ev), FakeContext(self.b, ev.ts_ms))
+                self.fn.process_element(detect_input(ev), FakeContext(self.b, ev.ts_ms))
             )
         )
         self.max_ts = max(self.max_ts, ev.ts_ms)
@@ -238,7 +238,7 @@ class Harness:
         self.b.key = v.entity
         ts = v.ts_ms or 0
         return self._collect(
-            list(self.fn.process_element(handoff(v), FakeContext(self.b, ts)))
+            list(self.fn.process_element(detect_input(v), FakeContext(self.b, ts)))
         )
 
     def advance(self, watermark: int) -> list[tuple[str, dict[str, Any]]]:
@@ -517,14 +517,35 @@ def test_parse_counts_dead_letters_in_total_and_by_reason() -> None:
     assert m["anomaly.dead_letters"].count == 3
     assert m["anomaly.dead_letters_invalid_json"].count == 2
     assert m["anomaly.dead_letters_missing_entity"].count == 1
-    # Keyed (the job's shape): the same record behind its key and before its Flink
-    # timestamp, for Flink's Java key selector and timestamp assigner.
-    keyed = ParseEvents(ParseConfig(), keyed=True)
-    keyed.open(FakeRuntimeContext(Backend()))
-    [(row, ts)] = keyed.process_element(lines[3], None)
-    assert (row[0], tuple(row[1]), ts) == ("x", tuple(outs[3][0]), 1767225600000)
-    [dead] = keyed.process_element(lines[0], None)
-    assert dead == outs[0][0]
+
+
+def test_detect_dead_letters_bad_lines_and_lines_keyed_to_another_entity() -> None:
+    """The detect operator parses its lines: a bad one is a dead letter with the parser's
+    reason, and so is one whose entity the parser reads differently from the key Flink gave
+    it (it must not reach that key's state); neither touches state."""
+    h = Harness()
+    good = Event("a", T0, {"cpu": 1.0})
+    lines = [
+        ("", "{bad"),
+        ("a", '{"entity": "a", "ts": 1767225600000, "metrics": {"cpu": "high"}}'),
+        ("b", good.to_json()),  # keyed as b, reads as a
+    ]
+    dead = []
+    for key, line in lines:
+        h.b.key = key
+        for item in h.fn.process_element((key, line), FakeContext(h.b, 0)):
+            tag, payload = item
+            assert tag is DEAD_LETTER_TAG
+            dead.append(json.loads(payload))
+    assert [d["reason"] for d in dead] == ["invalid_json", "non_numeric_metric", "ambiguous_entity"]
+    assert dead[2]["raw"] == good.to_json() and "'b'" in dead[2]["detail"]
+    assert h.b.state == {} and h.b.timers == {} and h.b.writes == []
+    m = h.ctx.metrics
+    assert m["anomaly.dead_letters"].count == 3
+    assert m["anomaly.dead_letters_ambiguous_entity"].count == 1
+    # The same line under its own key is an event: the entity's state is written.
+    h.element(good)
+    assert {key for _, key in h.b.state} == {"a"}
 
 
 @pytest.mark.parametrize("every", [1, 4, 16])

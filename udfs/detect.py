@@ -1,7 +1,9 @@
 """Flink adapter: the keyed operator that runs one :class:`EntityDetector` per entity.
 
-Thin by design: load the entity's state, call the core, store the state, yield the outputs.
-No detection rule lives here. Two event-time timers per entity at most:
+Thin by design: parse the line (the core's parser), load the entity's state, call the core,
+store the state, yield the outputs. No detection rule lives here. The lines come keyed by
+Flink SQL (job/pipeline.py ``front``): a Python parser ahead of this operator had cost a
+second Python operator per event. Two event-time timers per entity at most:
 
 - the *release* timer at or before the oldest buffered timestamp: when the watermark passes
   it, the detector may release buffered events without waiting for the entity's next event.
@@ -58,9 +60,10 @@ from state.codec import decode, encode
 from state.descriptors import entity_state_descriptor
 from udfs.core.config import ConfigStamp, DetectorConfig, config_from_stamp, config_stamp
 from udfs.core.detector import EntityDetector, Output
-from udfs.core.events import Event
-from udfs.core.feedback import Verdict
-from udfs.metrics import DetectorMetrics
+from udfs.core.events import AMBIGUOUS_ENTITY, DeadLetter, Event, ParseConfig
+from udfs.core.feedback import Verdict, parse_event_or_verdict
+from udfs.metrics import DeadLetterCounters, DetectorMetrics
+from udfs.parse import dead_letter_json, handoff
 from udfs.tags import DEAD_LETTER_TAG, DRIFT_TAG, LATE_TAG, SCORES_TAG
 
 __all__ = ["DetectAnomalies", "entry_size", "load_detector", "score_row", "stored_size"]
@@ -74,8 +77,8 @@ _Cached = tuple[float, EntityDetector, int, int, bytes, _Journal, int]
 
 
 def _feed(det: EntityDetector, entry: _Entry) -> tuple[list[Output], bool]:
-    """Give the detector one journal entry: a watermark (int), or a payload as the parser
-    hands it (``udfs.parse.handoff``: the pickled bytes of an event tuple or a verdict dict;
+    """Give the detector one journal entry: a watermark (int), or a payload
+    (``udfs.parse.handoff``: the pickled bytes of an event tuple or a verdict dict;
     state written before payloads were pickled holds JSON strings). Returns its outputs and
     whether it was a verdict."""
     if isinstance(entry, int):
@@ -84,7 +87,7 @@ def _feed(det: EntityDetector, entry: _Entry) -> tuple[list[Output], bool]:
     if isinstance(obj, tuple):
         ts_ms, metrics, eid = obj
         return det.on_event(Event(det.entity, ts_ms, metrics, eid)), False
-    if "verdict" in obj:  # an operator's verdict (udfs/parse.py), keyed like the events
+    if "verdict" in obj:  # an operator's verdict (udfs/parse.py verdict_payload)
         v = Verdict(obj["alert_id"], det.entity, obj["verdict"], obj["reason"], obj["ts_ms"])
         return det.on_verdict(v), True
     return det.on_event(Event(det.entity, obj["ts"], obj["metrics"], obj.get("id"))), False
@@ -146,7 +149,14 @@ def score_row(rec: dict[str, Any], with_features: bool = False) -> dict[str, Any
 
 
 class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
-    """Keyed by entity; main output: alert records (JSON); side outputs: late, scores."""
+    """Keyed by entity; takes ``Row(entity, raw line)`` (``udfs.tags.LINE_TYPE``), the entity
+    as Flink read it to key the line, and parses the line itself (``parse``); main output:
+    alert records (JSON); side outputs: late, scores, drift, dead letters.
+
+    A line that is not an event or a verdict is a dead letter with the parser's reason. A
+    line whose entity the parser reads differently from Flink's JSON functions, which keyed
+    it (job/pipeline.py ``front``), is one with reason ``ambiguous_entity``: it reached the
+    state of another key, so it touches no state."""
 
     def __init__(
         self,
@@ -156,10 +166,13 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         state_ttl_ms: int = 7 * 86_400_000,
         cache_size: int = 4096,
         snapshot_every: int = 16,
+        parse: ParseConfig | None = None,
     ) -> None:
         if snapshot_every < 1:
             raise ValueError(f"snapshot_every must be >= 1, got {snapshot_every}")
         self._cfg = cfg
+        self._parse = parse if parse is not None else ParseConfig()
+        self._dead: DeadLetterCounters | None = None
         self._emit_scores = emit_scores
         self._emit_features = emit_features
         self._state_ttl_ms = state_ttl_ms
@@ -189,6 +202,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._ttl_s = self._state_ttl_ms / 1000.0 if self._state_ttl_ms > 0 else float("inf")
         self._metrics = DetectorMetrics(runtime_context.get_metrics_group())
+        self._dead = DeadLetterCounters(self._metrics.group)
 
     def set_config(self, cfg: DetectorConfig) -> None:
         """Decide under ``cfg`` from now on (a live change, udfs/detect_live.py): detectors
@@ -241,9 +255,11 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         release_timer: int,
         watch_timer: int,
         ts: Any,
-        entry: _Entry,
+        given: Event | Verdict | int,
         new: bool = False,
     ) -> None:
+        """Write the entity's state: a full snapshot, or the last one and the journal with
+        ``given`` (an event, a verdict or a timer's watermark) appended."""
         earliest = det.earliest_buffered_ms()
         release = release_timer
         if earliest is not None and (release == _NO_TIMER or earliest < release):
@@ -269,6 +285,8 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
             journal = ()
             size = stored_size((0, 0, 0, data, journal, self._stamp))
         else:
+            # Pickled only when journaled (udfs.parse.handoff: what _feed reads back).
+            entry = given if isinstance(given, int) else handoff(given)[2]
             journal = (*journal, entry)
             size = self._loaded_bytes + entry_size(entry)  # what _load read, and the entry
         self._state.update((release, watch, self._token, data, journal, self._stamp))
@@ -282,15 +300,30 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
     # -- Flink callbacks --------------------------------------------------------------------
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
-        entity, _ts_ms, payload = value
+        entity, line = value
+        rec = parse_event_or_verdict(line, self._parse)
+        if isinstance(rec, DeadLetter) or rec.entity != entity:
+            if not isinstance(rec, DeadLetter):
+                rec = DeadLetter(
+                    AMBIGUOUS_ENTITY,
+                    "entity",
+                    line,
+                    f"entity {rec.entity!r} was read as {entity!r} when the line was keyed",
+                )
+            if self._dead is not None:
+                self._dead.count(rec.reason)
+            yield DEAD_LETTER_TAG, dead_letter_json(rec)
+            return
         det, release_timer, watch_timer = self._load(entity)
-        outputs, verdict = _feed(det, payload)
-        if verdict:
+        if isinstance(rec, Verdict):
+            outputs = det.on_verdict(rec)
             self._metrics.verdict()
+        else:
+            outputs = det.on_event(rec)
         # A new entity is the only one stored without a watch timer yet.
         new = watch_timer == _NO_TIMER
         if not (new and det.max_seen_ms < 0 and det.earliest_buffered_ms() is None):
-            self._store(det, release_timer, watch_timer, ctx.timer_service(), payload, new)
+            self._store(det, release_timer, watch_timer, ctx.timer_service(), rec, new)
         # (else: a verdict for an entity with no state that left nothing to keep)
         yield from self._emit(outputs)
 

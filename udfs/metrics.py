@@ -1,7 +1,8 @@
 """Flink metrics of the detector (group ``anomaly``), visible in the web UI and REST API.
 
-Counters: ``events`` (scored), ``late``, ``dead_letters`` (in the parse operator, also per
-reason as ``dead_letters_<reason>``), ``alerts_info`` / ``alerts_warning`` /
+Counters: ``events`` (scored), ``late``, ``dead_letters`` (lines that are not events or
+verdicts: the detect operator parses them; also per reason as ``dead_letters_<reason>``),
+``alerts_info`` / ``alerts_warning`` /
 ``alerts_critical`` (episodes opened), ``alert_records`` (open, escalate, resolved),
 ``suppressed_alerts`` (held back by cooldown or rate limit, counted when the next alert
 carries them), ``drift_events``, ``health_records`` (``silent_detector``, ``stale_model``,
@@ -38,15 +39,32 @@ from typing import Any
 
 from udfs.core.alerts import SEVERITIES
 
-__all__ = ["SAMPLE_EVERY", "SAMPLE_WRITES_EVERY", "DetectorMetrics"]
+__all__ = ["SAMPLE_EVERY", "SAMPLE_WRITES_EVERY", "DeadLetterCounters", "DetectorMetrics"]
 
 SAMPLE_EVERY = 16
 SAMPLE_WRITES_EVERY = 17
 
 
+class DeadLetterCounters:
+    """``dead_letters`` and ``dead_letters_<reason>`` (registered when first seen), in the
+    ``anomaly`` group given (``DetectorMetrics.group`` in the detect operator)."""
+
+    def __init__(self, group: Any) -> None:
+        self._group = group
+        self._all = self._group.counter("dead_letters")
+        self._by_reason: dict[str, Any] = {}
+
+    def count(self, reason: str) -> None:
+        self._all.inc()
+        counter = self._by_reason.get(reason)
+        if counter is None:
+            counter = self._by_reason[reason] = self._group.counter(f"dead_letters_{reason}")
+        counter.inc()
+
+
 class DetectorMetrics:
     def __init__(self, group: Any) -> None:
-        g = group.add_group("anomaly")
+        self.group = g = group.add_group("anomaly")
         self.events = g.counter("events")
         self.late = g.counter("late")
         self.alert_records = g.counter("alert_records")

@@ -11,13 +11,29 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from pyflink.datastream.functions import AggregateFunction, ProcessWindowFunction
+from pyflink.datastream.functions import AggregateFunction, FlatMapFunction, ProcessWindowFunction
 
-from udfs.core.events import format_timestamp
+from udfs.core.events import Event, ParseConfig, format_timestamp
+from udfs.core.feedback import parse_event_or_verdict
 from udfs.core.summaries import SummaryAccumulator
-from udfs.parse import payload_event
+from udfs.parse import handoff, payload_event
 
-__all__ = ["SummaryAggregate", "SummaryWindow", "summary_late_record"]
+__all__ = ["SummaryAggregate", "SummaryEvents", "SummaryWindow", "summary_late_record"]
+
+
+class SummaryEvents(FlatMapFunction):  # type: ignore[misc]
+    """``Row(entity, Row(entity, line))`` (job/pipeline.py ``front``) to the events among
+    them as ``(entity, ts_ms, payload)`` (``udfs.parse.handoff``). Verdicts and bad lines
+    are left out: the detect operator handles them (a bad line is its dead letter)."""
+
+    def __init__(self, cfg: ParseConfig) -> None:
+        self._cfg = cfg
+
+    def flat_map(self, value: Any) -> Iterator[Any]:
+        entity, line = value[1]
+        rec = parse_event_or_verdict(line, self._cfg)
+        if isinstance(rec, Event) and rec.entity == entity:
+            yield handoff(rec)
 
 
 def summary_late_record(value: Any) -> str:

@@ -8,18 +8,21 @@ from pyflink.datastream import OutputTag
 
 def event_type() -> TypeInformation:
     """A parsed event between operators: (entity, ts_ms, payload), the payload the bytes of a
-    pickled Python object (udfs/parse.py handoff), kept as bytes by the detector's journal.
+    pickled Python object (udfs/parse.py handoff), the form of the detector's journal entries.
     A new instance per call (see :func:`summary_late_tag`)."""
     return Types.TUPLE([Types.STRING(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
 
 
 EVENT_TYPE = event_type()
+# What the detect operator is given: Row(entity, raw line), the entity as Flink read it when
+# it keyed the line (job/pipeline.py, the front), the line parsed by the operator itself.
+LINE_TYPE = Types.ROW([Types.STRING(), Types.STRING()])
 # The same with its key in front, the shape Flink's Java key selector reads (job/pipeline.py
-# key_by_entity): Row(entity, event).
-KEYED_EVENT_TYPE = Types.ROW([Types.STRING(), EVENT_TYPE])
-# What the parser emits: that row and its Flink timestamp, the shape Flink's Java timestamp
-# assigner for Python streams reads (job/pipeline.py with_event_time).
-TIMED_KEYED_EVENT_TYPE = Types.TUPLE([KEYED_EVENT_TYPE, Types.LONG()])
+# key_by_entity): Row(entity, Row(entity, line)).
+KEYED_LINE_TYPE = Types.ROW([Types.STRING(), LINE_TYPE])
+# That row and its Flink timestamp, the shape Flink's Java timestamp assigner for Python
+# streams reads (job/pipeline.py with_event_time): what the front emits.
+TIMED_KEYED_LINE_TYPE = Types.TUPLE([KEYED_LINE_TYPE, Types.LONG()])
 
 DEAD_LETTER_TAG = OutputTag("dead-letter", Types.STRING())
 LATE_TAG = OutputTag("late", Types.STRING())

@@ -41,6 +41,9 @@ NON_NUMERIC_METRIC = "non_numeric_metric"
 NON_FINITE_METRIC = "non_finite_metric"
 TOO_MANY_METRICS = "too_many_metrics"
 BAD_ID = "bad_id"
+# The parser reads another entity than Flink's JSON functions did when they keyed the line
+# (the job's front, job/pipeline.py): the line reached another key's state, so it is not used.
+AMBIGUOUS_ENTITY = "ambiguous_entity"
 
 
 @dataclass(frozen=True)
