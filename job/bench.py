@@ -5,11 +5,11 @@ One run, one machine, every number next to the numbers it is compared with. It m
 1. **Plain loop** (no Flink): the detection core over the benchmark events in plain Python,
    ``core`` (``parse_line`` + ``EntityDetector.on_event`` with the detectors kept in a dict:
    the limit the job should approach, and the headline's "plain loop") and ``operator``
-   (what the operator's Python does per event besides Flink's calls: ``parse_line``, the
-   operator-boundary hand-off (the event tuple pickled and unpickled), ``on_event``, alerts to JSON, and
-   ``encode(snapshot())`` on every ``execution.snapshot_every``-th event of an entity, as
-   udfs/detect.py does; job / ``operator`` is what Flink itself costs).
-2. **The job** (``parse -> watermarks -> key_by -> detect``, :func:`job.pipeline.build_pipeline`)
+   (what the operator's Python does per event besides Flink's calls: the parse,
+   ``on_event``, alerts to JSON, and ``encode(snapshot())`` on every
+   ``execution.snapshot_every``-th event of an entity and the event pickled for the journal on
+   the others, as udfs/detect.py does; job / ``operator`` is what Flink itself costs).
+2. **The job** (``front (SQL) -> watermarks -> key_by -> detect``, :func:`job.pipeline.build_pipeline`)
    on a local MiniCluster, parallelism 1, file source (:func:`job.pipeline.file_source`), every
    output into Flink's Java ``DiscardingSink`` (nothing is collected), ``env.execute()``; thread
    and process mode; 1, 4 and 16 metrics per event.
@@ -1591,7 +1591,7 @@ def render_markdown(rep: dict[str, Any]) -> str:
         target_row("state bytes per entity (steady state)", "state_bytes_per_entity", 0),
         f"| job events per CPU-second | {_fmt(rep.get('job_eps_per_cpu_s'))} | | |",
         f"| job / plain, per CPU-second | {_fmt(rep.get('job_vs_plain_cpu'), 2)} | | |",
-        f"| job / plain operator loop (core + hand-off + snapshot every {SNAPSHOT_EVERY}) | "
+        f"| job / plain operator loop (core + journal entry, snapshot every {SNAPSHOT_EVERY}) | "
         f"{_fmt(rep.get('job_vs_plain_operator'), 2)} | | |",
         f"| job / naive, per CPU-second | {_fmt(rep.get('job_vs_naive_cpu'), 1)}x | | |",
         f"| bound: the most any job running this core could reach, events per CPU-second | "
@@ -1671,10 +1671,9 @@ def render_markdown(rep: dict[str, Any]) -> str:
             )
         out += [
             "",
-            "`pipeline`: this job's shape (parser in Python, timestamps and keys in Java, the keyed "
-            "Python operator). `single`: the entity read from the raw line by Flink SQL in Java, keyed "
-            "in Java, one Python operator, no event time: below the floor of any keyed Python "
-            "operator that parses its own events.",
+            "`pipeline`: this job's shape (entity and timestamp read from the raw line by Flink SQL, "
+            "timestamps and keys in Java, the keyed Python operator, which parses the line). `single`: "
+            "the entity read by Flink SQL, keyed in Java, one Python operator, no event time.",
         ]
     low = [j for j in rep.get("throughput", []) if (j.get("cores_used") or 1.0) < 0.5]
     if low:
