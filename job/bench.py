@@ -284,14 +284,18 @@ def _cpu_now() -> float:
     return time.process_time()
 
 
-def _detect(detectors: dict[str, EntityDetector], rec: Event, cfg: DetectorConfig) -> None:
-    """The core's work on one parsed event: its entity's detector (kept in ``detectors``)
-    decides it, and every record but a score goes to JSON (scores leave the job only on
-    request)."""
-    det = detectors.get(rec.entity)
+def _detector(detectors: dict[str, EntityDetector], entity: str, cfg: DetectorConfig) -> EntityDetector:
+    """The entity's detector, kept in ``detectors`` (the operator's cache)."""
+    det = detectors.get(entity)
     if det is None:
-        det = detectors[rec.entity] = EntityDetector(rec.entity, cfg, WITH_FEATURES)
-    for kind, r in det.on_event(rec):
+        det = detectors[entity] = EntityDetector(entity, cfg, WITH_FEATURES)
+    return det
+
+
+def _detect(detectors: dict[str, EntityDetector], rec: Event, cfg: DetectorConfig) -> None:
+    """The core's work on one parsed event: its entity's detector decides it, and every
+    record but a score goes to JSON (scores leave the job only on request)."""
+    for kind, r in _detector(detectors, rec.entity, cfg).on_event(rec):
         if kind != "score":
             json.dumps(r, sort_keys=True)
 
@@ -340,9 +344,7 @@ def _operator_loop(
         if isinstance(rec, DeadLetter):
             dumps(rec.to_dict(), sort_keys=True)
         elif isinstance(rec, Event):
-            det = detectors.get(rec.entity)
-            if det is None:
-                det = detectors[rec.entity] = EntityDetector(rec.entity, cfg, WITH_FEATURES)
+            det = _detector(detectors, rec.entity, cfg)
             outputs = det.on_event(rec)
             n = writes.get(rec.entity, 0)
             if n % snapshot_every == 0:
@@ -983,13 +985,18 @@ def run_embedded_core(path: Path, reps: int) -> dict[str, float]:
     return dict(out[0])
 
 
+def core_us(split: dict[str, float]) -> float:
+    """Microseconds per event of a :func:`split_core_loop` result: parse plus detect."""
+    return split["parse_us"] + split["detect_us"]
+
+
 def embedded_factor(embedded: dict[str, Any]) -> float | None:
     """The core loop's cost inside a thread-mode task over its cost in this process (parse +
     detect), from :func:`split_core_loop` results under ``in_job`` and ``in_process``."""
     inside, outside = embedded.get("in_job"), embedded.get("in_process")
     if not inside or not outside:
         return None
-    return (inside["parse_us"] + inside["detect_us"]) / (outside["parse_us"] + outside["detect_us"])
+    return core_us(inside) / core_us(outside)
 
 
 def job_bounds(
@@ -1005,22 +1012,21 @@ def job_bounds(
     core loop's cost over the same loop's in this process; neither floor parses, so the whole
     core (parse and detect) runs behind it. Returns ``{shape: {eps_per_cpu_s, vs_plain,
     floor_us, core_us}}`` (the costs in microseconds); empty when a measurement is missing."""
-    outside = embedded.get("in_process")
     factor = embedded_factor(embedded)
-    if not plain_eps_per_cpu_s or not outside or factor is None:
+    if not plain_eps_per_cpu_s or factor is None:
         return {}
-    core_us = 1e6 / plain_eps_per_cpu_s
+    plain_us = 1e6 / plain_eps_per_cpu_s
+    run_us = factor * plain_us
     bounds = {}
     for row in floor:
         if not row.get("eps_per_cpu_s"):
             continue
         floor_us = 1e6 / row["eps_per_cpu_s"]
-        run_us = factor * core_us
         bounds[row["shape"]] = {
             "floor_us": floor_us,
             "core_us": run_us,
             "eps_per_cpu_s": 1e6 / (floor_us + run_us),
-            "vs_plain": core_us / (floor_us + run_us),
+            "vs_plain": plain_us / (floor_us + run_us),
         }
     return bounds
 
@@ -1648,11 +1654,10 @@ def render_markdown(rep: dict[str, Any]) -> str:
             "",
         ]
     if emb:
-        tin = emb["in_job"]["parse_us"] + emb["in_job"]["detect_us"]
-        tout = emb["in_process"]["parse_us"] + emb["in_process"]["detect_us"]
         out += [
             f"The core loop ({emb['events']:,} events, thread CPU time, parse + detect): "
-            f"{_fmt(tin, 1)} us per event in a thread-mode task, {_fmt(tout, 1)} us in the "
+            f"{_fmt(core_us(emb['in_job']), 1)} us per event in a thread-mode task, "
+            f"{_fmt(core_us(emb['in_process']), 1)} us in the "
             f"benchmark's own process: {_fmt(emb['factor'], 2)}x.",
             "",
         ]
@@ -1923,14 +1928,13 @@ def main(args: argparse.Namespace) -> int:
             runs_in.append(run_embedded_core(path, plan.embedded_reps))
         emb: dict[str, Any] = {
             "events": k,
-            "in_process": min(runs_out, key=lambda r: r["parse_us"] + r["detect_us"]),
-            "in_job": min(runs_in, key=lambda r: r["parse_us"] + r["detect_us"]),
+            "in_process": min(runs_out, key=core_us),
+            "in_job": min(runs_in, key=core_us),
         }
         emb["factor"] = embedded_factor(emb)
         res["embedded"] = emb
-        total = {w: emb[w]["parse_us"] + emb[w]["detect_us"] for w in ("in_process", "in_job")}
-        log(f"  core loop: {total['in_job']:.1f} us/event in a thread-mode task, {total['in_process']:.1f} "
-            f"in this process ({emb['factor']:.2f}x)")
+        log(f"  core loop: {core_us(emb['in_job']):.1f} us/event in a thread-mode task, "
+            f"{core_us(emb['in_process']):.1f} in this process ({emb['factor']:.2f}x)")
 
     part("floor", floor)
 
