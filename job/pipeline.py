@@ -157,6 +157,8 @@ _FRONT_SQL = (
     "SELECT ROW(k, ROW(k, line)), CASE WHEN h BETWEEN :lo AND :hi THEN h ELSE 0 END FROM ("
     " SELECT COALESCE(e, '') AS k, line,"
     # A verdict (the parser's rule: a "verdict" key and no "metrics") never moves event time.
+    # The text test comes first, in a CASE of its own, so that an event line (no "verdict")
+    # costs no JSON_EXISTS: hence the event branch written twice.
     "  CASE WHEN POSITION('\"verdict\"' IN line) = 0 THEN " + _EVENT_MS + ""
     "  WHEN JSON_EXISTS(line, 'strict $.verdict') AND NOT JSON_EXISTS(line, 'strict $.metrics')"
     "  THEN 0 ELSE " + _EVENT_MS + " END AS h"

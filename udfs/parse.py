@@ -74,7 +74,7 @@ def handoff(rec: Event | Verdict) -> tuple[str, int, bytes]:
 
 def detect_input(rec: Event | Verdict) -> tuple[str, str]:
     """``(entity, line)``: what the front gives the detect operator for ``rec``, with its
-    canonical line (tests and the benchmark's operator loop)."""
+    canonical line (the operator tests)."""
     if isinstance(rec, Event):
         return rec.entity, rec.to_json()
     obj: dict[str, Any] = {

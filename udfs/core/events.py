@@ -24,7 +24,13 @@ from typing import Any
 _EPOCH_MS = re.compile(r"-?[0-9]+")
 
 __all__ = [
-    "DeadLetter", "Event", "ParseConfig", "is_text", "parse_line", "parse_object", "parse_timestamp",
+    "DeadLetter",
+    "Event",
+    "ParseConfig",
+    "entity_problem",
+    "parse_line",
+    "parse_object",
+    "parse_timestamp",
 ]
 
 # Dead-letter reasons, stable strings that dashboards and tests can count on.
@@ -153,10 +159,9 @@ def parse_timestamp(value: Any) -> int | None:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
-def is_text(s: str) -> bool:
+def _is_text(s: str) -> bool:
     """Whether ``s`` is Unicode text: JSON's ``\\ud800`` escapes decode to lone surrogates,
-    which no UTF-8 or UTF-16 encoder takes. An entity names a Flink key (a Java string): one
-    that is not text crashed the job when PyFlink handed it to Java, so it is a dead letter."""
+    which no UTF-8 or UTF-16 encoder takes."""
     if s.isascii():
         return True
     try:
@@ -164,6 +169,17 @@ def is_text(s: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def entity_problem(entity: str, cfg: ParseConfig) -> str | None:
+    """Why the string ``entity`` cannot name an entity (events and verdicts alike), or None.
+    An entity names a Flink key (a Java string): one that is not Unicode text crashed the job
+    when PyFlink handed it to Java."""
+    if not entity.strip() or len(entity) > cfg.max_entity_chars:
+        return "entity is blank or too long"
+    if not _is_text(entity):
+        return "entity is not Unicode text (a lone surrogate)"
+    return None
 
 
 def format_timestamp(ts_ms: int) -> str:
@@ -185,10 +201,9 @@ def parse_object(obj: Any, raw: str, cfg: ParseConfig) -> Event | DeadLetter:
         return DeadLetter(
             BAD_ENTITY, "entity", raw, f"entity must be a string, got {type(entity).__name__}"
         )
-    if not entity.strip() or len(entity) > cfg.max_entity_chars:
-        return DeadLetter(BAD_ENTITY, "entity", raw, "entity is blank or too long")
-    if not is_text(entity):
-        return DeadLetter(BAD_ENTITY, "entity", raw, "entity is not Unicode text (a lone surrogate)")
+    problem = entity_problem(entity, cfg)
+    if problem:
+        return DeadLetter(BAD_ENTITY, "entity", raw, problem)
     if "ts" not in obj or obj["ts"] is None:
         return DeadLetter(MISSING_TIMESTAMP, "ts", raw, "ts is missing")
     ts_ms = parse_timestamp(obj["ts"])

@@ -50,7 +50,7 @@ from udfs.core.events import (
     DeadLetter,
     Event,
     ParseConfig,
-    is_text,
+    entity_problem,
     parse_line,
     parse_timestamp,
 )
@@ -128,10 +128,9 @@ def parse_verdict(raw: str, cfg: ParseConfig | None = None) -> Verdict | DeadLet
             )
         fields[name] = value
     cfg = cfg or ParseConfig()
-    if not fields["entity"].strip() or len(fields["entity"]) > cfg.max_entity_chars:
-        return DeadLetter(BAD_FIELD, "entity", raw, "entity is blank or too long")
-    if not is_text(fields["entity"]):
-        return DeadLetter(BAD_FIELD, "entity", raw, "entity is not Unicode text (a lone surrogate)")
+    problem = entity_problem(fields["entity"], cfg)
+    if problem:
+        return DeadLetter(BAD_FIELD, "entity", raw, problem)
     if fields["verdict"] not in VERDICTS:
         return DeadLetter(
             BAD_VERDICT,
