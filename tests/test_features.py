@@ -11,6 +11,7 @@ import math
 import pickle
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,7 @@ Out = tuple[dict[str, float], dict[str, bool]]
 
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % 3_600_000  # on every bucket grid used here
 STATS = ("mean", "std", "min", "max", "count")
+DATA = Path(__file__).parent / "data"
 
 # Every bucket is 2 s wide, so timestamps on a 2 s grid are exactly pandas' windows.
 GRID_CFG = FeatureConfig(
@@ -522,6 +524,36 @@ def test_packed_state_restores_to_identical_subsequent_features(cfg: FeatureConf
     other = FeatureConfig(windows=(WindowSpec("4s", 4_000, 4),), ratio_pairs=(), robust_windows=())
     with pytest.raises(ValueError, match="layout"):
         EntityFeatures.restore(other, EntityFeatures(cfg).pack())
+
+
+def _close_out(a: Out, b: Out) -> bool:
+    """Two update() results with the same keys and readiness, the values equal up to
+    floating-point rounding."""
+    fa, ra = a
+    fb, rb = b
+    return ra == rb and list(fa) == list(fb) and all(_close(fa[k], fb[k]) for k in fa)
+
+
+@pytest.mark.parametrize("name", ["grid", "default"])
+def test_state_written_before_windows_had_a_front_restores_and_continues(name: str) -> None:
+    """Snapshots (version 1) and packed state (version 2) written by the code before the
+    windows kept a front (commit 1bc54c4; tests/data/features_state_v1_v2.pickle holds what
+    it wrote for this stream at two cuts) restore, and continue as an uninterrupted run up to
+    floating-point rounding (the windows' aggregates were folded in another order); saved
+    again, they are the current versions."""
+    cfg = {"grid": GRID_CFG, "default": FeatureConfig()}[name]
+    events = _stream(5, 2000, scale_ms=1_500, grid_ms=1, gap_ms=(700_000, 3_600_000))
+    reference = _run(cfg, events)
+    with open(DATA / "features_state_v1_v2.pickle", "rb") as f:
+        fixture = pickle.load(f)
+    for cut in (700, 1333):
+        snap, packed = fixture[(name, cut)]
+        assert (snap[0], packed[0]) == (1, 2)
+        for old in (snap, packed):
+            restored = EntityFeatures.restore(cfg, old)
+            assert (restored.snapshot()[0], restored.pack()[0]) == (3, 4)
+            for j, (t, m) in enumerate(events[cut:], start=cut):
+                assert _close_out(restored.update(t, m), reference[j]), (cut, j)
 
 
 @pytest.mark.parametrize("pack", [True, False], ids=["packed", "plain"])

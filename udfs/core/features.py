@@ -75,11 +75,17 @@ spread.
 State and cost
 --------------
 Per (metric, window) a ring of ``L / w + 1`` buckets stores count, mean, M2
-(Welford), min, max and, for robust windows, up to ``k`` samples; running
-window aggregates are updated by merging (Chan et al.) each flushed group of
-events, and are recomputed from the buckets whenever a bucket rotates out of
-the window, so there is never a subtraction and rounding error cannot
-accumulate.  Events sharing a timestamp are accumulated in a pending group (an
+(Welford), min, max and, for robust windows, up to ``k`` samples.  The window's
+aggregate is kept in two stacks (Tangwongsan et al., sliding-window aggregation):
+the older, final buckets (the *front*) each hold the aggregate of themselves and
+every newer front bucket, and a running aggregate covers the newer buckets (the
+*back*), which each flushed group of events is merged into (Chan et al.).  A
+bucket rotating out of the window is dropped from the front; only when the back
+is reached do its final buckets become the new front, folded newest first.  So
+there is never a subtraction, rounding error cannot accumulate, and each bucket
+is folded about once per pass through its window (a rotation had refolded every
+bucket: 9 % of the plain detection loop's instructions at 4 metrics, measured
+with ``valgrind --tool=cachegrind``).  Events sharing a timestamp are accumulated in a pending group (an
 aggregate plus at most ``k`` samples) that is flushed into the buckets when a
 later timestamp arrives.  The state therefore depends only on the number of
 metrics, windows, buckets and ``k``, never on the number or rate of events.
@@ -111,12 +117,19 @@ __all__ = [
 _NAN = math.nan
 _INF = math.inf
 _EMPTY = 1 << 62  # "oldest bucket id" of an empty window: never expires
+_NO_FRONT = -_EMPTY  # "front" of a window whose buckets are all in the back
 _MAD_SCALE = 1.4826
-_SNAPSHOT_VERSION = 1
-_PACKED_VERSION = 2
-# A packed window starts with its running aggregates (cnt, mean, m2, min, max, oldest id) and
-# the number of slots that follow (sparse), or _DENSE: every slot's arrays follow.
-_WIN_HEAD = struct.Struct("<q4dqH")
+# Versions 1 (plain tuples) and 2 (packed) were written before windows had a front (see
+# _Window.expire): their running aggregates cover every bucket, so they load as all back.
+_SNAPSHOT_VERSION = 3
+_PACKED_VERSION = 4
+_OLD_SNAPSHOT_VERSION = 1
+_OLD_PACKED_VERSION = 2
+# A packed window starts with its back's running aggregates (cnt, mean, m2, min, max), the
+# oldest bucket id, the front's end and the number of slots that follow (sparse), or _DENSE:
+# every slot's arrays follow. Version 2 had no front's end.
+_WIN_HEAD = struct.Struct("<q4dqqH")
+_OLD_WIN_HEAD = struct.Struct("<q4dqH")
 _DENSE = 0xFFFF
 # A sparse slot: index, bucket id, count, mean, m2, min, max, number of samples (then them).
 _SLOT = struct.Struct("<Hqq4dH")
@@ -433,6 +446,7 @@ class _Window:
         "width", "span", "size", "length", "lsec", "k",
         "bid", "bcnt", "bmean", "bm2", "bmin", "bmax", "scnt", "samp",
         "cnt", "mean", "m2", "mn", "mx", "oldest",
+        "front", "fcnt", "fmean", "fm2", "fmin", "fmax",
         "r_valid", "r_med", "r_scale", "r_sorted",
     )
 
@@ -459,6 +473,14 @@ class _Window:
         self.mn = _INF
         self.mx = -_INF
         self.oldest = _EMPTY
+        # Ids below ``front`` are the front (see :meth:`expire`), with their suffix
+        # aggregates; cnt .. mx above are the back's.
+        self.front = _NO_FRONT
+        self.fcnt = array("q", bytes(8 * size))
+        self.fmean = array("d", bytes(8 * size))
+        self.fm2 = array("d", bytes(8 * size))
+        self.fmin = array("d", bytes(8 * size))
+        self.fmax = array("d", bytes(8 * size))
         self.r_valid = False
         self.r_med = 0.0
         self.r_scale = 0.0
@@ -466,33 +488,89 @@ class _Window:
         # (None: rebuild from the buckets when next needed).
         self.r_sorted: list[float] | None = []
 
-    def expire(self, lo: int) -> None:
-        """Drop buckets with id < ``lo`` and recompute the aggregates from the rest."""
-        bid, bcnt, bmean, bm2 = self.bid, self.bcnt, self.bmean, self.bm2
-        bmin, bmax = self.bmin, self.bmax
+    def expire(self, lo: int, cur: int) -> None:
+        """Drop the buckets with id < ``lo``; ``cur``: the lowest bucket id a later
+        :meth:`add` may target (the pending group's), so ids below it are final.
+
+        Two stacks (no subtraction): the *front* buckets, ids below ``front``, are final and
+        each holds the aggregate of itself and every newer front bucket (a suffix); the
+        running aggregates cover the *back*, ids from ``front`` on. Dropping front buckets
+        leaves every other suffix as it was. Only when the drop reaches the back are the
+        final buckets made the new front, their suffixes computed newest first, each bucket
+        once per pass through the window; the back then holds at most bucket ``cur``."""
+        size = self.size
+        bid, bcnt = self.bid, self.bcnt
         robust = self.k != 0
+        oldest = self.oldest
+        if lo - oldest < size:
+            for b in range(oldest, lo):
+                i = b % size
+                if bcnt[i] and bid[i] == b:
+                    bcnt[i] = 0
+                    if robust:
+                        self._drop_samples(i)
+        else:
+            for i in range(size):
+                if bcnt[i] and bid[i] < lo:
+                    bcnt[i] = 0
+                    if robust:
+                        self._drop_samples(i)
+        if lo > self.front:
+            self._flip(lo, cur if cur > lo else lo)
+        oldest = _EMPTY
+        for b in range(lo, lo + size):
+            i = b % size
+            if bcnt[i] and bid[i] == b:
+                oldest = b
+                break
+        self.oldest = oldest
+        self.r_valid = False
+
+    def _drop_samples(self, i: int) -> None:
+        srt = self.r_sorted
+        if srt is not None:
+            for v in self._samples(i):
+                del srt[bisect_left(srt, v)]
+        self.scnt[i] = 0
+
+    def _flip(self, lo: int, front: int) -> None:
+        """Make the live buckets with ids in [``lo``, ``front``) the front (their suffix
+        aggregates, newest first) and the bucket ``front`` (if live) the whole back."""
+        self.front = front
+        self._suffixes(lo, front)
+        size = self.size
+        i = front % size
+        if self.bcnt[i] and self.bid[i] == front:
+            self.cnt = self.bcnt[i]
+            self.mean = self.bmean[i]
+            self.m2 = self.bm2[i]
+            self.mn = self.bmin[i]
+            self.mx = self.bmax[i]
+        else:
+            self.cnt = 0
+            self.mean = 0.0
+            self.m2 = 0.0
+            self.mn = _INF
+            self.mx = -_INF
+
+    def _suffixes(self, lo: int, front: int) -> None:
+        """Suffix aggregates of the live buckets with ids in [``lo``, ``front``), folded
+        from the newest: the same fold after a restore gives the same bits."""
+        size = self.size
+        bid, bcnt, bmean, bm2, bmin, bmax = (
+            self.bid, self.bcnt, self.bmean, self.bm2, self.bmin, self.bmax
+        )
+        fcnt, fmean, fm2, fmin, fmax = self.fcnt, self.fmean, self.fm2, self.fmin, self.fmax
         cnt = 0
         mean = 0.0
         m2 = 0.0
         mn = _INF
         mx = -_INF
-        oldest = _EMPTY
-        for i in range(self.size):
+        for b in range(front - 1, max(lo, front - size) - 1, -1):
+            i = b % size
             c = bcnt[i]
-            if not c:
+            if not c or bid[i] != b:
                 continue
-            b = bid[i]
-            if b < lo:
-                bcnt[i] = 0
-                if robust:
-                    srt = self.r_sorted
-                    if srt is not None:
-                        for v in self._samples(i):
-                            del srt[bisect_left(srt, v)]
-                    self.scnt[i] = 0
-                continue
-            if b < oldest:
-                oldest = b
             n = cnt + c
             d = bmean[i] - mean
             mean += d * c / n
@@ -504,13 +582,30 @@ class _Window:
             v = bmax[i]
             if v > mx:
                 mx = v
-        self.cnt = cnt
-        self.mean = mean
-        self.m2 = m2
-        self.mn = mn
-        self.mx = mx
-        self.oldest = oldest
-        self.r_valid = False
+            fcnt[i] = cnt
+            fmean[i] = mean
+            fm2[i] = m2
+            fmin[i] = mn
+            fmax[i] = mx
+
+    def total(self) -> tuple[int, float, float, float, float]:
+        """Count, mean, M2, min and max of the whole window (front suffix and back)."""
+        c = self.cnt
+        o = self.oldest
+        if o >= self.front:
+            return c, self.mean, self.m2, self.mn, self.mx
+        i = o % self.size
+        fc = self.fcnt[i]
+        mean = self.fmean[i]
+        m2 = self.fm2[i]
+        n = fc + c
+        if c:
+            d = self.mean - mean
+            mean += d * c / n
+            m2 += self.m2 + d * d * fc * c / n
+        mn = self.fmin[i]
+        mx = self.fmax[i]
+        return n, mean, m2, (mn if mn < self.mn else self.mn), (mx if mx > self.mx else self.mx)
 
     def add(
         self, b: int, c: int, gmean: float, gm2: float, gmin: float, gmax: float,
@@ -618,6 +713,9 @@ class _Window:
         self.bmean, self.bm2, self.bmin, self.bmax = other.bmean, other.bm2, other.bmin, other.bmax
         self.cnt, self.mean, self.m2 = other.cnt, other.mean, other.m2
         self.mn, self.mx, self.oldest = other.mn, other.mx, other.oldest
+        self.front = other.front
+        self.fcnt, self.fmean, self.fm2 = other.fcnt, other.fmean, other.fm2
+        self.fmin, self.fmax = other.fmin, other.fmax
         self.r_valid = False
         self.r_sorted = None
         k = self.k
@@ -628,7 +726,7 @@ class _Window:
                 self.scnt[i] = len(kept)
 
     def snap(self) -> WindowSnap:
-        out: list[float] = [self.cnt, self.mean, self.m2, self.mn, self.mx]
+        out: list[float] = [self.cnt, self.mean, self.m2, self.mn, self.mx, self.front]
         robust = self.k != 0
         for i in range(self.size):
             if self.bcnt[i]:
@@ -644,11 +742,13 @@ class _Window:
                     out.append(0)
         return tuple(out)
 
-    def load(self, data: WindowSnap) -> None:
+    def load(self, data: WindowSnap, with_front: bool = True) -> None:
+        """Load what :meth:`snap` returned (``with_front=False``: a version 1 snapshot's)."""
         self.cnt = int(data[0])
         self.mean, self.m2, self.mn, self.mx = (float(v) for v in data[1:5])
+        self.front = int(data[5]) if with_front else _NO_FRONT
         oldest = _EMPTY
-        pos = 5
+        pos = 6 if with_front else 5
         end = len(data)
         while pos < end:
             b = int(data[pos])
@@ -673,6 +773,13 @@ class _Window:
             if b < oldest:
                 oldest = b
         self.oldest = oldest
+        self._restored()
+
+    def _restored(self) -> None:
+        """Rebuild what is derived from the loaded buckets: the front's suffixes (the fold
+        :meth:`expire` ran, so the bits are the same) and the robust samples' order."""
+        if self.oldest < self.front:
+            self._suffixes(self.oldest, self.front)
         self.r_valid = False
         self.r_sorted = None
 
@@ -685,7 +792,7 @@ class _Window:
         """
         size = self.size
         used = size - self.bcnt.count(0)
-        head = (self.cnt, self.mean, self.m2, self.mn, self.mx, self.oldest)
+        head = (self.cnt, self.mean, self.m2, self.mn, self.mx, self.oldest, self.front)
         if 8 * used > size or size >= _DENSE or self.k >= _DENSE:
             # Bucket ids are not stored: every bucket in use lies in [oldest, oldest + span]
             # (callers expire before they add), so slot i holds the one id of that range
@@ -710,10 +817,16 @@ class _Window:
                     parts.append(le_bytes(self.samp[i * k : i * k + ns]))
         return b"".join(parts)
 
-    def unpack(self, data: memoryview, pos: int) -> int:
-        """Load what :meth:`pack` wrote at ``data[pos:]`` into this fresh window; return the end."""
-        cnt, mean, m2, mn, mx, oldest, used = _WIN_HEAD.unpack_from(data, pos)
-        pos += _WIN_HEAD.size
+    def unpack(self, data: memoryview, pos: int, with_front: bool = True) -> int:
+        """Load what :meth:`pack` wrote at ``data[pos:]`` into this fresh window; return the
+        end. ``with_front=False``: a version 2 snapshot's window."""
+        if with_front:
+            cnt, mean, m2, mn, mx, oldest, front, used = _WIN_HEAD.unpack_from(data, pos)
+            pos += _WIN_HEAD.size
+        else:
+            cnt, mean, m2, mn, mx, oldest, used = _OLD_WIN_HEAD.unpack_from(data, pos)
+            pos += _OLD_WIN_HEAD.size
+            front = _NO_FRONT
         if used == _DENSE:
             for name in ("bcnt", "bmean", "bm2", "bmin", "bmax", "scnt", "samp"):
                 arr: array[Any] = getattr(self, name)
@@ -753,8 +866,8 @@ class _Window:
         self.mn = mn
         self.mx = mx
         self.oldest = oldest
-        self.r_valid = False
-        self.r_sorted = None
+        self.front = front
+        self._restored()
         return pos
 
 
@@ -988,9 +1101,11 @@ class EntityFeatures:
         ValueError
             If the snapshot's version or layout does not match ``cfg``.
         """
-        if len(snap) != 4 or snap[0] not in (_SNAPSHOT_VERSION, _PACKED_VERSION):
+        versions = (_SNAPSHOT_VERSION, _PACKED_VERSION, _OLD_SNAPSHOT_VERSION, _OLD_PACKED_VERSION)
+        if len(snap) != 4 or snap[0] not in versions:
             raise ValueError(f"snapshot: unsupported version/shape {snap[:1]!r}")
-        packed = snap[0] == _PACKED_VERSION
+        packed = snap[0] in (_PACKED_VERSION, _OLD_PACKED_VERSION)
+        with_front = snap[0] in (_SNAPSHOT_VERSION, _PACKED_VERSION)
         layout = _layout(cfg)
         got = (
             tuple(tuple(w) for w in snap[1][0]),
@@ -1047,14 +1162,14 @@ class EntityFeatures:
                 pos = 0
                 try:
                     for w in m.wins:
-                        pos = w.unpack(blob, pos)
+                        pos = w.unpack(blob, pos, with_front)
                 except struct.error as exc:
                     raise ValueError(f"snapshot: malformed metric entry ({exc})") from None
                 if pos != len(blob):
                     raise ValueError("snapshot: malformed metric entry")
             else:
                 for w, data in zip(m.wins, wdata, strict=True):
-                    w.load(data)
+                    w.load(data, with_front)
             if stored is not cfg:
                 for w, fresh in zip(m.wins, wanted, strict=True):
                     fresh.take(w)
@@ -1139,18 +1254,33 @@ class EntityFeatures:
         for j, w in enumerate(m.wins):
             width = w.width
             lo = t // width - w.span
+            bp = lt // width
             if w.oldest < lo:
-                w.expire(lo)
-            if flush:
-                bp = lt // width
-                if bp >= lo:
-                    w.add(bp, m.p_cnt, m.p_mean, m.p_m2, m.p_min, m.p_max, m.p_samp)
+                w.expire(lo, bp)
+            if flush and bp >= lo:
+                w.add(bp, m.p_cnt, m.p_mean, m.p_m2, m.p_min, m.p_max, m.p_samp)
             wk = keys.window_keys[j]
             c = w.cnt
-            if c:
+            o = w.oldest
+            if o < w.front:  # front and back (Window.total, inlined)
+                i = o % w.size
+                fc = w.fcnt[i]
+                mean = w.fmean[i]
+                m2 = w.fm2[i]
+                if c:
+                    n = fc + c
+                    d = w.mean - mean
+                    mean += d * c / n
+                    m2 += w.m2 + d * d * fc * c / n
+                    c = n
+                else:
+                    c = fc
+            else:
                 mean = w.mean
+                m2 = w.m2
+            if c:
                 if c > 1:
-                    var = w.m2 / (c - 1)
+                    var = m2 / (c - 1)
                     std = sqrt(var) if var > 0.0 else 0.0
                 else:
                     std = _NAN
@@ -1158,8 +1288,7 @@ class EntityFeatures:
                 out[wk[1]] = std
                 if full:
                     out[wk[2]] = (x - mean) / std if std > 0.0 else 0.0
-                    out[wk[3]] = w.mn
-                    out[wk[4]] = w.mx
+                    _, _, _, out[wk[3]], out[wk[4]] = w.total()
             else:
                 mean = _NAN
                 out[wk[0]] = _NAN
