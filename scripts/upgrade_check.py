@@ -1,7 +1,7 @@
 """Upgrade check: a savepoint of one revision's job restores in another revision's job.
 
     .venv/bin/python scripts/upgrade_check.py [--events 12000] [--stop-at 9000] \\
-        [--entities 2] OLD_REV [NEW_REV]
+        [--entities 2] [--work bench/tmp/upgrade-check] OLD_REV [NEW_REV]
 
 Both revisions run the job (``job.pipeline.build_pipeline``, default configuration, score
 records on) on a local MiniCluster, each from its own git worktree (``scripts/bench_ab.py
@@ -173,12 +173,13 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--events", type=int, default=12_000)
     ap.add_argument("--stop-at", type=int, default=9_000)
     ap.add_argument("--entities", type=int, default=2)
+    ap.add_argument("--work", type=Path, default=ROOT / "bench" / "tmp" / "upgrade-check")
     ap.add_argument("old")
     ap.add_argument("new", nargs="?", default=".")
     a = ap.parse_args(argv)
     if not 0 < a.stop_at < a.events:
         ap.error("--stop-at must lie inside the stream")
-    work = ROOT / "bench" / "tmp" / "upgrade-check"
+    work = a.work.resolve()
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
