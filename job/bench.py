@@ -659,7 +659,16 @@ def machine_info() -> dict[str, Any]:
             if k.startswith(("OPENBLAS", "OMP_", "MKL_", "GOTO"))
         },
         "loadavg_start": list(os.getloadavg()),
+        "compiled_core": compiled_modules(),
     }
+
+
+def compiled_modules() -> list[str]:
+    """The core modules running as compiled copies (scripts/build_native.py): their time
+    shows under their callers in the profile (no Python frames)."""
+    from udfs.core import features
+
+    return ["features"] if features.EntityFeatures.__module__.startswith("udfs.core._native.") else []
 
 
 # -- Flink: environment, sink, CPU accounting --------------------------------------------------
@@ -1573,7 +1582,8 @@ def render_markdown(rep: dict[str, Any]) -> str:
         f"Machine: {rep['machine'].get('cpu_model')}, {rep['machine'].get('cores')} cores, "
         f"{rep['machine'].get('memory_gib')} GiB; Python {rep['machine'].get('python')}, "
         f"Flink {rep['machine'].get('flink')}, River {rep['machine'].get('river')}; load average "
-        f"at start {rep['machine'].get('loadavg_start')}, at end {rep['machine'].get('loadavg_end')}.",
+        f"at start {rep['machine'].get('loadavg_start')}, at end {rep['machine'].get('loadavg_end')}; "
+        f"compiled core modules (mypyc): {', '.join(rep['machine'].get('compiled_core') or []) or 'none'}.",
         "",
         "## Headline (4 metrics per event, thread mode, parallelism 1)",
         "",
@@ -1749,6 +1759,8 @@ def render_markdown(rep: dict[str, Any]) -> str:
         out += [f"| {r_['what']} | {r_['share'] * 100:.1f} % |" for r_ in pr["by_module"]]
         out += ["", "| phase (call from the loop) | share |", "|---|---|"]
         out += [f"| {r_['what']} | {r_['share'] * 100:.1f} % |" for r_ in pr["by_phase"]]
+        if rep["machine"].get("compiled_core"):
+            out += ["", "Compiled modules have no Python frames: their time counts under their callers."]
     errors = rep.get("errors")
     if errors:
         out += ["", "## Parts that failed", ""] + [f"- {e}" for e in errors]

@@ -1163,3 +1163,13 @@ class EntityFeatures:
             if self._has_robust and len(m.p_samp) < self._k:
                 m.p_samp.append(x)
 
+
+# A compiled copy of this file (scripts/build_native.py, mypyc) when one was built from these
+# very bytes: the same code, about 2.5 times fewer instructions per update. (The copy itself
+# runs under another module name, so it does not look for a copy of its own.)
+if __name__ == "udfs.core.features":
+    from udfs.core.native import compiled
+
+    _copy = compiled(__file__, "features")
+    if _copy is not None:
+        globals()["EntityFeatures"] = _copy.EntityFeatures

@@ -1,0 +1,63 @@
+"""Compile the core's hottest module with mypyc, for the source as it is now.
+
+    .venv/bin/python scripts/build_native.py
+
+For each module in ``MODULES``: when ``udfs/core/_native`` holds no copy built from the
+module's current bytes (see :mod:`udfs.core.native`), copy the source to
+``udfs/core/_native/<name>_<digest>.py``, compile it with mypyc (part of mypy, pinned in
+requirements.lock), keep the extension modules and delete the copy, and delete the copies
+of earlier sources. Nothing to do when the copy is current. ``make demo``, ``make test`` and
+``make bench`` run it first.
+
+Without a C compiler (or when mypyc fails) it says so and exits 0: the pure module runs,
+slower, with the same results. The copies are for this machine's Python; they are not in git.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from udfs.core.native import digest  # noqa: E402
+
+MODULES = ("features",)
+NATIVE = ROOT / "udfs" / "core" / "_native"
+
+
+def build(name: str) -> str:
+    """Build the copy of ``udfs/core/<name>.py`` unless it is current; say what happened."""
+    stem = f"{name}_{digest(ROOT / 'udfs' / 'core' / f'{name}.py')}"
+    if any(NATIVE.glob(f"{stem}.*.so")):
+        return f"{name}: compiled copy {stem} is current"
+    for old in NATIVE.glob(f"{name}_*"):
+        old.unlink()
+    copy = NATIVE / f"{stem}.py"
+    shutil.copyfile(ROOT / "udfs" / "core" / f"{name}.py", copy)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "mypyc", str(copy.relative_to(ROOT))],
+            cwd=ROOT, capture_output=True, text=True,
+        )
+    finally:
+        copy.unlink()
+    if out.returncode != 0 or not any(NATIVE.glob(f"{stem}.*.so")):
+        for part in NATIVE.glob(f"{stem}*"):
+            part.unlink()
+        tail = (out.stdout + out.stderr).strip().splitlines()[-3:]
+        return f"{name}: not compiled, the pure module runs ({' / '.join(tail)})"
+    return f"{name}: compiled {stem}"
+
+
+def main() -> int:
+    for name in MODULES:
+        print(f"build_native: {build(name)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Use a compiled copy of a core module when one was built from its exact source.
+
+``scripts/build_native.py`` compiles a copy of ``udfs/core/<name>.py`` with mypyc into
+``udfs/core/_native/<name>_<digest>``, ``<digest>`` being the first 16 hex digits of the
+source's SHA-256. The module, at its end, asks :func:`compiled` for the copy of its own
+bytes and, when there is one, binds its hot classes to the compiled ones. An edited source
+has another digest, so a stale build is never used: the module runs as written until the
+copy is built again. Without a C compiler, or on another platform, there is no copy and the
+pure module runs. The two give the same results to the bit (``tests/test_native.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+__all__ = ["compiled", "digest"]
+
+
+def digest(path: str | Path) -> str:
+    """The first 16 hex digits of the SHA-256 of the file at ``path``."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def compiled(path: str, name: str) -> ModuleType | None:
+    """The compiled copy of the module ``name`` whose source is at ``path``, or ``None``
+    when none was built from these bytes (or it cannot load here)."""
+    try:
+        return importlib.import_module(f"udfs.core._native.{name}_{digest(path)}")
+    except (ImportError, OSError):
+        return None
