@@ -4,30 +4,19 @@ from the module's exact bytes."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from dataclasses import replace
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-from tests.test_features import GRID_CFG, _stream
+from tests.test_features import GRID_CFG, _stream, pure_features
 from udfs.core import features
 from udfs.core.feature_config import FeatureConfig
 from udfs.core.native import compiled
 
 SOURCE = Path(features.__file__)
-
-
-def _pure() -> ModuleType:
-    """udfs/core/features.py loaded under another name: it then keeps its own classes."""
-    spec = importlib.util.spec_from_file_location("features_pure_for_test", SOURCE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _bits(out: tuple[dict[str, float], dict[str, bool]]) -> Any:
@@ -55,7 +44,7 @@ def test_a_copy_built_from_other_bytes_is_not_used(tmp_path: Path) -> None:
     ids=["grid", "default", "robust"],
 )
 def test_compiled_and_pure_give_the_same_bits(cfg: FeatureConfig) -> None:
-    pure = _pure().EntityFeatures
+    pure = pure_features().EntityFeatures
     fast = features.EntityFeatures
     assert pure is not fast
     events = _stream(7, 3000, scale_ms=1_500, grid_ms=1, gap_ms=(700_000, 3_600_000))
