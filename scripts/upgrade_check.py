@@ -157,10 +157,19 @@ for name in want:
 """
 
 
+def _child_env(path: Path) -> dict[str, str]:
+    """This environment for a run in ``path``'s tree, without what a PyFlink worker sets:
+    run from a process that ran Flink jobs (the test suite), ``PYFLINK_GATEWAY_DISABLED``
+    would stop the child from starting its own gateway."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYFLINK_GATEWAY")}
+    env["PYTHONPATH"] = str(path)
+    return env
+
+
 def _python(path: Path, code: str, *args: str) -> str:
     out = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "python"), "-c", code, *args],
-        cwd=path, env={**os.environ, "PYTHONPATH": str(path)}, capture_output=True, text=True,
+        cwd=path, env=_child_env(path), capture_output=True, text=True,
     )
     if out.returncode != 0:
         sys.stderr.write(out.stdout[-4000:] + out.stderr[-4000:])

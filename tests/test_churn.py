@@ -249,9 +249,9 @@ def test_checkpointed_state_stays_bounded_while_100k_entities_churn(
 
     assert watcher.scored() == ENTITIES  # every entity scored once
     # Checkpoints taken once tens of thousands of entities had gone through the operator
-    # (30,000: a checkpoint holds up to ~1,300 entities' worth when the watermark lags, and
-    # the last assertion compares with 20 times that; at 20,000 seen, a fast run failed it
-    # holding 1,178 with 20,850 seen, which says nothing about cleanup).
+    # (30,000: a checkpoint holds up to ~1,300-2,100 entities' worth when the watermark lags,
+    # and the last assertion compares with 10 times that; at 20,000 seen, a fast run failed a
+    # 20 times bound holding 1,178 with 20,850 seen, which says nothing about cleanup).
     late = {cid: s for cid, s in watcher.samples.items() if s[1] >= 30_000}
     assert len(late) >= 3, (watcher.samples, watcher.errors[-3:])
     worst_id, (worst, read) = max(late.items(), key=lambda kv: kv[1][0])
@@ -270,4 +270,7 @@ def test_checkpointed_state_stays_bounded_while_100k_entities_churn(
     # emitted every 200 ms of processing time) and the keys' and timers' overhead; never the
     # entities seen so far (measured: ~1,300 entities' worth at 51,500 events, 5 MB vs 196 MB).
     assert worst <= 5 * ACTIVE * per_entity, report
-    assert worst * 20 < read * per_entity, report
+    # A tenth of what it would hold without cleanup: the entities the watermark lags behind
+    # grow with the job's speed (it is emitted every 200 ms of processing time), and with the
+    # compiled window features a checkpoint held 2,062 entities' worth at 31,400 seen.
+    assert worst * 10 < read * per_entity, report

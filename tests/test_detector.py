@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from state.codec import decode, encode
+from tests.outputs import one_nan
 from udfs.core.alerts import AlertConfig
 from udfs.core.config import DetectorConfig, LatenessConfig, ModelConfig, ThresholdConfig
 from udfs.core.detector import EntityDetector, Output
@@ -65,7 +66,7 @@ def stream(
 
 
 def run(events: Iterable[Event], cfg: DetectorConfig = SMALL) -> list[Output]:
-    return list(replay(events, cfg))
+    return one_nan(list(replay(events, cfg)))
 
 
 def of_kind(outputs: Iterable[Output], kind: str) -> list[dict[str, Any]]:
@@ -240,7 +241,7 @@ def uninterrupted_and_resumed(
     for ev in events[cut:]:
         got += second.on_event(ev)
     got += second.flush()
-    return expected, got, first
+    return one_nan(expected), one_nan(got), first
 
 
 @pytest.mark.parametrize("cut", [0, 1, 3, 45, 81, 250, 402, 415, 599, 600])
@@ -283,7 +284,7 @@ def later_outputs(gap_ms: int) -> tuple[list[Output], list[Output]]:
         got += det.on_event(ev)
     got += det.flush()
     fresh = run(later)
-    return got, fresh
+    return one_nan(got), fresh
 
 
 def test_entity_idle_longer_than_ttl_starts_like_a_new_entity() -> None:

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from tests.outputs import one_nan
 from udfs.core.config import DetectorConfig, ModelConfig, ThresholdConfig
 from udfs.core.detector import Output
 from udfs.core.events import Event, ParseConfig, parse_line
@@ -108,7 +109,7 @@ def mixed_input(seed: int = 2026) -> tuple[list[str], list[str], list[tuple[int,
 
 
 def run(lines: list[str]) -> list[Output]:
-    return list(replay((parse_line(raw, PARSE) for raw in lines), CFG))
+    return one_nan(list(replay((parse_line(raw, PARSE) for raw in lines), CFG)))
 
 
 def test_every_record_is_accounted_for_once_and_good_results_are_unchanged() -> None:
