@@ -408,24 +408,15 @@ class _Window:
             fmin[i] = mn
             fmax[i] = mx
 
-    def total(self) -> tuple[int, float, float, float, float]:
-        """Count, mean, M2, min and max of the whole window (front suffix and back)."""
-        c = self.cnt
+    def extremes(self) -> tuple[float, float]:
+        """Min and max of the whole window (front suffix and back)."""
         o = self.oldest
         if o >= self.front:
-            return c, self.mean, self.m2, self.mn, self.mx
+            return self.mn, self.mx
         i = o % self.size
-        fc = self.fcnt[i]
-        mean = self.fmean[i]
-        m2 = self.fm2[i]
-        n = fc + c
-        if c:
-            d = self.mean - mean
-            mean += d * c / n
-            m2 += self.m2 + d * d * fc * c / n
         mn = self.fmin[i]
         mx = self.fmax[i]
-        return n, mean, m2, (mn if mn < self.mn else self.mn), (mx if mx > self.mx else self.mx)
+        return (mn if mn < self.mn else self.mn), (mx if mx > self.mx else self.mx)
 
     def add(
         self, b: int, c: int, gmean: float, gm2: float, gmin: float, gmax: float,
@@ -1082,7 +1073,7 @@ class EntityFeatures:
             wk = keys.window_keys[j]
             c = w.cnt
             o = w.oldest
-            if o < w.front:  # front and back (Window.total, inlined)
+            if o < w.front:  # the front's suffix from the oldest bucket, merged with the back
                 i = o % w.size
                 fc = w.fcnt[i]
                 mean = w.fmean[i]
@@ -1108,7 +1099,7 @@ class EntityFeatures:
                 out[wk[1]] = std
                 if full:
                     out[wk[2]] = (x - mean) / std if std > 0.0 else 0.0
-                    _, _, _, out[wk[3]], out[wk[4]] = w.total()
+                    out[wk[3]], out[wk[4]] = w.extremes()
             else:
                 mean = _NAN
                 out[wk[0]] = _NAN
