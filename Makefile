@@ -22,8 +22,10 @@ venv: $(STAMP)
 
 ## The compiled copy of the window features (mypyc; about 2.5x fewer instructions), for the
 ## source as it is now; without a C compiler the pure module runs (scripts/build_native.py).
+## The jar of the line batcher (udfs/jvm, javac); without a JDK the job runs unbatched.
 native: $(STAMP)
 	@$(PY) scripts/build_native.py
+	@$(PY) scripts/build_jvm.py
 
 ## Run the job on the bundled demo stream on a local MiniCluster; outputs in out/demo/.
 demo: native

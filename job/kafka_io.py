@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from job.jvm import configured_jars as _configured_jars
+
 __all__ = [
     "DELIVERY",
     "KafkaConfig",
@@ -262,18 +264,6 @@ def _shown(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
-
-
-def _configured_jars(env: Any) -> list[str]:
-    from pyflink.common import Configuration
-    from pyflink.java_gateway import get_gateway
-
-    jvm = get_gateway().jvm
-    conf = jvm.org.apache.flink.python.util.PythonConfigUtil.getEnvironmentConfig(
-        env._j_stream_execution_environment
-    )
-    value = conf.getString(jvm.org.apache.flink.configuration.PipelineOptions.JARS.key(), None)
-    return list(Configuration.parse_list_value(value)) if value else []
 
 
 def _connector_on_classpath() -> bool:

@@ -3,7 +3,13 @@
 Thin by design: parse the line (the core's parser), load the entity's state, call the core,
 store the state, yield the outputs. No detection rule lives here. The lines come keyed by
 Flink SQL (job/pipeline.py ``front``): a Python parser ahead of this operator had cost a
-second Python operator per event. Two event-time timers per entity at most:
+second Python operator per event. They come grouped: an entity's lines in one call, as the
+line batcher ahead of the key hands them over (``(entity, [line, ...])``, job/pipeline.py
+``batch_lines``), or one line per call without it (``(entity, line)``). A group is processed
+line by line and the state is written once for it (the events and verdicts appended to the
+journal in order), so what a call costs besides the lines (PyFlink's call, the cache, the
+state write, the timers) is paid once per group; the records are those of one call per line
+(tests/test_operator.py). Two event-time timers per entity at most:
 
 - the *release* timer at or before the oldest buffered timestamp: when the watermark passes
   it, the detector may release buffered events without waiting for the entity's next event.
@@ -255,11 +261,12 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         release_timer: int,
         watch_timer: int,
         ts: Any,
-        given: Event | Verdict | int,
+        given: list[Event | Verdict] | int,
         new: bool = False,
     ) -> None:
         """Write the entity's state: a full snapshot, or the last one and the journal with
-        ``given`` (an event, a verdict or a timer's watermark) appended."""
+        ``given`` (the events and verdicts of one call, in order, or a timer's watermark)
+        appended."""
         earliest = det.earliest_buffered_ms()
         release = release_timer
         if earliest is not None and (release == _NO_TIMER or earliest < release):
@@ -280,15 +287,17 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
                 ts.register_event_time_timer(t)
         journal = self._journal
         data = self._snap
-        if data is None or self._missed or len(journal) + 1 >= self._snapshot_every:
+        added = 1 if isinstance(given, int) else len(given)
+        if data is None or self._missed or len(journal) + added >= self._snapshot_every:
             data = encode(det.snapshot())
             journal = ()
             size = stored_size((0, 0, 0, data, journal, self._stamp))
         else:
             # Pickled only when journaled (udfs.parse.handoff: what _feed reads back).
-            entry = given if isinstance(given, int) else handoff(given)[2]
-            journal = (*journal, entry)
-            size = self._loaded_bytes + entry_size(entry)  # what _load read, and the entry
+            entries = (given,) if isinstance(given, int) else tuple(handoff(g)[2] for g in given)
+            journal = (*journal, *entries)
+            # what _load read, and the entries
+            size = self._loaded_bytes + sum(entry_size(e) for e in entries)
         self._state.update((release, watch, self._token, data, journal, self._stamp))
         cache = self._cache
         cache[det.entity] = (time.monotonic(), det, release, watch, data, journal, size)
@@ -300,32 +309,43 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
     # -- Flink callbacks --------------------------------------------------------------------
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
-        entity, line = value
-        rec = parse_event_or_verdict(line, self._parse)
-        if isinstance(rec, DeadLetter) or rec.entity != entity:
-            if not isinstance(rec, DeadLetter):
-                rec = DeadLetter(
-                    AMBIGUOUS_ENTITY,
-                    "entity",
-                    line,
-                    f"entity {rec.entity!r} was read as {entity!r} when the line was keyed",
-                )
-            if self._dead is not None:
-                self._dead.count(rec.reason)
-            yield DEAD_LETTER_TAG, dead_letter_json(rec)
-            return
-        det, release_timer, watch_timer = self._load(entity)
-        if isinstance(rec, Verdict):
-            outputs = det.on_verdict(rec)
-            self._metrics.verdict()
-        else:
-            outputs = det.on_event(rec)
-        # A new entity is the only one stored without a watch timer yet.
-        new = watch_timer == _NO_TIMER
-        if not (new and det.max_seen_ms < 0 and det.earliest_buffered_ms() is None):
-            self._store(det, release_timer, watch_timer, ctx.timer_service(), rec, new)
-        # (else: a verdict for an entity with no state that left nothing to keep)
-        yield from self._emit(outputs)
+        entity, lines = value
+        if isinstance(lines, str):  # one line: not batched (job/pipeline.py batch_lines)
+            lines = (lines,)
+        det: EntityDetector | None = None
+        release_timer = watch_timer = _NO_TIMER
+        given: list[Event | Verdict] = []
+        for line in lines:
+            rec = parse_event_or_verdict(line, self._parse)
+            if isinstance(rec, DeadLetter) or rec.entity != entity:
+                if not isinstance(rec, DeadLetter):
+                    rec = DeadLetter(
+                        AMBIGUOUS_ENTITY,
+                        "entity",
+                        line,
+                        f"entity {rec.entity!r} was read as {entity!r} when the line was keyed",
+                    )
+                if self._dead is not None:
+                    self._dead.count(rec.reason)
+                yield DEAD_LETTER_TAG, dead_letter_json(rec)
+                continue
+            if det is None:
+                det, release_timer, watch_timer = self._load(entity)
+            if isinstance(rec, Verdict):
+                outputs = det.on_verdict(rec)
+                self._metrics.verdict()
+            else:
+                outputs = det.on_event(rec)
+            if watch_timer == _NO_TIMER and det.max_seen_ms < 0 and det.earliest_buffered_ms() is None:
+                # A verdict for an entity with no state that left nothing to keep: nothing is
+                # stored (a new entity is the only one stored without a watch timer yet).
+                det = None
+            else:
+                given.append(rec)
+            yield from self._emit(outputs)
+        if det is not None:
+            new = watch_timer == _NO_TIMER
+            self._store(det, release_timer, watch_timer, ctx.timer_service(), given, new)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
         entity = ctx.get_current_key()

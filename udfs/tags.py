@@ -24,6 +24,10 @@ KEYED_LINE_TYPE = Types.ROW([Types.STRING(), LINE_TYPE])
 # That row and its Flink timestamp, the shape Flink's Java timestamp assigner for Python
 # streams reads (job/pipeline.py with_event_time): what the front emits.
 TIMED_KEYED_LINE_TYPE = Types.TUPLE([KEYED_LINE_TYPE, Types.LONG()])
+# An entity's lines grouped by the batcher (job/pipeline.py batch_lines): (entity, [line, ...]),
+# and the same keyed, Row(entity, (entity, [line, ...])).
+BATCH_TYPE = Types.TUPLE([Types.STRING(), Types.BASIC_ARRAY(Types.STRING())])
+KEYED_BATCH_TYPE = Types.ROW([Types.STRING(), BATCH_TYPE])
 
 DEAD_LETTER_TAG = OutputTag("dead-letter", Types.STRING())
 LATE_TAG = OutputTag("late", Types.STRING())
