@@ -346,6 +346,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         if det is not None:
             new = watch_timer == _NO_TIMER
             self._store(det, release_timer, watch_timer, ctx.timer_service(), given, new)
+        self._metrics.flush()
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
         entity = ctx.get_current_key()
@@ -366,9 +367,11 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
                 if release_timer != _NO_TIMER:
                     service.delete_event_time_timer(release_timer)
                 yield from self._emit(outputs + det.expire())
+                self._metrics.flush()
                 return
         self._store(det, release_timer, watch_timer, service, at)
         yield from self._emit(outputs)
+        self._metrics.flush()
 
     def _emit(self, outputs: list[Output]) -> Iterator[Any]:
         metrics = self._metrics

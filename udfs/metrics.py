@@ -1,6 +1,6 @@
 """Flink metrics of the detector (group ``anomaly``), visible in the web UI and REST API.
 
-Counters: ``events`` (scored), ``late``, ``dead_letters`` (lines that are not events or
+Counters: ``events`` (scored; added once per operator call), ``late``, ``dead_letters`` (lines that are not events or
 verdicts: the detect operator parses them; also per reason as ``dead_letters_<reason>``),
 ``alerts_info`` / ``alerts_warning`` /
 ``alerts_critical`` (episodes opened), ``alert_records`` (open, escalate, resolved),
@@ -83,13 +83,22 @@ class DetectorMetrics:
         self._scored = 0  # scores seen (one in SAMPLE_EVERY sampled) and writes seen (one in
         # SAMPLE_WRITES_EVERY)
         self._writes = 0
+        self._events = 0  # scores not yet added to ``events`` (see flush)
+
+    def flush(self) -> None:
+        """Add the scores recorded since the last flush to ``events``: one call into the JVM
+        per operator call (a group of lines) instead of one per event. The detect operator
+        flushes at the end of each of its calls."""
+        if self._events:
+            self.events.inc(self._events)
+            self._events = 0
 
     def verdict(self) -> None:
         self.verdicts.inc()
 
     def record(self, kind: str, rec: dict[str, Any]) -> None:
         if kind == "score":
-            self.events.inc()
+            self._events += 1
             self._scored += 1
             if self._scored % SAMPLE_EVERY == 1:
                 score = rec["anomaly_score"]
