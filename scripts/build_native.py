@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from udfs.core.native import digest  # noqa: E402
 
-MODULES = ("features",)
+MODULES = ("features", "alerts", "calibration", "staleness", "detector")
 NATIVE = ROOT / "udfs" / "core" / "_native"
 
 

@@ -1,10 +1,13 @@
-"""The compiled copy of the window features (scripts/build_native.py) is the pure module's
-code: the same features, readiness and state, to the bit; and it is used only when built
-from the module's exact bytes."""
+"""The compiled copies of core modules (scripts/build_native.py) are the pure modules' code:
+the same features, readiness and state, and the same detector records and snapshots, to the
+bit; and a copy is used only when built from the module's exact bytes."""
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,60 @@ from udfs.core.feature_config import FeatureConfig
 from udfs.core.native import compiled
 
 SOURCE = Path(features.__file__)
+ROOT = SOURCE.parents[2]
+# Each compiled module and the classes the job takes from its copy (the module's end).
+HOT = {
+    "features": ("EntityFeatures",),
+    "alerts": ("EpisodeTracker",),
+    "calibration": ("DecayedHistogram", "AdaptiveThreshold"),
+    "staleness": ("InterArrival",),
+    "detector": ("EntityDetector",),
+}
+# The core over a stream with every kind of record (scores, alerts, late, drift, verdicts,
+# stale entities): its records (NaN as text, floats exact) and each detector's encoded state.
+_RUN_CORE = r"""
+import json, sys
+import udfs.core.native as native
+if sys.argv[1] == "pure":
+    native.compiled = lambda path, name: None  # before any core module binds its copy
+from job.bench import generate_events
+from job.demo_data import write_demo
+from state.codec import encode
+from udfs.core.config import DetectorConfig
+from udfs.core.detector import EntityDetector
+from udfs.core.events import DeadLetter, ParseConfig
+from udfs.core.feedback import Verdict, parse_event_or_verdict
+
+def plain(v):
+    if isinstance(v, float):
+        return "nan" if v != v else v.hex()
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    return v
+
+write_demo(sys.argv[2])
+lines = open(sys.argv[2]).read().splitlines() + generate_events(3000, metrics=4, entities=3)
+lines.insert(4000, json.dumps({"alert_id": "x", "entity": "srv-1", "verdict": "false_positive",
+                               "reason": "", "ts": 1767225600000}))
+cfg, pcfg = DetectorConfig(), ParseConfig()
+dets, out = {}, []
+for line in lines:
+    rec = parse_event_or_verdict(line, pcfg)
+    if isinstance(rec, DeadLetter):
+        continue
+    det = dets.get(rec.entity)
+    if det is None:
+        det = dets[rec.entity] = EntityDetector(rec.entity, cfg)
+    got = det.on_verdict(rec) if isinstance(rec, Verdict) else det.on_event(rec)
+    out += [plain(o) for o in got]
+state = {e: encode(d.snapshot()).hex() for e, d in dets.items()}
+for d in dets.values():
+    out += [plain(o) for o in d.flush()]
+print(json.dumps({"modules": sorted({type(d).__module__ for d in dets.values()}),
+                  "records": out, "state": state}))
+"""
 
 
 def _bits(out: tuple[dict[str, float], dict[str, bool]]) -> Any:
@@ -29,6 +86,36 @@ def test_the_compiled_copy_is_built_and_used() -> None:
     assert copy is not None, "no compiled copy of udfs/core/features.py: run `make native` (needs a C compiler)"
     assert features.EntityFeatures is copy.EntityFeatures
     assert Path(copy.__file__ or "").suffix == ".so"
+
+
+@pytest.mark.parametrize("name", sorted(HOT))
+def test_every_compiled_module_is_built_and_its_classes_used(name: str) -> None:
+    import importlib
+
+    module = importlib.import_module(f"udfs.core.{name}")
+    copy = compiled(str(Path(module.__file__ or "")), name)
+    assert copy is not None, f"no compiled copy of udfs/core/{name}.py: run `make native`"
+    for cls in HOT[name]:
+        assert getattr(module, cls) is getattr(copy, cls)
+
+
+def test_the_compiled_core_gives_the_records_and_state_of_the_pure_core(tmp_path: Path) -> None:
+    runs = {}
+    for mode in ("pure", "compiled"):
+        done = subprocess.run(
+            [sys.executable, "-c", _RUN_CORE, mode, str(tmp_path / "demo.jsonl")],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        )
+        runs[mode] = json.loads(done.stdout)
+    assert runs["pure"]["modules"] == ["udfs.core.detector"]
+    assert runs["compiled"]["modules"][0].startswith("udfs.core._native.detector_")
+    pure, fast = runs["pure"], runs["compiled"]
+    kinds = {r[0] for r in pure["records"]}
+    assert {"score", "alert", "late", "drift"} <= kinds
+    assert len(fast["records"]) == len(pure["records"])
+    for i, (a, b) in enumerate(zip(pure["records"], fast["records"], strict=True)):
+        assert a == b, i
+    assert fast["state"] == pure["state"]
 
 
 def test_a_copy_built_from_other_bytes_is_not_used(tmp_path: Path) -> None:

@@ -224,3 +224,15 @@ class AdaptiveThreshold:
 def rarity_to_score(u: float) -> float:
     """Map rarity (decades) to an anomaly score in [0, 1): ``1 - 10**-u``."""
     return 1.0 - math.pow(10.0, -u)
+
+
+# A compiled copy of this file (scripts/build_native.py, mypyc) when one was built from these
+# very bytes (udfs/core/native.py): the same code, fewer instructions. Only the classes below
+# are taken from it; configuration classes stay pure (they travel pickled with the operator).
+if __name__ == "udfs.core.calibration":
+    from udfs.core.native import compiled
+
+    _copy = compiled(__file__, "calibration")
+    if _copy is not None:
+        globals()["DecayedHistogram"] = _copy.DecayedHistogram
+        globals()["AdaptiveThreshold"] = _copy.AdaptiveThreshold

@@ -884,3 +884,14 @@ def _z(x: float, mean: float, std: float, noise_floor: float = 0.0) -> float:
     if z < -_Z_CAP:
         return -_Z_CAP
     return z
+
+
+# A compiled copy of this file (scripts/build_native.py, mypyc) when one was built from these
+# very bytes (udfs/core/native.py): the same code, fewer instructions. Only the classes below
+# are taken from it; configuration classes stay pure (they travel pickled with the operator).
+if __name__ == "udfs.core.detector":
+    from udfs.core.native import compiled
+
+    _copy = compiled(__file__, "detector")
+    if _copy is not None:
+        globals()["EntityDetector"] = _copy.EntityDetector
