@@ -103,7 +103,7 @@ JOB_SHARE = 0.4
 # The latency job's rate (scores emitted, pace and arrivals maps) as a share of the job's.
 LATENCY_JOB_SHARE = 0.6
 # A null keyed operator's rate over the job's, per floor shape (sizes the floor runs).
-FLOOR_SPEEDUP = {"pipeline": 6.0, "single": 20.0}
+FLOOR_SPEEDUP = {"pipeline": 8.0, "unbatched": 6.0, "single": 20.0}
 FLOOR_FALLBACK_JOB_EPS = 3000.0  # when the thread part did not run
 # The operator's journal length (udfs/detect.py): the snapshot is encoded on every this many
 # writes of an entity.
@@ -660,15 +660,31 @@ def machine_info() -> dict[str, Any]:
         },
         "loadavg_start": list(os.getloadavg()),
         "compiled_core": compiled_modules(),
+        "line_batcher": _batcher_name(),
     }
+
+
+def _batcher_name() -> str | None:
+    """The line batcher's jar the job runs with (job/pipeline.py batch_lines), or None."""
+    from job.jvm import batcher_jar
+
+    jar = batcher_jar()
+    return jar.name if jar is not None else None
 
 
 def compiled_modules() -> list[str]:
     """The core modules running as compiled copies (scripts/build_native.py): their time
     shows under their callers in the profile (no Python frames)."""
-    from udfs.core import features
+    from udfs.core import alerts, calibration, detector, features, staleness
 
-    return ["features"] if features.EntityFeatures.__module__.startswith("udfs.core._native.") else []
+    hot = {
+        "features": features.EntityFeatures,
+        "alerts": alerts.EpisodeTracker,
+        "calibration": calibration.AdaptiveThreshold,
+        "staleness": staleness.InterArrival,
+        "detector": detector.EntityDetector,
+    }
+    return [name for name, cls in hot.items() if cls.__module__.startswith("udfs.core._native.")]
 
 
 # -- Flink: environment, sink, CPU accounting --------------------------------------------------
@@ -899,7 +915,8 @@ class NullDetect(KeyedProcessFunction):  # type: ignore[misc]
         self._n = 0
 
     def process_element(self, value: Any, ctx: Any) -> Iterable[Any]:
-        self._n += 1
+        group = value[1] if isinstance(value, tuple) else None
+        self._n += 1 if group is None or isinstance(group, str) else len(group)  # (a line group)
         return ()
 
     def close(self) -> None:
@@ -907,7 +924,7 @@ class NullDetect(KeyedProcessFunction):  # type: ignore[misc]
             Path(self._count_dir, f"count-{os.getpid()}-{id(self)}").write_text(str(self._n))
 
 
-FLOOR_SHAPES = ("pipeline", "single")
+FLOOR_SHAPES = ("pipeline", "unbatched", "single")
 
 
 def run_floor_job(path: Path, shape: str, name: str, count_dir: str | None = None) -> dict[str, float]:
@@ -915,8 +932,10 @@ def run_floor_job(path: Path, shape: str, name: str, count_dir: str | None = Non
     PyFlink cost per event before any detection (thread mode, parallelism 1).
 
     ``pipeline``: the job's own shape (:func:`job.pipeline.build_pipeline`): the front (Flink
-    SQL reads the entity and timestamp of a line in Java), timestamps and keys in Java, the
-    keyed Python operator (which, in the job, parses the line).
+    SQL reads the entity and timestamp of a line in Java), timestamps, an entity's lines
+    grouped (:func:`job.pipeline.batch_lines`, when its jar is built) and keys in Java, the
+    keyed Python operator (which, in the job, parses the lines).
+    ``unbatched``: the same with one Python call per line (``execution.batch_lines=1``).
     ``single``: the least a keyed Python operator can cost on PyFlink: the entity read from the
     raw line in Java (Flink SQL ``JSON_VALUE``), keyed in Java, one Python operator, no
     timestamps or watermarks.
@@ -926,16 +945,22 @@ def run_floor_job(path: Path, shape: str, name: str, count_dir: str | None = Non
     from pyflink.datastream import KeyedStream
     from pyflink.java_gateway import get_gateway
 
-    from job.pipeline import file_source, front, key_by_entity, with_event_time
+    from job.pipeline import batch_lines, file_source, front, key_by_entity, with_event_time
+    from udfs.tags import BATCH_TYPE
 
     if shape not in FLOOR_SHAPES:
         raise ValueError(f"unknown floor shape {shape!r} (known: {', '.join(FLOOR_SHAPES)})")
     cfg = _bench_config([])
     env = _environment(cfg, ship_job=True)
     source = file_source(env, str(path))
-    if shape == "pipeline":
+    if shape in ("pipeline", "unbatched"):
         lines = front(env, source, cfg.parse)
-        keyed = key_by_entity(with_event_time(lines, cfg.detector.lateness.max_out_of_orderness_ms))
+        timed = with_event_time(lines, cfg.detector.lateness.max_out_of_orderness_ms)
+        ex = cfg.execution
+        batched = None
+        if shape == "pipeline" and ex.batch_lines > 1:
+            batched = batch_lines(env, timed, ex.batch_lines, ex.batch_flush_ms)
+        keyed = key_by_entity(timed) if batched is None else key_by_entity(batched, BATCH_TYPE)
     else:
         from pyflink.table import StreamTableEnvironment
 
@@ -1583,7 +1608,8 @@ def render_markdown(rep: dict[str, Any]) -> str:
         f"{rep['machine'].get('memory_gib')} GiB; Python {rep['machine'].get('python')}, "
         f"Flink {rep['machine'].get('flink')}, River {rep['machine'].get('river')}; load average "
         f"at start {rep['machine'].get('loadavg_start')}, at end {rep['machine'].get('loadavg_end')}; "
-        f"compiled core modules (mypyc): {', '.join(rep['machine'].get('compiled_core') or []) or 'none'}.",
+        f"compiled core modules (mypyc): {', '.join(rep['machine'].get('compiled_core') or []) or 'none'}; "
+        f"line batcher: {rep['machine'].get('line_batcher') or 'none (one Python call per line)'}.",
         "",
         "## Headline (4 metrics per event, thread mode, parallelism 1)",
         "",
@@ -1687,8 +1713,9 @@ def render_markdown(rep: dict[str, Any]) -> str:
         out += [
             "",
             "`pipeline`: this job's shape (entity and timestamp read from the raw line by Flink SQL, "
-            "timestamps and keys in Java, the keyed Python operator, which parses the line). `single`: "
-            "the entity read by Flink SQL, keyed in Java, one Python operator, no event time.",
+            "timestamps, an entity's lines grouped and keys in Java, the keyed Python operator, which "
+            "parses the lines). `unbatched`: the same with one Python call per line. `single`: "
+            "the entity read by Flink SQL, keyed in Java, one Python operator per line, no event time.",
         ]
     low = [j for j in rep.get("throughput", []) if (j.get("cores_used") or 1.0) < 0.5]
     if low:
