@@ -168,7 +168,7 @@ class ExecutionConfig:
     checkpoint_interval_ms: int = 0
     restart_attempts: int = 3
     snapshot_every: int = 16
-    batch_lines: int = 256
+    batch_lines: int = 4096
     batch_flush_ms: int = 50
 
     def __post_init__(self) -> None:
