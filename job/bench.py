@@ -675,16 +675,17 @@ def _batcher_name() -> str | None:
 def compiled_modules() -> list[str]:
     """The core modules running as compiled copies (scripts/build_native.py): their time
     shows under their callers in the profile (no Python frames)."""
-    from udfs.core import alerts, calibration, detector, features, staleness
+    import importlib
 
-    hot = {
-        "features": features.EntityFeatures,
-        "alerts": alerts.EpisodeTracker,
-        "calibration": calibration.AdaptiveThreshold,
-        "staleness": staleness.InterArrival,
-        "detector": detector.EntityDetector,
-    }
-    return [name for name, cls in hot.items() if cls.__module__.startswith("udfs.core._native.")]
+    from udfs.core.native import HOT
+
+    return [
+        name
+        for name, classes in HOT.items()
+        if getattr(importlib.import_module(f"udfs.core.{name}"), classes[0]).__module__.startswith(
+            "udfs.core._native."
+        )
+    ]
 
 
 # -- Flink: environment, sink, CPU accounting --------------------------------------------------

@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/build_native.py
 
-For each module in ``MODULES``: when ``udfs/core/_native`` holds no copy built from the
+For each module in ``MODULES`` (:data:`udfs.core.native.HOT`): when ``udfs/core/_native`` holds no copy built from the
 module's current bytes (see :mod:`udfs.core.native`), copy the source to
 ``udfs/core/_native/<name>_<digest>.py``, compile it with mypyc (part of mypy, pinned in
 requirements.lock), keep the extension modules and delete the copy, and delete the copies
@@ -23,9 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from udfs.core.native import digest  # noqa: E402
+from udfs.core.native import HOT, digest  # noqa: E402
 
-MODULES = ("features", "alerts", "calibration", "staleness", "detector")
+MODULES = tuple(HOT)
 NATIVE = ROOT / "udfs" / "core" / "_native"
 
 

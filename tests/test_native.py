@@ -17,18 +17,10 @@ import pytest
 from tests.test_features import GRID_CFG, _stream, pure_features
 from udfs.core import features
 from udfs.core.feature_config import FeatureConfig
-from udfs.core.native import compiled
+from udfs.core.native import HOT, compiled
 
 SOURCE = Path(features.__file__)
 ROOT = SOURCE.parents[2]
-# Each compiled module and the classes the job takes from its copy (the module's end).
-HOT = {
-    "features": ("EntityFeatures",),
-    "alerts": ("EpisodeTracker",),
-    "calibration": ("DecayedHistogram", "AdaptiveThreshold"),
-    "staleness": ("InterArrival",),
-    "detector": ("EntityDetector",),
-}
 # The core over a stream with every kind of record (scores, alerts, late, drift, verdicts,
 # stale entities): its records (NaN as text, floats exact) and each detector's encoded state.
 _RUN_CORE = r"""

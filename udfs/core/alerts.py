@@ -242,8 +242,6 @@ class EpisodeTracker:
 # very bytes (udfs/core/native.py): the same code, fewer instructions. Only the classes below
 # are taken from it; configuration classes stay pure (they travel pickled with the operator).
 if __name__ == "udfs.core.alerts":
-    from udfs.core.native import compiled
+    from udfs.core.native import bind
 
-    _copy = compiled(__file__, "alerts")
-    if _copy is not None:
-        globals()["EpisodeTracker"] = _copy.EpisodeTracker
+    bind(globals(), __file__, "alerts")

@@ -230,9 +230,6 @@ def rarity_to_score(u: float) -> float:
 # very bytes (udfs/core/native.py): the same code, fewer instructions. Only the classes below
 # are taken from it; configuration classes stay pure (they travel pickled with the operator).
 if __name__ == "udfs.core.calibration":
-    from udfs.core.native import compiled
+    from udfs.core.native import bind
 
-    _copy = compiled(__file__, "calibration")
-    if _copy is not None:
-        globals()["DecayedHistogram"] = _copy.DecayedHistogram
-        globals()["AdaptiveThreshold"] = _copy.AdaptiveThreshold
+    bind(globals(), __file__, "calibration")

@@ -890,8 +890,6 @@ def _z(x: float, mean: float, std: float, noise_floor: float = 0.0) -> float:
 # very bytes (udfs/core/native.py): the same code, fewer instructions. Only the classes below
 # are taken from it; configuration classes stay pure (they travel pickled with the operator).
 if __name__ == "udfs.core.detector":
-    from udfs.core.native import compiled
+    from udfs.core.native import bind
 
-    _copy = compiled(__file__, "detector")
-    if _copy is not None:
-        globals()["EntityDetector"] = _copy.EntityDetector
+    bind(globals(), __file__, "detector")

@@ -1159,8 +1159,6 @@ class EntityFeatures:
 # very bytes: the same code, about 2.5 times fewer instructions per update. (The copy itself
 # runs under another module name, so it does not look for a copy of its own.)
 if __name__ == "udfs.core.features":
-    from udfs.core.native import compiled
+    from udfs.core.native import bind
 
-    _copy = compiled(__file__, "features")
-    if _copy is not None:
-        globals()["EntityFeatures"] = _copy.EntityFeatures
+    bind(globals(), __file__, "features")

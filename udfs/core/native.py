@@ -15,8 +15,20 @@ import hashlib
 import importlib
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
-__all__ = ["compiled", "digest"]
+__all__ = ["HOT", "bind", "compiled", "digest"]
+
+# The modules scripts/build_native.py compiles, and the classes each takes from its copy.
+# Only these are bound: configuration classes stay pure (they travel pickled with the
+# operator, and a frozen dataclass compiled by mypyc does not unpickle there).
+HOT: dict[str, tuple[str, ...]] = {
+    "features": ("EntityFeatures",),
+    "alerts": ("EpisodeTracker",),
+    "calibration": ("DecayedHistogram", "AdaptiveThreshold"),
+    "staleness": ("InterArrival",),
+    "detector": ("EntityDetector",),
+}
 
 
 def digest(path: str | Path) -> str:
@@ -31,3 +43,12 @@ def compiled(path: str, name: str) -> ModuleType | None:
         return importlib.import_module(f"udfs.core._native.{name}_{digest(path)}")
     except (ImportError, OSError):
         return None
+
+
+def bind(namespace: dict[str, Any], path: str, name: str) -> None:
+    """Put the hot classes of the compiled copy of module ``name`` (source at ``path``) in
+    ``namespace`` (the module's globals) when a copy of these very bytes was built."""
+    copy = compiled(path, name)
+    if copy is not None:
+        for cls in HOT[name]:
+            namespace[cls] = getattr(copy, cls)

@@ -174,8 +174,6 @@ class InterArrival:
 # very bytes (udfs/core/native.py): the same code, fewer instructions. Only the classes below
 # are taken from it; configuration classes stay pure (they travel pickled with the operator).
 if __name__ == "udfs.core.staleness":
-    from udfs.core.native import compiled
+    from udfs.core.native import bind
 
-    _copy = compiled(__file__, "staleness")
-    if _copy is not None:
-        globals()["InterArrival"] = _copy.InterArrival
+    bind(globals(), __file__, "staleness")
