@@ -946,8 +946,7 @@ def run_floor_job(path: Path, shape: str, name: str, count_dir: str | None = Non
     from pyflink.datastream import KeyedStream
     from pyflink.java_gateway import get_gateway
 
-    from job.pipeline import batch_lines, file_source, front, key_by_entity, with_event_time
-    from udfs.tags import BATCH_TYPE
+    from job.pipeline import file_source, front, key_lines, with_event_time
 
     if shape not in FLOOR_SHAPES:
         raise ValueError(f"unknown floor shape {shape!r} (known: {', '.join(FLOOR_SHAPES)})")
@@ -957,11 +956,7 @@ def run_floor_job(path: Path, shape: str, name: str, count_dir: str | None = Non
     if shape in ("pipeline", "unbatched"):
         lines = front(env, source, cfg.parse)
         timed = with_event_time(lines, cfg.detector.lateness.max_out_of_orderness_ms)
-        ex = cfg.execution
-        batched = None
-        if shape == "pipeline" and ex.batch_lines > 1:
-            batched = batch_lines(env, timed, ex.batch_lines, ex.batch_flush_ms)
-        keyed = key_by_entity(timed) if batched is None else key_by_entity(batched, BATCH_TYPE)
+        keyed = key_lines(env, timed, cfg.execution, grouped=shape == "pipeline")
     else:
         from pyflink.table import StreamTableEnvironment
 

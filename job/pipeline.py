@@ -28,7 +28,7 @@ from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
 from pyflink.datastream.window import SlidingEventTimeWindows
 from pyflink.java_gateway import get_gateway
 
-from job.config import JobConfig, python_executable
+from job.config import ExecutionConfig, JobConfig, python_executable
 from job.jvm import batcher_jar, configured_jars
 from udfs.core.events import ParseConfig
 from udfs.detect import DetectAnomalies
@@ -293,6 +293,18 @@ def key_by_entity(stream: DataStream, value_type: object = LINE_TYPE) -> KeyedSt
     return KeyedStream(j_keyed, value_type, stream)
 
 
+def key_lines(
+    env: StreamExecutionEnvironment, timed: DataStream, ex: ExecutionConfig, grouped: bool = True
+) -> KeyedStream:
+    """``timed`` (:func:`with_event_time`) keyed by entity for the detect operator: an
+    entity's lines grouped (:func:`batch_lines`) when ``grouped``, ``ex.batch_lines`` > 1 and
+    the batcher's jar is built; one line per call otherwise."""
+    batched = None
+    if grouped and ex.batch_lines > 1:
+        batched = batch_lines(env, timed, ex.batch_lines, ex.batch_flush_ms)
+    return key_by_entity(timed) if batched is None else key_by_entity(batched, BATCH_TYPE)
+
+
 def build_pipeline(
     env: StreamExecutionEnvironment,
     cfg: JobConfig,
@@ -303,11 +315,8 @@ def build_pipeline(
     configuration changes (udfs/core/live.py), broadcast to every detect instance."""
     det = cfg.detector
     timed = with_event_time(front(env, source, cfg.parse), det.lateness.max_out_of_orderness_ms)
-    ex = cfg.execution
-    batched = None
-    if control is None and ex.batch_lines > 1:
-        batched = batch_lines(env, timed, ex.batch_lines, ex.batch_flush_ms)
-    keyed = key_by_entity(timed) if batched is None else key_by_entity(batched, BATCH_TYPE)
+    # (The live path, with its broadcast control input, takes one line per call.)
+    keyed = key_lines(env, timed, cfg.execution, grouped=control is None)
     sink = cfg.sink
     if control is None:
         detected = (
