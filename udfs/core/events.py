@@ -47,6 +47,16 @@ NON_NUMERIC_METRIC = "non_numeric_metric"
 NON_FINITE_METRIC = "non_finite_metric"
 TOO_MANY_METRICS = "too_many_metrics"
 BAD_ID = "bad_id"
+BAD_METRIC_NAME = "bad_metric_name"
+# Far ahead of its entity's own clock, and the entity's next events did not follow
+# (udfs/core/detector.py, ``lateness.max_clock_jump_ms``).
+CLOCK_JUMP = "clock_jump"
+# The event's timestamp is further ahead of the wall clock than ``max_future_skew_ms`` allows
+# (live jobs only: off by default, so replays stay deterministic).
+FUTURE_TIMESTAMP = "future_timestamp"
+# Raised while parsing or scoring one record (udfs/core/guard.py): the record is refused and
+# the entity's state is left as it was before it.
+INTERNAL_ERROR = "internal_error"
 # The parser reads another entity than Flink's JSON functions did when they keyed the line
 # (the job's front, job/pipeline.py): the line reached another key's state, so it is not used.
 AMBIGUOUS_ENTITY = "ambiguous_entity"
@@ -67,6 +77,13 @@ class ParseConfig:
         Most metrics one event may carry.
     max_entity_chars
         Longest entity name.
+    max_metric_name_chars
+        Longest metric name (a metric name is part of every feature name the entity keeps).
+    max_future_skew_ms
+        When > 0, an event dated more than this far ahead of the wall clock of the worker
+        that parses it is a dead letter (``future_timestamp``). For live streams (Kafka),
+        where a host with a wrong clock should be refused at once; 0 (the default) for
+        replays and backfills, whose results must not depend on when they run.
     """
 
     max_record_bytes: int = 65_536
@@ -74,6 +91,8 @@ class ParseConfig:
     max_ts_ms: int = 4_102_444_800_000
     max_metrics: int = 256
     max_entity_chars: int = 256
+    max_metric_name_chars: int = 128
+    max_future_skew_ms: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -85,6 +104,12 @@ class ParseConfig:
             problems.append(f"max_metrics must be > 0, got {self.max_metrics}")
         if self.max_entity_chars <= 0:
             problems.append(f"max_entity_chars must be > 0, got {self.max_entity_chars}")
+        if self.max_metric_name_chars <= 0:
+            problems.append(
+                f"max_metric_name_chars must be > 0, got {self.max_metric_name_chars}"
+            )
+        if self.max_future_skew_ms < 0:
+            problems.append(f"max_future_skew_ms must be >= 0, got {self.max_future_skew_ms}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -122,7 +147,8 @@ class DeadLetter:
 def parse_timestamp(value: Any) -> int | None:
     """Epoch milliseconds from an ISO-8601 string, an integer, or a string of digits.
 
-    Returns ``None`` when the value is not a timestamp at all. A naive ISO time means UTC.
+    Returns ``None`` when the value is not a timestamp at all (a string of more than 19
+    digits included: no plausible time has that many). A naive ISO time means UTC.
 
     Examples
     --------
@@ -147,7 +173,8 @@ def parse_timestamp(value: Any) -> int | None:
     if not text:
         return None
     if _EPOCH_MS.fullmatch(text):
-        return int(text)
+        # int() refuses more than 4,300 digits (ValueError): bounded first.
+        return int(text) if len(text.lstrip("-")) <= 19 else None
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:
@@ -188,8 +215,13 @@ def format_timestamp(ts_ms: int) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
 
 
-def parse_object(obj: Any, raw: str, cfg: ParseConfig) -> Event | DeadLetter:
-    """Validate an already-decoded JSON value against the event contract."""
+def parse_object(
+    obj: Any, raw: str, cfg: ParseConfig, now_ms: int | None = None
+) -> Event | DeadLetter:
+    """Validate an already-decoded JSON value against the event contract.
+
+    ``now_ms``: the wall clock, for ``cfg.max_future_skew_ms`` (ignored when that is 0 or
+    ``now_ms`` is None)."""
     if not isinstance(obj, dict):
         return DeadLetter(
             NOT_AN_OBJECT, None, raw, f"expected a JSON object, got {type(obj).__name__}"
@@ -208,7 +240,7 @@ def parse_object(obj: Any, raw: str, cfg: ParseConfig) -> Event | DeadLetter:
         return DeadLetter(MISSING_TIMESTAMP, "ts", raw, "ts is missing")
     ts_ms = parse_timestamp(obj["ts"])
     if ts_ms is None:
-        return DeadLetter(BAD_TIMESTAMP, "ts", raw, f"unparseable timestamp {obj['ts']!r}")
+        return DeadLetter(BAD_TIMESTAMP, "ts", raw, f"unparseable timestamp {obj['ts']!r:.200}")
     if not cfg.min_ts_ms <= ts_ms <= cfg.max_ts_ms:
         return DeadLetter(
             ABSURD_TIMESTAMP, "ts", raw, f"timestamp {ts_ms} ms is outside the plausible range"
@@ -220,10 +252,27 @@ def parse_object(obj: Any, raw: str, cfg: ParseConfig) -> Event | DeadLetter:
         return DeadLetter(
             TOO_MANY_METRICS, "metrics", raw, f"{len(metrics)} metrics > {cfg.max_metrics}"
         )
+    skew = cfg.max_future_skew_ms
+    if skew and now_ms is not None and ts_ms > now_ms + skew:
+        return DeadLetter(
+            FUTURE_TIMESTAMP,
+            "ts",
+            raw,
+            f"timestamp {ts_ms} ms is {ts_ms - now_ms} ms ahead of the wall clock "
+            f"(parse.max_future_skew_ms = {skew})",
+        )
     clean: dict[str, float] = {}
     for name, value in metrics.items():
         if not name:
             return DeadLetter(NON_NUMERIC_METRIC, "metrics.", raw, "metric name is empty")
+        if len(name) > cfg.max_metric_name_chars or not _is_text(name):
+            return DeadLetter(
+                BAD_METRIC_NAME,
+                "metrics",
+                raw,
+                f"metric name longer than {cfg.max_metric_name_chars} characters or not "
+                "Unicode text",
+            )
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return DeadLetter(
                 NON_NUMERIC_METRIC, f"metrics.{name}", raw, f"value {value!r} is not a number"
@@ -245,8 +294,8 @@ def parse_object(obj: Any, raw: str, cfg: ParseConfig) -> Event | DeadLetter:
     return Event(entity, ts_ms, clean, None if event_id is None else str(event_id))
 
 
-def parse_line(raw: str, cfg: ParseConfig) -> Event | DeadLetter:
-    """Parse one JSON line; never raises on input."""
+def parse_line(raw: str, cfg: ParseConfig, now_ms: int | None = None) -> Event | DeadLetter:
+    """Parse one JSON line; never raises on input (``now_ms``: see :func:`parse_object`)."""
     limit = cfg.max_record_bytes
     # A code point is at most 4 bytes of UTF-8: a line of at most limit / 4 characters is
     # within the limit without encoding it.
@@ -265,4 +314,4 @@ def parse_line(raw: str, cfg: ParseConfig) -> Event | DeadLetter:
         obj = json.loads(raw)
     except (ValueError, RecursionError) as exc:
         return DeadLetter(INVALID_JSON, None, raw, str(exc)[:200])
-    return parse_object(obj, raw, cfg)
+    return parse_object(obj, raw, cfg, now_ms)

@@ -147,7 +147,7 @@ def parse_verdict(raw: str, cfg: ParseConfig | None = None) -> Verdict | DeadLet
     if obj.get("ts") is not None:
         ts_ms = parse_timestamp(obj["ts"])
         if ts_ms is None:
-            return DeadLetter(BAD_FIELD, "ts", raw, f"unparseable timestamp {obj['ts']!r}")
+            return DeadLetter(BAD_FIELD, "ts", raw, f"unparseable timestamp {obj['ts']!r:.200}")
         if not cfg.min_ts_ms <= ts_ms <= cfg.max_ts_ms:
             return DeadLetter(
                 ABSURD_TIMESTAMP, "ts", raw, f"timestamp {ts_ms} ms is outside the plausible range"
@@ -155,7 +155,9 @@ def parse_verdict(raw: str, cfg: ParseConfig | None = None) -> Verdict | DeadLet
     return Verdict(fields["alert_id"], fields["entity"], fields["verdict"], reason, ts_ms)
 
 
-def parse_event_or_verdict(raw: str, cfg: ParseConfig) -> Event | Verdict | DeadLetter:
+def parse_event_or_verdict(
+    raw: str, cfg: ParseConfig, now_ms: int | None = None
+) -> Event | Verdict | DeadLetter:
     """One line of an input that may carry verdicts among the events; never raises.
 
     A JSON object with a ``verdict`` key and no ``metrics`` key is a verdict (a bad one is a dead
@@ -174,7 +176,7 @@ def parse_event_or_verdict(raw: str, cfg: ParseConfig) -> Event | Verdict | Dead
             obj = None
         if isinstance(obj, dict) and "verdict" in obj and "metrics" not in obj:
             return parse_verdict(raw, cfg)
-    return parse_line(raw, cfg)
+    return parse_line(raw, cfg, now_ms)
 
 
 @dataclass(frozen=True)
