@@ -11,7 +11,7 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-__all__ = ["CODEC_VERSION", "decode", "encode"]
+__all__ = ["CODEC_VERSION", "decode", "decode_value", "encode"]
 
 CODEC_VERSION = 1
 
@@ -24,6 +24,14 @@ def encode(snapshot: tuple[Any, ...]) -> bytes:
 class _BuiltinsOnly(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         raise pickle.UnpicklingError(f"state may hold builtins only, found {module}.{name}")
+
+
+def decode_value(data: bytes) -> Any:
+    """A pickle of plain data (builtins only: no class is ever looked up, so reading it runs
+    no code), as the journal's entries are written (udfs/parse.py ``handoff``)."""
+    import io
+
+    return _BuiltinsOnly(io.BytesIO(data)).load()
 
 
 def decode(data: bytes) -> tuple[Any, ...]:

@@ -208,7 +208,7 @@ def test_state_of_the_previous_version_restores_with_no_pending_verdicts() -> No
     v3 = (3, *det.snapshot()[1:15])  # up to the feedback: no verdicts, no gaps (version 5)
     restored = EntityDetector.restore("e1", cfg, v3)
     assert restored.snapshot()[:16] == det.snapshot()[:16]
-    assert restored.snapshot()[16:] == ((), False, 0)  # no gaps, not stale, drift epoch 0
+    assert restored.snapshot()[16:] == ((), False, 0, [], 0)  # no gaps, not stale, epoch 0, none held
 
 
 @pytest.mark.parametrize(

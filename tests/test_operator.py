@@ -212,8 +212,13 @@ class Harness:
                 got.append(("alert", json.loads(item)))
             else:
                 tag, payload = item
-                kinds = {id(LATE_TAG): "late", id(SCORES_TAG): "score", id(DRIFT_TAG): "drift"}
-                kind = kinds.get(id(tag), "?")
+                kinds = {
+                    id(LATE_TAG): "late",
+                    id(SCORES_TAG): "score",
+                    id(DRIFT_TAG): "drift",
+                    id(DEAD_LETTER_TAG): "dead_letter",
+                }
+                kind = kinds[id(tag)]
                 got.append((kind, json.loads(payload)))
         self.out += got
         for key, timers in self.b.timers.items():
@@ -609,13 +614,13 @@ def test_lines_grouped_between_watermarks_give_the_records_and_state_of_one_call
     assert len(grouped.out) == len(one.out)
 
     def records(h: Harness) -> dict[tuple[str, str], list[Any]]:
-        return per_entity_and_kind([(k, r) for k, r in h.out if k != "?"])
+        return per_entity_and_kind([(k, r) for k, r in h.out if k != "dead_letter"])
 
     assert records(grouped) == records(one)
-    assert sorted(r["raw"] for k, r in grouped.out if k == "?") == sorted(
-        r["raw"] for k, r in one.out if k == "?"
+    assert sorted(r["raw"] for k, r in grouped.out if k == "dead_letter") == sorted(
+        r["raw"] for k, r in one.out if k == "dead_letter"
     )
-    assert {k for k, _ in one.out} >= {"alert", "score", "?"}
+    assert {k for k, _ in one.out} >= {"alert", "score", "dead_letter"}
     keys = {key for _, key in one.b.state}
     assert keys == {key for _, key in grouped.b.state} == {"a", "b", "ghost"}
     # (The timers may differ: one call moves them once, and a timer is moved only earlier;

@@ -233,11 +233,12 @@ def test_state_of_the_previous_versions_restores_without_cadence(version: int) -
     snap = det.snapshot()
     assert snap[0] == 5
     # 4 had the pending verdicts but no gaps and no stale flag; 3 had neither.
-    # (the last field, the drift reference epoch, came later still)
-    previous = (version, *snap[1 : -3 if version == 4 else -4])
+    # (the last fields, the drift reference epoch and the events held for their clock, came
+    # later still)
+    previous = (version, *snap[1 : -5 if version == 4 else -6])
     old = EntityDetector.restore("e", CFG, previous)
-    assert old.stale_deadline_ms() is None and old.snapshot()[-3:-1] == ((), False)
-    assert old.snapshot()[1:-3] == snap[1:-3]
+    assert old.stale_deadline_ms() is None and old.snapshot()[-5:-3] == ((), False)
+    assert old.snapshot()[1:-5] == snap[1:-5]
 
 
 def test_a_silence_inside_a_maintenance_window_is_marked_like_alerts() -> None:

@@ -62,12 +62,13 @@ from typing import Any
 
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 
-from state.codec import decode, encode
+from state.codec import decode, decode_value, encode
 from state.descriptors import entity_state_descriptor
 from udfs.core.config import ConfigStamp, DetectorConfig, config_from_stamp, config_stamp
 from udfs.core.detector import EntityDetector, Output
 from udfs.core.events import AMBIGUOUS_ENTITY, DeadLetter, Event, ParseConfig
 from udfs.core.feedback import Verdict, parse_event_or_verdict
+from udfs.core.guard import Discard, Step, apply, feed, internal_error
 from udfs.metrics import DeadLetterCounters, DetectorMetrics
 from udfs.parse import dead_letter_json, handoff
 from udfs.tags import DEAD_LETTER_TAG, DRIFT_TAG, LATE_TAG, SCORES_TAG
@@ -82,21 +83,42 @@ _Journal = tuple[_Entry, ...]
 _Cached = tuple[float, EntityDetector, int, int, bytes, _Journal, int]
 
 
-def _feed(det: EntityDetector, entry: _Entry) -> tuple[list[Output], bool]:
-    """Give the detector one journal entry: a watermark (int), or a payload
-    (``udfs.parse.handoff``: the pickled bytes of an event tuple or a verdict dict;
-    state written before payloads were pickled holds JSON strings). Returns its outputs and
-    whether it was a verdict."""
+def _step(entity: str, entry: _Entry) -> Step:
+    """The step a journal entry records: a watermark (int), or a payload
+    (``udfs.parse.handoff``: the pickled bytes of an event tuple, a verdict dict or a discard,
+    read back with the state's restricted codec; state written before payloads were pickled
+    holds JSON strings)."""
     if isinstance(entry, int):
-        return det.on_watermark(entry), False
-    obj = pickle.loads(entry) if isinstance(entry, bytes) else json.loads(entry)
+        return entry
+    obj = decode_value(entry) if isinstance(entry, bytes) else json.loads(entry)
     if isinstance(obj, tuple):
         ts_ms, metrics, eid = obj
-        return det.on_event(Event(det.entity, ts_ms, metrics, eid)), False
+        return Event(entity, ts_ms, metrics, eid)
     if "verdict" in obj:  # an operator's verdict (udfs/parse.py verdict_payload)
-        v = Verdict(obj["alert_id"], det.entity, obj["verdict"], obj["reason"], obj["ts_ms"])
-        return det.on_verdict(v), True
-    return det.on_event(Event(det.entity, obj["ts"], obj["metrics"], obj.get("id"))), False
+        return Verdict(obj["alert_id"], entity, obj["verdict"], obj["reason"], obj["ts_ms"])
+    if "discard" in obj:  # a buffered event refused by the guard (udfs/core/guard.py)
+        ts_ms, metrics, eid = obj["discard"]
+        return Discard(Event(entity, ts_ms, metrics, eid))
+    return Event(entity, obj["ts"], obj["metrics"], obj.get("id"))
+
+
+def _entry(step: Step) -> _Entry:
+    """The journal entry of a step that took effect (read back by :func:`_step`)."""
+    if isinstance(step, int):
+        return step
+    if isinstance(step, Discard):
+        ev = step.event
+        return pickle.dumps({"discard": (ev.ts_ms, ev.metrics, ev.id)}, pickle.HIGHEST_PROTOCOL)
+    if isinstance(step, (Event, Verdict)):
+        return handoff(step)[2]
+    raise TypeError(f"no journal entry for {step!r}")
+
+
+def _feed(det: EntityDetector, entry: _Entry) -> tuple[list[Output], bool]:
+    """Give the detector one journal entry (:func:`_step`), unguarded: the journal holds only
+    steps that took effect. Returns its outputs and whether it was a verdict."""
+    step = _step(det.entity, entry)
+    return apply(det, step), isinstance(step, Verdict)
 
 
 def entry_size(entry: _Entry) -> int:
@@ -131,7 +153,7 @@ def load_detector(
         under = config_from_stamp(tuple(written)) or cfg
     det = EntityDetector.restore(entity, under, decode(stored[3]), with_features)
     for entry in journal:
-        _feed(det, entry)
+        _feed(det, entry)  # (only steps that took effect: it does not raise)
     if under is not cfg:
         det = EntityDetector.restore(entity, cfg, det.snapshot(), with_features)
     return det
@@ -261,12 +283,12 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         release_timer: int,
         watch_timer: int,
         ts: Any,
-        given: list[Event | Verdict] | int,
+        given: list[Step],
         new: bool = False,
     ) -> None:
         """Write the entity's state: a full snapshot, or the last one and the journal with
-        ``given`` (the events and verdicts of one call, in order, or a timer's watermark)
-        appended."""
+        ``given`` (the steps that took effect in one call, in order: events, verdicts and
+        discards, or a timer's watermark) appended."""
         earliest = det.earliest_buffered_ms()
         release = release_timer
         if earliest is not None and (release == _NO_TIMER or earliest < release):
@@ -287,14 +309,14 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
                 ts.register_event_time_timer(t)
         journal = self._journal
         data = self._snap
-        added = 1 if isinstance(given, int) else len(given)
+        added = len(given)
         if data is None or self._missed or len(journal) + added >= self._snapshot_every:
             data = encode(det.snapshot())
             journal = ()
             size = stored_size((0, 0, 0, data, journal, self._stamp))
         else:
             # Pickled only when journaled (udfs.parse.handoff: what _feed reads back).
-            entries = (given,) if isinstance(given, int) else tuple(handoff(g)[2] for g in given)
+            entries = tuple(_entry(g) for g in given)
             journal = (*journal, *entries)
             # what _load read, and the entries
             size = self._loaded_bytes + sum(entry_size(e) for e in entries)
@@ -308,15 +330,38 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
 
     # -- Flink callbacks --------------------------------------------------------------------
 
+    def _rebuild(self, entity: str, steps: list[Step]) -> EntityDetector:
+        """The entity's detector as this call found it (what _load read), with ``steps``
+        applied: what the guard goes on from when an input raised (udfs/core/guard.py)."""
+        if self._snap is None:
+            det = EntityDetector(entity, self._cfg, self._emit_features)
+        else:
+            stored = (0, 0, self._token, self._snap, self._journal, self._stamp)
+            det = load_detector(entity, self._cfg, stored, self._stamp, self._emit_features)
+        for step in steps:
+            apply(det, step)
+        return det
+
+    def _parse_line(self, line: str) -> Event | Verdict | DeadLetter:
+        now = int(time.time() * 1000) if self._parse.max_future_skew_ms else None
+        try:
+            return parse_event_or_verdict(line, self._parse, now)
+        except Exception as exc:  # the parser never raises on input; if it did, a dead letter
+            return internal_error(line, exc)
+
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         entity, lines = value
         if isinstance(lines, str):  # one line: not batched (job/pipeline.py batch_lines)
             lines = (lines,)
         det: EntityDetector | None = None
         release_timer = watch_timer = _NO_TIMER
-        given: list[Event | Verdict] = []
+        given: list[Step] = []  # what took effect in this call, in order (the journal's)
+
+        def rebuild(steps: list[Step]) -> EntityDetector:
+            return self._rebuild(entity, [*given, *steps])
+
         for line in lines:
-            rec = parse_event_or_verdict(line, self._parse)
+            rec = self._parse_line(line)
             if isinstance(rec, DeadLetter) or rec.entity != entity:
                 if not isinstance(rec, DeadLetter):
                     rec = DeadLetter(
@@ -332,16 +377,14 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
             if det is None:
                 det, release_timer, watch_timer = self._load(entity)
             if isinstance(rec, Verdict):
-                outputs = det.on_verdict(rec)
                 self._metrics.verdict()
-            else:
-                outputs = det.on_event(rec)
+            det, outputs, steps = feed(det, rec, rebuild)
             if watch_timer == _NO_TIMER and det.max_seen_ms < 0 and det.earliest_buffered_ms() is None:
                 # A verdict for an entity with no state that left nothing to keep: nothing is
                 # stored (a new entity is the only one stored without a watch timer yet).
                 det = None
             else:
-                given.append(rec)
+                given.extend(steps)
             yield from self._emit(outputs)
         if det is not None:
             new = watch_timer == _NO_TIMER
@@ -357,7 +400,8 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         at = max(service.current_watermark(), timestamp)
         if timestamp == release_timer:
             release_timer = _NO_TIMER  # it has fired; _store registers the next one
-        outputs, _ = _feed(det, at)  # releases, and reports a stale entity (core)
+        # Releases, and reports a stale entity (core); guarded like an input.
+        det, outputs, steps = feed(det, at, lambda s: self._rebuild(entity, list(s)))
         if timestamp == watch_timer:
             watch_timer = _NO_TIMER  # _store registers the next deadline (after ``at``)
             if det.earliest_buffered_ms() is None and det.idle_deadline_ms() <= at:
@@ -369,7 +413,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
                 yield from self._emit(outputs + det.expire())
                 self._metrics.flush()
                 return
-        self._store(det, release_timer, watch_timer, service, at)
+        self._store(det, release_timer, watch_timer, service, steps)
         yield from self._emit(outputs)
         self._metrics.flush()
 
@@ -381,7 +425,9 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
                 yield json.dumps(rec, sort_keys=True)
             elif kind == "late":
                 yield LATE_TAG, json.dumps(rec, sort_keys=True)
-            elif kind == "dead_letter":  # a verdict the detector cannot place
+            elif kind == "dead_letter":  # a record refused by the detector or its guard
+                if self._dead is not None:
+                    self._dead.count(rec["reason"])
                 yield DEAD_LETTER_TAG, json.dumps(rec, sort_keys=True)
             elif kind == "drift":
                 yield DRIFT_TAG, json.dumps(rec, sort_keys=True)

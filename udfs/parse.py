@@ -18,6 +18,7 @@ from typing import Any
 
 from pyflink.datastream import ProcessFunction
 
+from state.codec import decode_value
 from udfs.core.events import DeadLetter, Event, ParseConfig
 from udfs.core.feedback import Verdict, parse_event_or_verdict
 from udfs.metrics import DeadLetterCounters
@@ -92,5 +93,5 @@ def verdict_payload(v: Verdict) -> dict[str, Any]:
 
 def payload_event(entity: str, payload: bytes) -> Event:
     """The event an event payload (:func:`handoff`) carries."""
-    ts_ms, metrics, eid = pickle.loads(payload)
+    ts_ms, metrics, eid = decode_value(payload)
     return Event(entity, ts_ms, metrics, eid)

@@ -54,10 +54,29 @@ class LatenessConfig:
     idle_ttl_ms
         An entity with no event for this long (event time) is forgotten: its keyed state is
         cleared by a timer, and if it comes back it starts fresh.
+    max_clock_jump_ms
+        An event more than this far ahead of its entity's newest event is held apart (a
+        wrong clock, or a real gap in the entity's reporting): it advances nothing until
+        the entity's next events tell which. When ``clock_confirm_events`` events in all
+        are that far ahead, the clock really moved and they are let in, in arrival order;
+        when instead that many events of the old timeline come first, the held ones are
+        dead letters (``clock_jump``); one the old timeline catches up with, or the
+        watermark passes, is let in. ``0`` turns the check off.
+    clock_confirm_events
+        How many events decide a held jump (see ``max_clock_jump_ms``); it is also the most
+        events an entity holds.
+    max_buffered_events
+        Most events an entity keeps waiting for order. Beyond it the oldest are released at
+        once (the entity's frontier moves up to them), so an entity sending more than this
+        many events within ``max_out_of_orderness_ms`` has a shorter effective bound rather
+        than an unbounded buffer.
     """
 
     max_out_of_orderness_ms: int = 5_000
     idle_ttl_ms: int = 2 * 86_400_000
+    max_clock_jump_ms: int = 3_600_000
+    clock_confirm_events: int = 3
+    max_buffered_events: int = 1_024
 
     def __post_init__(self) -> None:
         problems = []
@@ -67,6 +86,14 @@ class LatenessConfig:
             )
         if self.idle_ttl_ms <= 0:
             problems.append(f"idle_ttl_ms must be > 0, got {self.idle_ttl_ms}")
+        if self.max_clock_jump_ms < 0:
+            problems.append(f"max_clock_jump_ms must be >= 0, got {self.max_clock_jump_ms}")
+        if self.max_buffered_events < 1:
+            problems.append(f"max_buffered_events must be >= 1, got {self.max_buffered_events}")
+        if not 1 <= self.clock_confirm_events <= 64:
+            problems.append(
+                f"clock_confirm_events must be in [1, 64], got {self.clock_confirm_events}"
+            )
         _check(problems)
 
 
@@ -139,8 +166,10 @@ class ModelConfig:
             problems.append(f"z_squash must be > 0, got {self.z_squash}")
         if self.combine not in ("max", "mean", "hst", "stats"):
             problems.append(f"combine must be one of max, mean, hst, stats; got {self.combine!r}")
-        if self.calibration_half_life <= 0:
-            problems.append(f"calibration_half_life must be > 0, got {self.calibration_half_life}")
+        if not self.calibration_half_life >= 1:
+            problems.append(
+                f"calibration_half_life must be >= 1 (events), got {self.calibration_half_life}"
+            )
         if self.tail_scale < 0:
             problems.append(f"tail_scale must be >= 0, got {self.tail_scale}")
         if not 0.0 <= self.std_floor_fraction <= 10.0:
@@ -185,8 +214,8 @@ class ThresholdConfig:
             problems.append(f"target_alert_rate must be in (0, 0.5), got {self.target_alert_rate}")
         if self.min_events < 0:
             problems.append(f"min_events must be >= 0, got {self.min_events}")
-        if self.half_life <= 0:
-            problems.append(f"half_life must be > 0, got {self.half_life}")
+        if not self.half_life >= 1:
+            problems.append(f"half_life must be >= 1 (events), got {self.half_life}")
         if self.fallback_margin < 0:
             problems.append(f"fallback_margin must be >= 0, got {self.fallback_margin}")
         if not 1.0 <= self.warning_factor <= self.critical_factor:

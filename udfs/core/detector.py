@@ -59,7 +59,7 @@ from udfs.core.calibration import (
 )
 from udfs.core.config import DetectorConfig
 from udfs.core.drift import SCORE, DriftMonitor
-from udfs.core.events import DeadLetter, Event, format_timestamp
+from udfs.core.events import CLOCK_JUMP, DeadLetter, Event, format_timestamp
 from udfs.core.features import EntityFeatures
 from udfs.core.feedback import ThresholdFeedback, Verdict
 from udfs.core.hst import CompactHST, HSTStructure, get_structure
@@ -154,6 +154,8 @@ class EntityDetector:
         "_frontier",
         "_max_seen",
         "_buffer",
+        "_held",
+        "_held_against",
         "_verdicts",
         "_last_ts",
         "_m",
@@ -166,6 +168,7 @@ class EntityDetector:
         "_drift_epoch",
         "_keys",
         "with_features",
+        "processing",
     )
 
     def __init__(self, entity: str, cfg: DetectorConfig, with_features: bool = True) -> None:
@@ -180,6 +183,11 @@ class EntityDetector:
         self._frontier = _NEG_INF
         self._max_seen = _NEG_INF
         self._buffer: list[Event] = []
+        # Events far ahead of the entity's own clock (``max_clock_jump_ms``), held apart
+        # until the entity's next events confirm or refute the jump; and how many events of
+        # the old timeline have come since the first was held.
+        self._held: list[Event] = []
+        self._held_against = 0
         self._verdicts: list[_PendingVerdict] = []
         self._last_ts: int | None = None
         self._m = _Models(entity, cfg)
@@ -191,6 +199,9 @@ class EntityDetector:
         self._gaps = InterArrival(cfg.staleness.gap_samples)
         self._stale_sent = False
         self._drift_epoch = cfg.drift.reset_epoch  # a new entity starts with a new reference
+        # The event being scored, while it is (None otherwise): when scoring raises, the
+        # event to blame (udfs/core/guard.py), which may be one the buffer held.
+        self.processing: Event | None = None
 
     # -- ordering --------------------------------------------------------------------------
 
@@ -205,11 +216,16 @@ class EntityDetector:
         return self._max_seen
 
     def earliest_buffered_ms(self) -> int | None:
-        """Timestamp of the oldest event or verdict waiting to be released (release timer)."""
+        """Timestamp of the oldest event or verdict waiting to be released, or of an event
+        held for its clock (release timer: a held event is let in once the watermark passes
+        it)."""
         ev = self._buffer[0].ts_ms if self._buffer else None
         if self._verdicts:
             vt = self._verdicts[0][0]
-            return vt if ev is None or vt < ev else ev
+            ev = vt if ev is None or vt < ev else ev
+        if self._held:
+            ht = min(h.ts_ms for h in self._held)
+            ev = ht if ev is None or ht < ev else ev
         return ev
 
     def idle_deadline_ms(self) -> int:
@@ -223,6 +239,69 @@ class EntityDetector:
         return newest + self.cfg.lateness.idle_ttl_ms
 
     def on_event(self, ev: Event) -> list[Output]:
+        lc = self.cfg.lateness
+        jump = lc.max_clock_jump_ms
+        if jump and self._max_seen != _NEG_INF and ev.ts_ms > self._max_seen + jump:
+            # Far ahead of the entity's own clock: a wrong clock, or a real jump (a gap in
+            # its reporting). Held apart until the entity's next events tell which.
+            self._held.append(ev)
+            if len(self._held) < lc.clock_confirm_events:
+                return []
+            out = self._let_in(len(self._held))  # they follow: the clock moved
+        else:
+            out = self._insert(ev)
+            if self._held:
+                # The old timeline goes on: what it has caught up with comes in; after
+                # ``clock_confirm_events`` of its events, the rest is refused.
+                self._held_against += 1
+                out += self._let_in_reached(self._max_seen + jump)
+                if self._held and self._held_against >= lc.clock_confirm_events:
+                    out += [("dead_letter", self._clock_dead_letter(h)) for h in self._held]
+                    self._held, self._held_against = [], 0
+        frontier = self._max_seen - self._bound
+        buf = self._buffer
+        over = len(buf) - lc.max_buffered_events
+        if over > 0 and buf[over - 1].ts_ms >= frontier:
+            frontier = buf[over - 1].ts_ms + 1  # the oldest leave now: the buffer is full
+        return out + self._advance(frontier)
+
+    def _let_in(self, n: int) -> list[Output]:
+        """The first ``n`` held events into the order buffer, in arrival order."""
+        let, self._held = self._held[:n], self._held[n:]
+        if not self._held:
+            self._held_against = 0
+        out: list[Output] = []
+        for h in let:
+            out += self._insert(h)
+        return out
+
+    def _let_in_reached(self, horizon: int) -> list[Output]:
+        """Let in every held event at or before ``horizon`` and, as each moves the entity's
+        newest timestamp, those then within ``max_clock_jump_ms`` of it."""
+        out: list[Output] = []
+        jump = self.cfg.lateness.max_clock_jump_ms
+        while self._held:
+            self._held.sort(key=lambda h: h.ts_ms > horizon)  # (stable: arrival order kept)
+            n = sum(1 for h in self._held if h.ts_ms <= horizon)
+            if not n:
+                break
+            out += self._let_in(n)
+            horizon = max(horizon, self._max_seen + jump)
+        return out
+
+    def _clock_dead_letter(self, ev: Event) -> dict[str, Any]:
+        lc = self.cfg.lateness
+        return DeadLetter(
+            CLOCK_JUMP,
+            "ts",
+            ev.to_json(),
+            f"{ev.ts_ms - self._max_seen} ms ahead of the entity's newest event "
+            f"(lateness.max_clock_jump_ms = {lc.max_clock_jump_ms}); its next "
+            f"{lc.clock_confirm_events} events did not follow",
+        ).to_dict()
+
+    def _insert(self, ev: Event) -> list[Output]:
+        """An event into the order buffer, or to the late output (nothing is released)."""
         if ev.ts_ms < self._frontier:
             return [("late", self._late_record(ev))]
         if ev.ts_ms > self._max_seen:
@@ -244,7 +323,16 @@ class EntityDetector:
                     break
             i -= 1
         buf.insert(i, ev)
-        return self._advance(self._max_seen - self._bound)
+        return []
+
+    def discard_buffered(self, ev: Event) -> bool:
+        """Take ``ev`` out of the order buffer, unscored (udfs/core/guard.py: it raised when
+        released); False when the buffer does not hold it."""
+        for i, held in enumerate(self._buffer):
+            if held == ev:
+                del self._buffer[i]
+                return True
+        return False
 
     def on_verdict(self, verdict: Verdict) -> list[Output]:
         """An operator's verdict on one of this entity's alerts (see :mod:`udfs.core.feedback`).
@@ -282,13 +370,16 @@ class EntityDetector:
         return self._advance(self._max_seen - self._bound)
 
     def on_watermark(self, watermark_ms: int) -> list[Output]:
-        out = self._advance(watermark_ms + 1)
+        # Held events the stream's time has reached are not ahead after all.
+        out = self._let_in_reached(watermark_ms) if self._held else []
+        out += self._advance(watermark_ms + 1)
         self._check_stale(watermark_ms, out)
         return out
 
     def flush(self) -> list[Output]:
         """End of input: release everything, report staleness and expire as the timers would."""
-        out = self._advance(1 << 62)
+        out = self._let_in(len(self._held)) if self._held else []
+        out += self._advance(1 << 62)
         self._check_stale(1 << 62, out)
         return out + self.expire()
 
@@ -421,6 +512,11 @@ class EntityDetector:
     # -- scoring ---------------------------------------------------------------------------
 
     def _process(self, ev: Event, out: list[Output]) -> None:
+        self.processing = ev
+        self._score(ev, out)
+        self.processing = None
+
+    def _score(self, ev: Event, out: list[Output]) -> None:
         cfg = self.cfg
         ts = ev.ts_ms
         last = self._last_ts
@@ -770,6 +866,8 @@ class EntityDetector:
             self._gaps.snapshot(),
             self._stale_sent,
             self._drift_epoch,
+            [(e.ts_ms, e.metrics, e.id) for e in self._held],
+            self._held_against,
         )
 
     @classmethod
@@ -784,6 +882,8 @@ class EntityDetector:
             raise ValueError(f"entity {entity!r}: state version {snap[0]} is not {_STATE_VERSION}")
         if len(snap) == 18:  # before the drift reference command: no epoch applied yet
             snap = (*snap, 0)
+        if len(snap) == 19:  # before events were held for their clock: none held
+            snap = (*snap, [], 0)
         (
             _,
             frontier,
@@ -804,11 +904,15 @@ class EntityDetector:
             gaps,
             stale_sent,
             drift_epoch,
+            held,
+            held_against,
         ) = snap
         det = cls(entity, cfg, with_features)
         det._frontier = frontier
         det._max_seen = max_seen
         det._buffer = [Event(entity, ts, metrics, eid) for ts, metrics, eid in buffer]
+        det._held = [Event(entity, ts, metrics, eid) for ts, metrics, eid in held]
+        det._held_against = int(held_against)
         det._verdicts = [(int(t), str(a), str(k), str(r)) for t, a, k, r in verdicts]
         det._last_ts = last_ts
         m = det._m

@@ -107,6 +107,12 @@ class FeatureConfig:
         Windows that also get the median/MAD robust z-score ``rzscore``.
     robust_samples_per_bucket : int
         Values retained per bucket for the robust statistics (first ``k``).
+    max_metrics : int
+        Most metric names an entity keeps. A new name beyond it takes the place of the
+        name seen least recently (its windows are dropped; ties by name), so an entity
+        whose events carry ever new names (a label or a request id in the name) stays
+        bounded; an event carrying more metrics than this keeps the first ``max_metrics``
+        by name.
 
     Raises
     ------
@@ -127,6 +133,7 @@ class FeatureConfig:
     min_count: int = 3
     robust_windows: tuple[str, ...] = ()
     robust_samples_per_bucket: int = 8
+    max_metrics: int = 64
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -175,6 +182,7 @@ class FeatureConfig:
         _check_positive_int(
             problems, "robust_samples_per_bucket", self.robust_samples_per_bucket
         )
+        _check_positive_int(problems, "max_metrics", self.max_metrics)
         _check(problems)
 
 

@@ -835,6 +835,8 @@ class EntityFeatures:
         for name, x in vals.items():
             m = self._metrics.get(name)
             if m is None:
+                if len(self._metrics) >= self.cfg.max_metrics and not self._evict(vals):
+                    continue  # more metrics in this one event than an entity keeps
                 self._emit_first(self._new_metric(name), t, x, out, ready)
             else:
                 self._emit(m, t, x, out, ready, full)
@@ -1007,6 +1009,21 @@ class EntityFeatures:
             f"decreasing timestamp (metrics {sorted(metrics)}): previous "
             f"ts_ms={last}, got ts_ms={t}"
         )
+
+    def _evict(self, present: Mapping[str, float]) -> bool:
+        """Drop the metric seen least recently (ties by name) that is not in ``present``;
+        False when every kept metric is present."""
+        victim: str | None = None
+        oldest = 0
+        for name, m in self._metrics.items():
+            if name in present:
+                continue
+            if victim is None or m.last_ts < oldest or (m.last_ts == oldest and name < victim):
+                victim, oldest = name, m.last_ts
+        if victim is None:
+            return False
+        del self._metrics[victim]
+        return True
 
     def _new_metric(self, name: str) -> _Metric:
         m = _Metric(self.cfg, name, self._k)

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["HOT", "bind", "compiled", "digest"]
+__all__ = ["HOT", "bind", "compiled", "digest", "pure"]
 
 # The modules scripts/build_native.py compiles, and the classes each takes from its copy.
 # Only these are bound: configuration classes stay pure (they travel pickled with the
@@ -45,10 +45,24 @@ def compiled(path: str, name: str) -> ModuleType | None:
         return None
 
 
+# The pure classes a compiled copy replaced, by (module name, class name).
+_PURE: dict[tuple[str, str], Any] = {}
+
+
 def bind(namespace: dict[str, Any], path: str, name: str) -> None:
     """Put the hot classes of the compiled copy of module ``name`` (source at ``path``) in
     ``namespace`` (the module's globals) when a copy of these very bytes was built."""
     copy = compiled(path, name)
     if copy is not None:
         for cls in HOT[name]:
+            _PURE[(name, cls)] = namespace[cls]
             namespace[cls] = getattr(copy, cls)
+
+
+def pure(name: str, cls: str) -> Any:
+    """The pure class ``cls`` of core module ``name`` (``HOT``), whether or not a compiled
+    copy replaced it (tests that patch a method)."""
+    import sys
+
+    found = _PURE.get((name, cls))
+    return found if found is not None else getattr(sys.modules[f"udfs.core.{name}"], cls)
