@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["AlertConfig"]
+from udfs.core.checks import template_problem
+
+__all__ = ["AlertConfig", "URL_PLACEHOLDERS"]
+
+#: What ``runbook_url`` and ``dashboard_url`` may name, as ``{entity}`` and so on.
+URL_PLACEHOLDERS = ("entity", "alert_id", "start_ts", "ts")
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,9 @@ class AlertConfig:
     top_features
         How many contributing features an alert explains.
     runbook_url, dashboard_url
-        Templates filled with ``{entity}``, ``{alert_id}``, ``{start_ts}`` and ``{ts}``.
+        Templates filled with ``{entity}``, ``{alert_id}``, ``{start_ts}`` and ``{ts}``
+        (:data:`URL_PLACEHOLDERS`; ``{{`` and ``}}`` for braces): any other field is refused
+        when the configuration is built.
     global_max_per_hour
         Most paging records (``open``, ``escalate``) of the whole job in any sliding hour of
         event time (``0``: no global limit). A suppressed ``open`` takes its episode with it;
@@ -67,5 +74,9 @@ class AlertConfig:
             problems.append(f"top_features must be >= 1, got {self.top_features}")
         if self.global_max_per_hour < 0:
             problems.append(f"global_max_per_hour must be >= 0, got {self.global_max_per_hour}")
+        for name in ("runbook_url", "dashboard_url"):
+            problem = template_problem(name, getattr(self, name), URL_PLACEHOLDERS)
+            if problem:
+                problems.append(problem)
         if problems:
             raise ValueError("; ".join(problems))

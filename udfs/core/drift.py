@@ -123,6 +123,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from udfs.core.checks import glob_problem
 from udfs.core.packing import from_le_bytes, le_bytes
 
 __all__ = [
@@ -292,6 +293,9 @@ class DriftConfig:
                 problems.append(f"{name} must be >= 0, got {value!r}")
         if self.action not in _ACTIONS:
             problems.append(f"action must be one of {', '.join(_ACTIONS)}; got {self.action!r}")
+        glob = glob_problem("reset_entities", self.reset_entities)
+        if glob:
+            problems.append(glob)
         if sizes_ok:  # how the window sizes fit together, when they are sizes at all
             self._check_layout(problems)
         _check(problems)

@@ -25,7 +25,8 @@ Examples
 ...     windows=(MaintenanceWindow("db-*", "2026-01-03T02:00:00Z", "2026-01-03T03:00:00Z"),),
 ...     recurring=(RecurringWindow("srv-*", days="sun", start="23:30", minutes=60),),
 ... )
->>> from udfs.core.events import parse_timestamp as ts
+>>> from udfs.core.checks import glob_problem
+from udfs.core.events import parse_timestamp as ts
 >>> in_maintenance(cfg, "db-1", ts("2026-01-03T02:00:00Z"))  # start: inside
 True
 >>> in_maintenance(cfg, "db-1", ts("2026-01-03T03:00:00Z"))  # end: outside
@@ -39,6 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+from udfs.core.checks import glob_problem
 from udfs.core.events import parse_timestamp
 
 __all__ = [
@@ -127,8 +129,9 @@ class MaintenanceWindow:
 
     def __post_init__(self) -> None:
         problems: list[str] = []
-        if not isinstance(self.entities, str) or not self.entities:
-            problems.append(f"entities must be a non-empty glob, got {self.entities!r}")
+        glob = glob_problem("entities", self.entities)
+        if glob:
+            problems.append(glob)
         start = _iso_ms("start", self.start, problems)
         end = _iso_ms("end", self.end, problems)
         if start is not None and end is not None and end <= start:
@@ -176,8 +179,9 @@ class RecurringWindow:
 
     def __post_init__(self) -> None:
         problems: list[str] = []
-        if not isinstance(self.entities, str) or not self.entities:
-            problems.append(f"entities must be a non-empty glob, got {self.entities!r}")
+        glob = glob_problem("entities", self.entities)
+        if glob:
+            problems.append(glob)
         try:
             parse_days(str(self.days))
         except ValueError as exc:

@@ -42,6 +42,8 @@ import math
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+from udfs.core.checks import glob_problem
+
 __all__ = ["DIRECTIONS", "MetricRule", "RulesConfig", "allowed", "rule_for"]
 
 DIRECTIONS = ("spike", "dip", "both")
@@ -71,8 +73,9 @@ class MetricRule:
 
     def __post_init__(self) -> None:
         problems = []
-        if not isinstance(self.metrics, str) or not self.metrics:
-            problems.append(f"metrics must be a non-empty glob, got {self.metrics!r}")
+        glob = glob_problem("metrics", self.metrics)
+        if glob:
+            problems.append(glob)
         if self.direction not in DIRECTIONS:
             problems.append(
                 f"rule {self.metrics!r}: direction must be spike, dip or both, "
