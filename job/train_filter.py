@@ -34,19 +34,19 @@ picked by 5-fold cross-validated average precision on the synthetic labelled ale
 ``tests/test_train_filter.py`` (15 % of the false positives indistinguishable from true ones;
 3 seeds at 300, 600 and 2,000 alerts): 0.927-0.936 for it against 0.931-0.934 for
 ``HistGradientBoostingClassifier(class_weight="balanced")``, a tie within seed noise, while the
-linear model trains 10 to 100 times faster, predicts one alert in under a millisecond and its
-coefficients can be read. ``--model hgb`` selects the boosted trees, for large label sets where
-interactions between features matter.
+linear model trains 10 to 100 times faster, its coefficients can be read, and the job's
+workers run it as a few numbers in pure Python (they cannot import scikit-learn).
 
 The drop threshold ``p`` is chosen on out-of-fold probabilities: the smallest ``p >= 0.5``
 such that at most ``--max-tp-drop`` (default 5 %) of the true positives score ``>= p``.
 Dropping a real incident costs more than letting a false alarm through.
 
-The artifact is a joblib pickle of ``{"format": "alert-filter", "version": 1, "sklearn":
-sklearn.__version__, "features": [...], "model": estimator, "trained_on": n, "threshold": p,
-"metrics": {...}}``; :meth:`AlertFilter.load` refuses another format or version, and a model
-trained with another scikit-learn major.minor (pickled estimators are not portable across
-them). Load only artifacts you produced: unpickling runs code.
+The artifact is data, not code: a JSON object ``{"format": "alert-filter", "version": 2,
+"sklearn": <version it was trained with>, "features": [...], "mean": [...], "scale": [...],
+"coef": [...], "intercept": x, "threshold": p, "trained_on": n, "metrics": {...}}``, the
+scaler's and the logistic regression's numbers in :data:`FEATURES` order. Loading it runs no
+code (unlike a pickle); :meth:`AlertFilter.load` refuses another format, version or feature
+list, and numbers that are not finite.
 """
 
 from __future__ import annotations
@@ -56,12 +56,18 @@ import json
 import math
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from udfs.core.alert_filter import FEATURES, FilterConfig, alert_features
+from udfs.core.alert_filter import (
+    FEATURES,
+    FilterConfig,
+    alert_features,
+    false_positive_probability,
+)
 from udfs.core.events import DeadLetter
 from udfs.core.feedback import parse_verdict
 
@@ -76,27 +82,17 @@ __all__ = [
 ]
 
 ARTIFACT_FORMAT = "alert-filter"
-ARTIFACT_VERSION = 1
-ARTIFACT_FORMAT = "alert-filter"
-ARTIFACT_VERSION = 1
+ARTIFACT_VERSION = 2
 
 
-def _make_model(kind: str) -> Any:
-    if kind == "logistic":
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
+def _make_model() -> Any:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
-        return make_pipeline(
-            StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=2_000)
-        )
-    if kind == "hgb":
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
-        return HistGradientBoostingClassifier(
-            class_weight="balanced", max_iter=200, learning_rate=0.05, random_state=0
-        )
-    raise ValueError(f"model must be logistic or hgb, got {kind!r}")
+    return make_pipeline(
+        StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=2_000)
+    )
 
 
 def _drop_threshold(p_tp: np.ndarray[Any, Any], max_tp_drop: float) -> float:
@@ -111,7 +107,6 @@ def _drop_threshold(p_tp: np.ndarray[Any, Any], max_tp_drop: float) -> float:
 def train(
     alerts: Sequence[dict[str, Any]],
     labels: Sequence[int],
-    model: str = "logistic",
     max_tp_drop: float = 0.05,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -133,16 +128,19 @@ def train(
         raise ValueError(f"max_tp_drop must be in [0, 1), got {max_tp_drop}")
     x = np.asarray([alert_features(a) for a in alerts], dtype=float)
     folds = StratifiedKFold(n_splits=min(5, n_fp, n_tp), shuffle=True, random_state=seed)
-    oof = cross_val_predict(_make_model(model), x, y, cv=folds, method="predict_proba")[:, 1]
+    oof = cross_val_predict(_make_model(), x, y, cv=folds, method="predict_proba")[:, 1]
     p = _drop_threshold(oof[y == 0], max_tp_drop)
-    estimator = _make_model(model).fit(x, y)
+    estimator = _make_model().fit(x, y)
+    scaler, logistic = estimator.named_steps["standardscaler"], estimator.named_steps["logisticregression"]
     return {
         "format": ARTIFACT_FORMAT,
         "version": ARTIFACT_VERSION,
         "sklearn": sklearn.__version__,
         "features": list(FEATURES),
-        "model": estimator,
-        "model_kind": model,
+        "mean": [float(v) for v in scaler.mean_],
+        "scale": [float(v) for v in scaler.scale_],
+        "coef": [float(v) for v in logistic.coef_[0]],
+        "intercept": float(logistic.intercept_[0]),
         "trained_on": len(y),
         "threshold": p,
         "metrics": {
@@ -155,18 +153,15 @@ def train(
     }
 
 
-def _major_minor(version: str) -> tuple[str, ...]:
-    return tuple(version.split(".")[:2])
-
-
 class AlertFilter:
     """A trained alert filter: the probability an alert is a false positive, and a verdict.
 
     Build it with :meth:`load` (or from an artifact dict); the checks on format, version and
-    scikit-learn version happen here, so a worker never runs a model it cannot trust.
+    features happen here, so a worker never runs numbers it cannot trust. The probability is
+    the workers' own pure-Python function (:func:`udfs.core.alert_filter.false_positive_probability`).
     """
 
-    __slots__ = ("model", "threshold", "features", "trained_on")
+    __slots__ = ("config", "threshold", "trained_on")
 
     def __init__(self, artifact: Any, source: str = "artifact") -> None:
         if not isinstance(artifact, dict) or artifact.get("format") != ARTIFACT_FORMAT:
@@ -177,59 +172,55 @@ class AlertFilter:
                 f"{source}: alert-filter version {artifact.get('version')!r} is not "
                 f"{ARTIFACT_VERSION}: retrain it with this release"
             )
-        import sklearn
-
-        trained_with = str(artifact.get("sklearn"))
-        if _major_minor(trained_with) != _major_minor(sklearn.__version__):
-            raise ValueError(
-                f"{source}: trained with scikit-learn {trained_with}, this is "
-                f"{sklearn.__version__} (major.minor must match): retrain it"
-            )
         if list(artifact.get("features", ())) != list(FEATURES):
             raise ValueError(
                 f"{source}: its features {artifact.get('features')!r} are not {list(FEATURES)}"
             )
-        self.model = artifact["model"]
-        self.threshold = float(artifact["threshold"])
-        self.features = tuple(FEATURES)
+        n = len(FEATURES)
+        try:
+            vectors = [[float(v) for v in artifact[k]] for k in ("mean", "scale", "coef")]
+            intercept, threshold = float(artifact["intercept"]), float(artifact["threshold"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: malformed alert-filter numbers ({exc})") from None
+        numbers = [*(v for vec in vectors for v in vec), intercept, threshold]
+        if any(len(vec) != n for vec in vectors) or not all(math.isfinite(v) for v in numbers):
+            raise ValueError(
+                f"{source}: mean, scale and coef must be {n} finite numbers each, and the "
+                "intercept and threshold finite"
+            )
+        self.threshold = threshold
         self.trained_on = int(artifact.get("trained_on", 0))
+        self.config = FilterConfig(
+            enabled=True,
+            artifact=source,
+            mean=tuple(vectors[0]),
+            scale=tuple(vectors[1]),
+            coef=tuple(vectors[2]),
+            intercept=intercept,
+            threshold=threshold,
+            model_id=f"{Path(source).name or 'artifact'}:{self.trained_on}",
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> AlertFilter:
-        """Read and check an artifact written by ``train-filter``."""
-        import joblib
-
-        return cls(joblib.load(path), str(path))
+        """Read and check an artifact written by ``train-filter`` (JSON)."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ValueError(f"{path}: not an alert-filter artifact (not JSON: {exc})") from None
+        return cls(data, str(path))
 
     def false_positive_probability(self, alert: dict[str, Any]) -> float:
         """Probability in [0, 1] that operators would call ``alert`` a false positive."""
-        x = np.asarray([alert_features(alert)], dtype=float)
-        return float(self.model.predict_proba(x)[0, 1])
+        return false_positive_probability(self.config, alert)
 
     def should_drop(self, alert: dict[str, Any]) -> bool:
         """Whether ``alert`` is likely enough a false positive to be held back."""
         return self.false_positive_probability(alert) >= self.threshold
 
     def to_config(self, artifact: str = "") -> FilterConfig:
-        """The model as the plain numbers the job's workers run
-        (:mod:`udfs.core.alert_filter`); logistic models only."""
-        steps = getattr(self.model, "named_steps", {})
-        scaler, logistic = steps.get("standardscaler"), steps.get("logisticregression")
-        if scaler is None or logistic is None:
-            raise ValueError(
-                f"{artifact or 'artifact'}: the job runs logistic filters only (workers have no "
-                "scikit-learn): retrain with train-filter --model logistic"
-            )
-        return FilterConfig(
-            enabled=True,
-            artifact=artifact,
-            mean=tuple(float(v) for v in scaler.mean_),
-            scale=tuple(float(v) for v in scaler.scale_),
-            coef=tuple(float(v) for v in logistic.coef_[0]),
-            intercept=float(logistic.intercept_[0]),
-            threshold=self.threshold,
-            model_id=f"{Path(artifact).name or 'artifact'}:{self.trained_on}",
-        )
+        """The filter as the plain numbers the job's workers run (:mod:`udfs.core.alert_filter`)."""
+        return replace(self.config, artifact=artifact or self.config.artifact)
 
 
 # -- command line ---------------------------------------------------------------------------
@@ -283,10 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--verdicts", required=True, help="JSON lines {alert_id, entity, verdict, reason}"
     )
-    p.add_argument("--out", required=True, help="where to write the model artifact (joblib)")
-    p.add_argument(
-        "--model", choices=("logistic", "hgb"), default="logistic", help="(default: %(default)s)"
-    )
+    p.add_argument("--out", required=True, help="where to write the filter artifact (JSON)")
     p.add_argument(
         "--max-tp-drop",
         type=float,
@@ -304,21 +292,18 @@ def main(argv: list[str] | None = None) -> int:
             if not path.is_file():
                 raise FileNotFoundError(f"input file not found: {path}")
         alerts, labels, counts = join(alerts_path, verdicts_path)
-        artifact = train(alerts, labels, args.model, args.max_tp_drop)
+        artifact = train(alerts, labels, args.max_tp_drop)
     except FileNotFoundError as exc:
         print(f"error: {exc}: check the path and run again", file=sys.stderr)
         return 2
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    import joblib
-
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(artifact, out)
+    out.write_text(json.dumps(artifact, indent=1) + "\n", encoding="utf-8")
     summary = {
         "out": str(out),
-        "model": artifact["model_kind"],
         "trained_on": artifact["trained_on"],
         "threshold": round(artifact["threshold"], 4),
         **artifact["metrics"],
