@@ -666,9 +666,9 @@ def machine_info() -> dict[str, Any]:
 
 def _batcher_name() -> str | None:
     """The line batcher's jar the job runs with (job/pipeline.py batch_lines), or None."""
-    from job.jvm import batcher_jar
+    from job.jvm import operators_jar
 
-    jar = batcher_jar()
+    jar = operators_jar()
     return jar.name if jar is not None else None
 
 
@@ -955,7 +955,9 @@ def run_floor_job(path: Path, shape: str, name: str, count_dir: str | None = Non
     source = file_source(env, str(path))
     if shape in ("pipeline", "unbatched"):
         lines = front(env, source, cfg.parse)
-        timed = with_event_time(lines, cfg.detector.lateness.max_out_of_orderness_ms)
+        timed = with_event_time(
+            env, lines, cfg.detector.lateness.max_out_of_orderness_ms, cfg.execution
+        )
         keyed = key_lines(env, timed, cfg.execution, grouped=shape == "pipeline")
     else:
         from pyflink.table import StreamTableEnvironment

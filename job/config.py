@@ -160,6 +160,13 @@ class ExecutionConfig:
     batch_flush_ms
         The most a line waits in the batcher (processing time): what grouping adds to the
         latency from a line to its records.
+    watermark_max_jump_ms, watermark_confirm_entities
+        Event time (the watermark) follows the newest timestamp when it is at most
+        ``watermark_max_jump_ms`` ahead of the newest so far; a timestamp further ahead moves
+        it only once ``watermark_confirm_entities`` distinct entities (or every entity of the
+        last 64 events, if fewer) are that far ahead, so a few hosts with wrong clocks cannot
+        drag every entity's event time forward (udfs/jvm ``ClockGuardWatermarks``; without a
+        JDK, Flink's plain bounded out-of-orderness).
     """
 
     mode: str = "thread"
@@ -170,6 +177,8 @@ class ExecutionConfig:
     snapshot_every: int = 16
     batch_lines: int = 4096
     batch_flush_ms: int = 50
+    watermark_max_jump_ms: int = 10_000
+    watermark_confirm_entities: int = 3
 
     def __post_init__(self) -> None:
         problems = []
@@ -189,6 +198,15 @@ class ExecutionConfig:
             problems.append(f"batch_lines must be in [1, 65536], got {self.batch_lines}")
         if not 1 <= self.batch_flush_ms <= 60_000:
             problems.append(f"batch_flush_ms must be in [1, 60000], got {self.batch_flush_ms}")
+        if self.watermark_max_jump_ms < 0:
+            problems.append(
+                f"watermark_max_jump_ms must be >= 0, got {self.watermark_max_jump_ms}"
+            )
+        if not 1 <= self.watermark_confirm_entities <= 64:
+            problems.append(
+                "watermark_confirm_entities must be in [1, 64], got "
+                f"{self.watermark_confirm_entities}"
+            )
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -1,11 +1,14 @@
 """The job's own JVM code: where its jar is, and whether it was built from these sources.
 
-One operator is written in Java, ``udfs/jvm/flinkanomaly/LineBatcher.java`` (see
-job/pipeline.py ``batch_lines``). ``scripts/build_jvm.py`` (``make native``) compiles it into
-``udfs/jvm/build/line-batcher-<digest>.jar``, ``<digest>`` being the first 16 hex digits of
+Two pieces are written in Java, in ``udfs/jvm/flinkanomaly/``: the line batcher ahead of the
+detect operator (``LineBatcher.java``, job/pipeline.py ``batch_lines``) and the watermarks a
+few wrong clocks cannot drag forward (``ClockGuardWatermarks.java``, job/pipeline.py
+``with_event_time``). ``scripts/build_jvm.py`` (``make native``) compiles them into
+``udfs/jvm/build/flinkanomaly-<digest>.jar``, ``<digest>`` being the first 16 hex digits of
 the SHA-256 of the sources, so an edited source never runs a stale jar. The jar is not in
-git; without one (no JDK where the job was built) the job runs without the batcher, with the
-same results.
+git; without one (no JDK where the job was built) the job runs without the batcher (the same
+results) and with Flink's plain bounded out-of-orderness watermarks (a far-future timestamp
+then moves event time for every entity).
 """
 
 from __future__ import annotations
@@ -14,12 +17,12 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BUILD", "JAR_STEM", "SOURCES", "batcher_jar", "configured_jars", "sources_digest"]
+__all__ = ["BUILD", "JAR_STEM", "SOURCES", "configured_jars", "operators_jar", "sources_digest"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 JVM_DIR = PROJECT_ROOT / "udfs" / "jvm"
 BUILD = JVM_DIR / "build"
-JAR_STEM = "line-batcher"
+JAR_STEM = "flinkanomaly"
 SOURCES = tuple(sorted(JVM_DIR.glob("flinkanomaly/*.java")))
 
 
@@ -32,7 +35,7 @@ def sources_digest() -> str:
     return h.hexdigest()[:16]
 
 
-def batcher_jar() -> Path | None:
+def operators_jar() -> Path | None:
     """The jar built from the sources as they are now, or ``None`` when there is none."""
     jar = BUILD / f"{JAR_STEM}-{sources_digest()}.jar"
     return jar if jar.is_file() else None

@@ -29,7 +29,7 @@ from pyflink.datastream.window import SlidingEventTimeWindows
 from pyflink.java_gateway import get_gateway
 
 from job.config import ExecutionConfig, JobConfig, python_executable
-from job.jvm import batcher_jar, configured_jars
+from job.jvm import configured_jars, operators_jar
 from udfs.core.events import ParseConfig
 from udfs.detect import DetectAnomalies
 from udfs.detect_live import AuditControl, DetectAnomaliesLive, SplitOutputs, live_config_descriptor
@@ -209,10 +209,29 @@ def front(env: StreamExecutionEnvironment, source: DataStream, parse: ParseConfi
     return t_env.to_append_stream(t_env.sql_query(sql), TIMED_KEYED_LINE_TYPE)
 
 
-def with_event_time(stream: DataStream, max_out_of_orderness_ms: int) -> DataStream:
+def _add_operators_jar(env: StreamExecutionEnvironment) -> bool:
+    """Ship the job's jar (udfs/jvm) with the job; False when it was not built (no JDK)."""
+    jar = operators_jar()
+    if jar is None:
+        return False
+    uri = jar.as_uri()
+    if uri not in configured_jars(env):
+        env.add_jars(uri)
+    return True
+
+
+def with_event_time(
+    env: StreamExecutionEnvironment,
+    stream: DataStream,
+    max_out_of_orderness_ms: int,
+    ex: ExecutionConfig,
+) -> DataStream:
     """``stream`` of ``(Row(entity, (entity, line)), flink_ts)`` (TIMED_KEYED_LINE_TYPE, :func:`front`)
     as ``Row(entity, (entity, line))`` with ``flink_ts`` as its Flink timestamp and bounded
-    out-of-orderness watermarks, all in Java.
+    out-of-orderness watermarks, all in Java. The watermarks are clock-guarded
+    (``udfs/jvm/flinkanomaly/ClockGuardWatermarks.java``: a timestamp far ahead moves event
+    time only once ``ex.watermark_confirm_entities`` entities agree) when the job's jar is
+    built, Flink's plain ones otherwise.
 
     What PyFlink's ``assign_timestamps_and_watermarks`` builds for a Python timestamp
     assigner, without its first step: a Python operator that turns each record into
@@ -222,8 +241,14 @@ def with_event_time(stream: DataStream, max_out_of_orderness_ms: int) -> DataStr
     PyFlink internals used: ``DataStream._j_data_stream`` and the two Java classes above, as
     ``assign_timestamps_and_watermarks`` itself uses them.
     """
-    eventtime = get_gateway().jvm.org.apache.flink.streaming.api.functions.python.eventtime
-    strategy = watermark_strategy(max_out_of_orderness_ms)._j_watermark_strategy
+    jvm = get_gateway().jvm
+    eventtime = jvm.org.apache.flink.streaming.api.functions.python.eventtime
+    if _add_operators_jar(env):
+        strategy = jvm.flinkanomaly.ClockGuardWatermarks(
+            max_out_of_orderness_ms, ex.watermark_max_jump_ms, ex.watermark_confirm_entities
+        )
+    else:
+        strategy = watermark_strategy(max_out_of_orderness_ms)._j_watermark_strategy
     timed = DataStream(
         stream._j_data_stream.assignTimestampsAndWatermarks(
             strategy.withTimestampAssigner(eventtime.CustomTimestampAssigner())
@@ -259,12 +284,8 @@ def batch_lines(
     lines are held or ``flush_ms`` after its first line (what it adds to the latency).
     PyFlink internals used: ``DataStream._j_data_stream``, as :func:`with_event_time`.
     """
-    jar = batcher_jar()
-    if jar is None:
+    if not _add_operators_jar(env):
         return None
-    uri = jar.as_uri()
-    if uri not in configured_jars(env):
-        env.add_jars(uri)
     op = get_gateway().jvm.flinkanomaly.LineBatcher(max_lines, flush_ms)
     j_stream = stream._j_data_stream.transform(
         "batch-lines", KEYED_BATCH_TYPE.get_java_type_info(), op
@@ -314,7 +335,9 @@ def build_pipeline(
     """Wire the job; return its outputs (JSON strings) by name. ``control``: raw live
     configuration changes (udfs/core/live.py), broadcast to every detect instance."""
     det = cfg.detector
-    timed = with_event_time(front(env, source, cfg.parse), det.lateness.max_out_of_orderness_ms)
+    timed = with_event_time(
+        env, front(env, source, cfg.parse), det.lateness.max_out_of_orderness_ms, cfg.execution
+    )
     # (The live path, with its broadcast control input, takes one line per call.)
     keyed = key_lines(env, timed, cfg.execution, grouped=control is None)
     sink = cfg.sink

@@ -16,7 +16,7 @@ from pyflink.common.typeinfo import Types
 from pyflink.datastream import KeyedProcessFunction
 
 from job.config import load_config
-from job.jvm import batcher_jar
+from job.jvm import operators_jar
 from job.pipeline import (
     batch_lines,
     collection_source,
@@ -43,7 +43,7 @@ class RecordGroups(KeyedProcessFunction):  # type: ignore[misc]
 
 def test_the_batcher_is_built_by_make_native() -> None:
     # `make test` builds it (scripts/build_jvm.py); without it the job runs one call per line.
-    assert batcher_jar() is not None
+    assert operators_jar() is not None
 
 
 def test_groups_keep_every_line_once_in_order_and_never_cross_a_watermark() -> None:
@@ -60,7 +60,7 @@ def test_groups_keep_every_line_once_in_order_and_never_cross_a_watermark() -> N
     env = create_environment(cfg)
     env.add_python_file(str(Path(__file__).resolve().parent))
     env.get_config().set_auto_watermark_interval(5)
-    timed = with_event_time(front(env, collection_source(env, lines), cfg.parse), BOUND)
+    timed = with_event_time(env, front(env, collection_source(env, lines), cfg.parse), BOUND, cfg.execution)
     # A flush timer that never fires in this run: groups leave at watermarks, at max_lines
     # and at the end of the input only.
     batched = batch_lines(env, timed, max_lines, 600_000)
