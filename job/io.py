@@ -131,6 +131,11 @@ def _count_lines(path: Path) -> int:
         return sum(buf.count(b"\n") for buf in iter(lambda: f.read(1 << 20), b""))
 
 
+def _raw(value: float | None) -> str:
+    """A model's raw score in ``scores.csv`` (empty when the model did not score)."""
+    return "" if value is None else f"{value:.6g}"
+
+
 def write_replay(
     records: Iterable[Event | Verdict | DeadLetter],
     cfg: DetectorConfig,
@@ -164,8 +169,7 @@ def write_replay(
             "threshold",
             "is_alert",
             "ready",
-            "stats_raw",
-            "hst_raw",
+            *(f"raw_{name}" for name in cfg.model.ensemble),
         ]
         try:
             for kind, rec in replay(records, cfg):
@@ -187,8 +191,7 @@ def write_replay(
                         f"{rec['threshold']:.6f}",
                         rec["is_alert"],
                         rec["ready"],
-                        f"{rec['stats_raw']:.6g}",
-                        f"{rec['hst_raw']:.6g}",
+                        *(_raw(rec["raw"].get(name)) for name in cfg.model.ensemble),
                     ]
                     if feature_cols:
                         feats = rec["features"]

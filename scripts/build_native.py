@@ -23,21 +23,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from udfs.core.native import HOT, digest  # noqa: E402
+from udfs.core.native import HOT, source, stem  # noqa: E402
 
 MODULES = tuple(HOT)
 NATIVE = ROOT / "udfs" / "core" / "_native"
 
 
 def build(name: str) -> str:
-    """Build the copy of ``udfs/core/<name>.py`` unless it is current; say what happened."""
-    stem = f"{name}_{digest(ROOT / 'udfs' / 'core' / f'{name}.py')}"
-    if any(NATIVE.glob(f"{stem}.*.so")):
-        return f"{name}: compiled copy {stem} is current"
-    for old in NATIVE.glob(f"{name}_*"):
-        old.unlink()
-    copy = NATIVE / f"{stem}.py"
-    shutil.copyfile(ROOT / "udfs" / "core" / f"{name}.py", copy)
+    """Build the copy of core module ``name`` unless it is current; say what happened."""
+    path = source(name)
+    copy_stem = stem(name, path)
+    flat = name.replace(".", "_")
+    if any(NATIVE.glob(f"{copy_stem}.*.so")):
+        return f"{name}: compiled copy {copy_stem} is current"
+    for old in NATIVE.glob(f"{flat}_*"):
+        if old.name[len(flat) + 1 : len(flat) + 17].isalnum() and len(old.name) > len(flat) + 17:
+            old.unlink()
+    copy = NATIVE / f"{copy_stem}.py"
+    shutil.copyfile(path, copy)
     try:
         out = subprocess.run(
             [sys.executable, "-m", "mypyc", str(copy.relative_to(ROOT))],
@@ -45,12 +48,12 @@ def build(name: str) -> str:
         )
     finally:
         copy.unlink()
-    if out.returncode != 0 or not any(NATIVE.glob(f"{stem}.*.so")):
-        for part in NATIVE.glob(f"{stem}*"):
+    if out.returncode != 0 or not any(NATIVE.glob(f"{copy_stem}.*.so")):
+        for part in NATIVE.glob(f"{copy_stem}*"):
             part.unlink()
         tail = (out.stdout + out.stderr).strip().splitlines()[-3:]
         return f"{name}: not compiled, the pure module runs ({' / '.join(tail)})"
-    return f"{name}: compiled {stem}"
+    return f"{name}: compiled {copy_stem}"
 
 
 def main() -> int:

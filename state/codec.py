@@ -1,7 +1,7 @@
 """The compact codec of an entity's state (pure, no pyflink).
 
-The detector's snapshot is plain data: tuples, lists, dicts of numbers and strings, and the
-Half-Space-Trees masses as ``bytes``. It is stored as one pickle (protocol 5, no classes, so
+The detector's snapshot is plain data: dicts with named fields, tuples, lists, numbers and
+strings, and the packed windows and Half-Space-Trees masses as ``bytes``. It is stored as one pickle (protocol 5, no classes, so
 nothing but builtins is ever unpickled) behind a one-byte codec version, so a future change
 of layout can be recognised and migrated instead of misread.
 """
@@ -16,7 +16,7 @@ __all__ = ["CODEC_VERSION", "decode", "decode_value", "encode"]
 CODEC_VERSION = 1
 
 
-def encode(snapshot: tuple[Any, ...]) -> bytes:
+def encode(snapshot: Any) -> bytes:
     """Serialise a detector snapshot."""
     return bytes((CODEC_VERSION,)) + pickle.dumps(snapshot, protocol=5)
 
@@ -34,7 +34,7 @@ def decode_value(data: bytes) -> Any:
     return _BuiltinsOnly(io.BytesIO(data)).load()
 
 
-def decode(data: bytes) -> tuple[Any, ...]:
+def decode(data: bytes) -> Any:
     """Deserialise what :func:`encode` wrote; raise ``ValueError`` on a foreign version."""
     if not data or data[0] != CODEC_VERSION:
         got = data[0] if data else None
@@ -42,6 +42,6 @@ def decode(data: bytes) -> tuple[Any, ...]:
     import io
 
     snap = _BuiltinsOnly(io.BytesIO(memoryview(data)[1:])).load()
-    if not isinstance(snap, tuple):
-        raise ValueError(f"entity state must decode to a tuple, got {type(snap).__name__}")
+    if not isinstance(snap, (tuple, dict)):
+        raise ValueError(f"entity state must decode to named data, got {type(snap).__name__}")
     return snap

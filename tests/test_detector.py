@@ -35,7 +35,7 @@ SMALL = DetectorConfig(
         min_count=3,
     ),
     model=ModelConfig(
-        combine="max", hst_trees=5, hst_height=6, hst_window=50, min_calibration_events=30
+        ensemble=("window", "hst"), combine="max", hst_trees=5, hst_height=6, hst_window=50, min_calibration_events=30
     ),
     threshold=ThresholdConfig(min_events=200, target_alert_rate=0.001),
     alerts=AlertConfig(quiet_period_ms=30_000, cooldown_ms=60_000),
@@ -194,11 +194,13 @@ def test_equal_timestamp_events_are_processed_independently_of_arrival_order() -
     assert len(scored) == len(events)
 
 
-@pytest.mark.parametrize("combine", ["max", "stats"])
-def test_a_detector_without_features_in_its_scores_decides_exactly_the_same(combine: str) -> None:
+@pytest.mark.parametrize("ensemble", [("window", "hst"), ("window",)])
+def test_a_detector_without_features_in_its_scores_decides_exactly_the_same(
+    ensemble: tuple[str, ...],
+) -> None:
     """with_features=False (the Flink operator unless it emits features): the same alerts,
     scores and state; the score records carry only what the scorer reads."""
-    cfg = with_model(SMALL, combine=combine)
+    cfg = with_model(SMALL, ensemble=ensemble)
     events = stream(400, seed=7, shift={300: {"cpu": 25.0}, 301: {"cpu": 25.0}})
     events.append(Event("srv-1", events[-1].ts_ms + SEC, {"cpu": 50.0, "mem": 30.0, "disk": 1.0}))
     full, lean = EntityDetector("srv-1", cfg), EntityDetector("srv-1", cfg, with_features=False)
@@ -265,7 +267,7 @@ def test_restore_with_an_open_episode_resolves_it_like_the_uninterrupted_run() -
 def test_restore_rejects_another_state_version() -> None:
     snap = EntityDetector("srv-1", SMALL).snapshot()
     with pytest.raises(ValueError, match="srv-1"):
-        EntityDetector.restore("srv-1", SMALL, (99,) + snap[1:])
+        EntityDetector.restore("srv-1", SMALL, {**snap, "version": 99})
 
 
 # -- (e) idle expiry -----------------------------------------------------------------------
@@ -323,7 +325,7 @@ def test_no_alert_before_ready_and_ready_once_windows_and_calibration_are_warm()
 
 
 def test_statistics_only_detector_is_ready_after_window_plus_calibration() -> None:
-    cfg = with_model(SMALL, calibration_half_life=NO_DECAY, combine="stats")
+    cfg = with_model(SMALL, calibration_half_life=NO_DECAY, ensemble=("window",))
     scores = of_kind(run(stream(100), cfg), "score")
     # The 1 m baseline window is covered at event 60; 30 calibration scores later: event 90.
     assert [r["ready"] for r in scores] == [0] * 90 + [1] * 10
@@ -366,7 +368,7 @@ def test_injected_change_opens_an_alert_explained_by_the_changed_metric(
 
 
 def hst_bytes(det: EntityDetector) -> bytes | None:
-    return det.snapshot()[7]  # the Half-Space-Trees masses and counter
+    return det.snapshot()["scoring"]["models"]["hst"]["masses"]  # masses and counter
 
 
 def learned_per_event(cfg: DetectorConfig, events: list[Event]) -> list[tuple[int, bool]]:

@@ -45,7 +45,7 @@ CFG = DetectorConfig(
         min_count=3,
     ),
     model=ModelConfig(
-        combine="max", hst_trees=5, hst_height=6, hst_window=50, min_calibration_events=30
+        ensemble=("window", "hst"), combine="max", hst_trees=5, hst_height=6, hst_window=50, min_calibration_events=30
     ),
     threshold=ThresholdConfig(min_events=200, target_alert_rate=0.001),
     alerts=AlertConfig(quiet_period_ms=30_000, cooldown_ms=60_000),

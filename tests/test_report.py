@@ -140,8 +140,7 @@ def test_scores_jsonl_of_the_flink_job_and_entity_filter(run_dir: Path, tmp_path
                 "threshold": float(row["threshold"]),
                 "is_alert": row["is_alert"] in ("1", "True"),
                 "ready": row["ready"] in ("1", "True"),
-                "stats_raw": float(row["stats_raw"]),
-                "hst_raw": float(row["hst_raw"]),
+                "raw": {k[4:]: float(v) for k, v in row.items() if k.startswith("raw_") and v},
             }
             out.write(json.dumps(rec) + "\n")
     out_dir = tmp_path / "rep"

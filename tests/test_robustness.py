@@ -200,14 +200,14 @@ def poisoned(monkeypatch: pytest.MonkeyPatch) -> Any:
     """The pure detector, with a scoring bug that an event with ``cpu == POISON`` triggers
     (a compiled class cannot be patched; the two give the same records)."""
     pure = native.pure("detector", "EntityDetector")
-    original = pure._score
+    original = pure._process
 
-    def score(self: Any, ev: Event, out: list[Any]) -> None:
+    def process(self: Any, ev: Event, out: list[Any]) -> None:
         if ev.metrics.get("cpu") == POISON:
             raise ArithmeticError("poisoned by the test")
         original(self, ev, out)
 
-    monkeypatch.setattr(pure, "_score", score)
+    monkeypatch.setattr(pure, "_process", process)
     monkeypatch.setattr(replay_module, "EntityDetector", pure)
     monkeypatch.setattr(detector_module, "EntityDetector", pure)
     import udfs.detect

@@ -36,7 +36,7 @@ CFG = DetectorConfig(
         max_gap_ms=30_000,
         min_count=3,
     ),
-    model=ModelConfig(combine="stats", min_calibration_events=10),
+    model=ModelConfig(ensemble=("window",), min_calibration_events=10),
     staleness=STALE,
 )
 
@@ -223,22 +223,6 @@ def test_a_restore_mid_silence_continues_with_one_record_per_silence() -> None:
     out += restored.on_event(events_at([before[-1] + 10 * MIN])[0])
     out += restored.on_watermark(T0 + before[-1] + 11 * MIN)
     assert [h[0] for h in health(out)] == ["stale_entity", "entity_returned"]
-
-
-@pytest.mark.parametrize("version", [3, 4])
-def test_state_of_the_previous_versions_restores_without_cadence(version: int) -> None:
-    det = EntityDetector("e", CFG)
-    for ev in events_at(every(10 * SEC, 10)):
-        det.on_event(ev)
-    snap = det.snapshot()
-    assert snap[0] == 5
-    # 4 had the pending verdicts but no gaps and no stale flag; 3 had neither.
-    # (the last fields, the drift reference epoch and the events held for their clock, came
-    # later still)
-    previous = (version, *snap[1 : -5 if version == 4 else -6])
-    old = EntityDetector.restore("e", CFG, previous)
-    assert old.stale_deadline_ms() is None and old.snapshot()[-5:-3] == ((), False)
-    assert old.snapshot()[1:-5] == snap[1:-5]
 
 
 def test_a_silence_inside_a_maintenance_window_is_marked_like_alerts() -> None:

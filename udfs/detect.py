@@ -64,6 +64,7 @@ from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 
 from state.codec import decode, decode_value, encode
 from state.descriptors import entity_state_descriptor
+from state.upgrade import upgrade
 from udfs.core.config import ConfigStamp, DetectorConfig, config_from_stamp, config_stamp
 from udfs.core.detector import EntityDetector, Output
 from udfs.core.events import AMBIGUOUS_ENTITY, DeadLetter, Event, ParseConfig
@@ -151,7 +152,7 @@ def load_detector(
     under = cfg
     if journal and written is not None and tuple(written) != stamp:
         under = config_from_stamp(tuple(written)) or cfg
-    det = EntityDetector.restore(entity, under, decode(stored[3]), with_features)
+    det = EntityDetector.restore(entity, under, upgrade(decode(stored[3])), with_features)
     for entry in journal:
         _feed(det, entry)  # (only steps that took effect: it does not raise)
     if under is not cfg:

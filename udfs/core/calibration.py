@@ -105,8 +105,9 @@ class DecayedHistogram:
             w = 1.0
         self._weight = w
 
-    def survival(self, x: float, tail_scale: float = 0.0) -> float:
-        """Estimated ``P(X >= x)`` (with a half-observation prior, so never 0 or 1).
+    def survival(self, x: float, tail_scale: float = 0.0, prior: float = 0.5) -> float:
+        """Estimated ``P(X >= x)``, with ``prior`` of the next observation's weight counted
+        at the top (so never 0; with ``prior < 1`` never 1 either).
 
         Inside a bin the mass is taken as uniform. Above the highest bin holding mass, the
         survival decays as ``exp(-(x - top) / tail_scale)`` when ``tail_scale > 0``.
@@ -123,7 +124,7 @@ class DecayedHistogram:
         lo = self.edges[i]
         hi = self.edges[i + 1]
         frac = 0.0 if hi <= lo else min(max((hi - x) / (hi - lo), 0.0), 1.0)
-        s = (above + counts[i] * frac + 0.5 * w) / (total + w)
+        s = (above + counts[i] * frac + prior * w) / (total + w)
         if tail_scale > 0.0 and above == 0.0:
             top = self._top_edge()
             if x > top:

@@ -20,13 +20,21 @@ from udfs.core.drift import DriftConfig
 from udfs.core.features import FeatureConfig
 from udfs.core.feedback import FeedbackConfig
 from udfs.core.maintenance import MaintenanceConfig
+from udfs.core.model_config import ExtremesConfig, MultivariateConfig, SeasonalConfig
 from udfs.core.rules import RulesConfig
 from udfs.core.staleness import StalenessConfig
 from udfs.core.typed import build, merge, plain
 
+#: The models :mod:`udfs.core.models` knows, by name.
+MODEL_NAMES = ("window", "hst", "extremes", "seasonal", "multivariate")
+
 __all__ = [
+    "MODEL_NAMES",
     "ConfigStamp",
     "DetectorConfig",
+    "ExtremesConfig",
+    "MultivariateConfig",
+    "SeasonalConfig",
     "LatenessConfig",
     "ModelConfig",
     "ThresholdConfig",
@@ -103,18 +111,19 @@ class ModelConfig:
 
     Parameters
     ----------
+    ensemble
+        The models every entity runs (:mod:`udfs.core.models`): ``window`` (the largest |z|
+        against the sliding windows) and ``hst`` (Half-Space Trees over the window
+        features). Each model's raw score is calibrated into rarity against the entity's
+        own past, and the rarities are combined.
+    combine
+        How the models' rarities combine: ``fisher`` (Fisher's method: models that agree
+        reinforce each other), ``max`` (the rarest) or ``mean``.
     hst_trees, hst_height, hst_window, seed
         Half-Space Trees parameters (River's meaning). Every entity shares the tree structure
         built from ``seed``; only its node masses are per-entity state.
     z_squash
         Feature z-scores enter the trees as ``0.5 + 0.5 * tanh(z / z_squash)`` (in [0, 1]).
-    combine
-        ``stats`` (default: the statistics scorer alone; the trees are not built), ``max``
-        (the rarer of the two), ``mean`` (of the two rarities) or ``hst``. Measured on NAB
-        (standard profile, NAB's threshold sweep): stats 42.8, max 38.2, mean 37.6, hst
-        alone 3.8; on the demo stream at 1e-3, stats opens 9 episodes for the 3 incidents,
-        max 14. The trees stay available for streams where joint structure across
-        features matters more than single-feature extremes.
     calibration_half_life
         Events after which a past raw score counts half in the per-entity calibration.
     tail_scale
@@ -141,12 +150,13 @@ class ModelConfig:
         against 239, and NAB's threshold sweep drops from 42.8 to 28.5.
     """
 
+    ensemble: tuple[str, ...] = ("window",)
+    combine: str = "fisher"
     hst_trees: int = 10
     hst_height: int = 8
     hst_window: int = 250
     seed: int = 42
     z_squash: float = 3.0
-    combine: str = "stats"
     calibration_half_life: float = 20_000.0
     tail_scale: float = 0.25
     min_calibration_events: int = 100
@@ -164,8 +174,15 @@ class ModelConfig:
             problems.append(f"hst_window must be >= 1, got {self.hst_window}")
         if self.z_squash <= 0:
             problems.append(f"z_squash must be > 0, got {self.z_squash}")
-        if self.combine not in ("max", "mean", "hst", "stats"):
-            problems.append(f"combine must be one of max, mean, hst, stats; got {self.combine!r}")
+        ensemble = tuple(self.ensemble)
+        object.__setattr__(self, "ensemble", ensemble)
+        unknown = [m for m in ensemble if m not in MODEL_NAMES]
+        if unknown or not ensemble or len(set(ensemble)) != len(ensemble):
+            problems.append(
+                f"ensemble must name distinct models of {', '.join(MODEL_NAMES)}; got {list(ensemble)}"
+            )
+        if self.combine not in ("fisher", "max", "mean"):
+            problems.append(f"combine must be one of fisher, max, mean; got {self.combine!r}")
         if not self.calibration_half_life >= 1:
             problems.append(
                 f"calibration_half_life must be >= 1 (events), got {self.calibration_half_life}"
@@ -233,6 +250,9 @@ class DetectorConfig:
     lateness: LatenessConfig = field(default_factory=LatenessConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    extremes: ExtremesConfig = field(default_factory=ExtremesConfig)
+    seasonal: SeasonalConfig = field(default_factory=SeasonalConfig)
+    multivariate: MultivariateConfig = field(default_factory=MultivariateConfig)
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
     alerts: AlertConfig = field(default_factory=AlertConfig)
     rules: RulesConfig = field(default_factory=RulesConfig)

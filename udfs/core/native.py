@@ -22,13 +22,32 @@ __all__ = ["HOT", "bind", "compiled", "digest", "pure"]
 # The modules scripts/build_native.py compiles, and the classes each takes from its copy.
 # Only these are bound: configuration classes stay pure (they travel pickled with the
 # operator, and a frozen dataclass compiled by mypyc does not unpickle there).
+# Names are module paths under ``udfs.core`` (``models.seasonal`` is
+# ``udfs/core/models/seasonal.py``).
 HOT: dict[str, tuple[str, ...]] = {
     "features": ("EntityFeatures",),
     "alerts": ("EpisodeTracker",),
     "calibration": ("DecayedHistogram", "AdaptiveThreshold"),
     "staleness": ("InterArrival",),
+    "ordering": ("EventOrder",),
+    "health": ("Health",),
+    "decision": ("Decider",),
+    "scoring": ("Scorer",),
+    "models.extremes": ("ExtremesModel", "RangeTracker"),
+    "models.seasonal": ("SeasonalModel",),
+    "models.multivariate": ("MultivariateModel",),
     "detector": ("EntityDetector",),
 }
+
+
+def source(name: str) -> Path:
+    """The source file of core module ``name`` (a key of :data:`HOT`)."""
+    return Path(__file__).resolve().parent.joinpath(*name.split(".")).with_suffix(".py")
+
+
+def stem(name: str, path: str | Path) -> str:
+    """The compiled copy's module name in ``udfs/core/_native`` for the bytes at ``path``."""
+    return f"{name.replace('.', '_')}_{digest(path)}"
 
 
 def digest(path: str | Path) -> str:
@@ -40,7 +59,7 @@ def compiled(path: str, name: str) -> ModuleType | None:
     """The compiled copy of the module ``name`` whose source is at ``path``, or ``None``
     when none was built from these bytes (or it cannot load here)."""
     try:
-        return importlib.import_module(f"udfs.core._native.{name}_{digest(path)}")
+        return importlib.import_module(f"udfs.core._native.{stem(name, path)}")
     except (ImportError, OSError):
         return None
 

@@ -1,0 +1,65 @@
+"""State written by the release before this one restores here and goes on exactly as it
+would have there: golden files written by that release (tests/state/make_golden.py)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from job.demo_data import write_demo
+from state.codec import decode, encode
+from state.upgrade import CURRENT, upgrade
+from tests.state.make_golden import CUT, records
+from udfs.core.config import DetectorConfig, ModelConfig
+from udfs.core.detector import EntityDetector
+from udfs.core.events import Event, ParseConfig
+from udfs.core.feedback import parse_event_or_verdict
+
+GOLDEN = Path(__file__).parent / "golden"
+# Layout 5's releases (1360c65, landed; a05860d, with the events held for their clock) and
+# the configuration they ran by default, in this release's keys.
+LAYOUT5 = ["layout5-1360c65.bin", "layout5-a05860d.bin"]
+RELEASE5 = DetectorConfig(model=ModelConfig(ensemble=("window",)))
+
+
+def _srv1(tmp_path: Path) -> list[Event]:
+    path = tmp_path / "demo.jsonl"
+    write_demo(path)
+    parsed = [parse_event_or_verdict(x, ParseConfig()) for x in path.read_text().splitlines()]
+    return [e for e in parsed if isinstance(e, Event) and e.entity == "srv-1"]
+
+
+@pytest.mark.parametrize("name", LAYOUT5)
+def test_a_layout_5_state_goes_on_exactly_as_its_release_did(name: str, tmp_path: Path) -> None:
+    snap = decode((GOLDEN / name).read_bytes())
+    assert isinstance(snap, tuple) and snap[0] == 5
+    det = EntityDetector.restore("srv-1", RELEASE5, upgrade(snap))
+    assert det.earliest_buffered_ms() is not None  # the waiting verdict (and buffered events)
+    rest = _srv1(tmp_path)[CUT:]
+    got = list(records([o for ev in rest for o in det.on_event(ev)] + det.flush()))
+    with gzip.open(GOLDEN / "layout5.records.jsonl.gz", "rt") as fh:
+        expected = fh.read().splitlines()
+    assert any('"kind": "open"' in r for r in expected)
+    assert got == expected
+
+
+def test_the_current_layout_passes_unchanged_and_older_ones_are_refused() -> None:
+    snap = EntityDetector("e", DetectorConfig()).snapshot()
+    assert snap["version"] == CURRENT and upgrade(snap) is snap
+    assert upgrade(decode(encode(snap))) == snap
+    for old in ((4, 1, 2), (3,), {"version": 7}):
+        with pytest.raises(ValueError, match="not one this release reads"):
+            upgrade(old)
+    with pytest.raises(ValueError, match="19 or 21 fields"):
+        upgrade((5, 1, 2))
+
+
+def test_the_upgraded_state_is_named_in_stages(tmp_path: Path) -> None:
+    new: dict[str, Any] = upgrade(decode((GOLDEN / LAYOUT5[0]).read_bytes()))
+    assert set(new) == {"version", "last_ts", "order", "scoring", "decision", "health"}
+    assert new["order"]["verdicts"] and new["order"]["held"] == []
+    assert json.dumps(sorted(new["scoring"]["models"])) == '["window"]'

@@ -1,0 +1,232 @@
+"""The scoring stage of an entity's detector: window features, the models, and their
+calibrated, combined rarity.
+
+:class:`Scorer` owns
+
+1. the entity's **window features** (:class:`udfs.core.features.EntityFeatures`): every
+   window's statistics of every metric, computed from the history before the event;
+2. the **models** of ``model.ensemble`` (:mod:`udfs.core.models`), each behind the same
+   small interface (``score_one``, ``learn_one``, ``explain``, ``snapshot``);
+3. one **calibration** per model (:class:`udfs.core.calibration.DecayedHistogram`): a raw
+   score becomes *rarity* ``u = -log10(share of the entity's past scores at or above it)``,
+   in decades (``u = 3``: one in a thousand), so scores of different models and entities
+   mean the same thing;
+4. the **combination** of the models' rarities (``model.combine``): ``fisher`` (Fisher's
+   method: ``-log10`` of the chi-square survival of ``2 ln(10) sum(u)`` with ``2k``
+   degrees of freedom, so models that agree reinforce each other), ``max`` or ``mean``.
+
+An event is scored before anything learns it. It is *ready* (may alert) once every model
+that applies has scored enough of the entity's own events (``model.min_calibration_events``
+calibrated scores): readiness is counted in the entity's events, whatever its cadence.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from udfs.core.calibration import DecayedHistogram, linear_edges
+from udfs.core.config import DetectorConfig
+from udfs.core.decision import Contribution
+from udfs.core.events import Event
+from udfs.core.features import EntityFeatures
+from udfs.core.models import build_models
+from udfs.core.models.base import Calibration, Context, Model
+
+__all__ = ["Scored", "Scorer", "fisher"]
+
+_LN10 = math.log(10.0)
+
+
+def fisher(rarities: list[float]) -> float:
+    """Fisher's combination of independent rarities (decades) into one, in decades.
+
+    With ``h = ln(10) * sum(u)``, the chi-square survival of ``2h`` with ``2k`` degrees of
+    freedom is ``exp(-h) * sum(h**i / i!, i < k)``; its ``-log10``. One rarity is returned
+    unchanged; two that agree count for more than either alone.
+
+    >>> round(fisher([3.0]), 9), round(fisher([3.0, 3.0]), 4), round(fisher([3.0, 0.0]), 4)
+    (3.0, 4.8346, 2.1017)
+    """
+    k = len(rarities)
+    if k == 0:
+        return 0.0
+    if k == 1:
+        return rarities[0]
+    h = _LN10 * sum(rarities)
+    term = 1.0
+    total = 1.0
+    for i in range(1, k):
+        term *= h / i
+        total += term
+    u = (h - math.log(total)) / _LN10
+    return u if u > 0.0 else 0.0
+
+
+class Scored:
+    """What the scoring stage made of one event."""
+
+    __slots__ = ("ctx", "raw", "rarity", "warm", "u", "ready")
+
+    def __init__(
+        self,
+        ctx: Context,
+        raw: list[float | None],
+        rarity: list[float],
+        warm: list[bool],
+        u: float,
+        ready: bool,
+    ) -> None:
+        self.ctx = ctx
+        self.raw = raw  # per model; None: the model did not score
+        self.rarity = rarity  # per model, decades
+        self.warm = warm  # per model: its score trains the calibration
+        self.u = u  # combined rarity, decades
+        self.ready = ready
+
+
+def _histogram(cal: Calibration) -> DecayedHistogram:
+    return DecayedHistogram(linear_edges(0.0, cal.bins * cal.width, cal.bins), cal.half_life)
+
+
+def _coordinate(cal: Calibration, raw: float) -> float:
+    return math.log1p(raw) if cal.log else raw
+
+
+class Scorer:
+    """Features, models and calibrations of one entity (see the module docstring)."""
+
+    __slots__ = (
+        "entity",
+        "cfg",
+        "features",
+        "models",
+        "hists",
+        "metrics",
+        "n_scored",
+        "with_features",
+        "_windows",
+    )
+
+    def __init__(self, entity: str, cfg: DetectorConfig, with_features: bool = True) -> None:
+        self.entity = entity
+        self.cfg = cfg
+        self.with_features = with_features
+        self.features = EntityFeatures(cfg.features)
+        self.models: list[Model] = build_models(cfg)
+        self.hists = [_histogram(m.calibration) for m in self.models]
+        self.metrics: tuple[str, ...] = ()  # the entity's first event's, sorted
+        self.n_scored = 0
+        self._windows = tuple((w.name, w.length_ms) for w in cfg.features.windows)
+
+    def score(self, ev: Event, learn: bool) -> Scored:
+        """Score ``ev`` (the windows take it in; nothing else learns it yet)."""
+        cfg = self.cfg
+        before = None if learn else self.features.snapshot()
+        values, ready = self.features.update(ev.ts_ms, ev.metrics, self.with_features)
+        if before is not None:  # scored against the windows, which do not learn it
+            self.features = EntityFeatures.restore(cfg.features, before)
+        if not self.metrics:
+            self.metrics = tuple(sorted(ev.metrics))
+        ctx = Context(
+            ev.ts_ms, ev.metrics, values, ready, self._windows, cfg.model.std_floor_fraction
+        )
+        raws: list[float | None] = []
+        rarities: list[float] = []
+        warms: list[bool] = []
+        applicable: list[float] = []
+        ready_all = True
+        min_events = cfg.model.min_calibration_events
+        for model, hist in zip(self.models, self.hists, strict=True):
+            raw = model.score_one(ctx)
+            raws.append(raw)
+            if raw is None:
+                rarities.append(0.0)
+                warms.append(False)
+                ready_all = ready_all and not model.applies(ctx)
+                continue
+            cal = model.calibration
+            rarity = -math.log10(hist.survival(_coordinate(cal, raw), cal.tail_scale, cal.prior))
+            warm = model.warm(ctx)
+            rarities.append(rarity)
+            warms.append(warm)
+            applicable.append(rarity)
+            ready_all = ready_all and warm and hist.updates >= min_events
+        u = _combine(cfg.model.combine, applicable)
+        self.n_scored += 1
+        return Scored(ctx, raws, rarities, warms, u, ready_all and bool(applicable))
+
+    def learn(self, scored: Scored, unusual: bool, threshold: float) -> None:
+        """The calibrations and the models learn a scored event (the windows already have):
+        a calibration learns its model's score once the model is warm; with
+        ``model.clip_calibration`` an unusual event enters at most at the threshold."""
+        mc = self.cfg.model
+        for model, hist, raw, warm in zip(self.models, self.hists, scored.raw, scored.warm, strict=True):
+            if warm and raw is not None:
+                x = _coordinate(model.calibration, raw)
+                if unusual and mc.clip_calibration:
+                    x_thr = hist.quantile_upper(10.0**-threshold)
+                    if x > x_thr:
+                        x = x_thr
+                hist.update(x)
+            model.learn_one(scored.ctx, unusual)
+
+    def explain(self, scored: Scored) -> list[Contribution]:
+        """Every model's contributions to the event's score."""
+        out: list[Contribution] = []
+        for model in self.models:
+            out.extend(model.explain(scored.ctx))
+        return out
+
+    def raw_record(self, scored: Scored) -> dict[str, float]:
+        """The raw scores by model name (for the score record)."""
+        return {m.name: r for m, r in zip(self.models, scored.raw, strict=True) if r is not None}
+
+    # -- state ----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "features": self.features.pack(),
+            "metrics": list(self.metrics),
+            "models": {m.name: m.snapshot() for m in self.models},
+            "calibrations": {m.name: h.snapshot() for m, h in zip(self.models, self.hists, strict=True)},
+            "n_scored": self.n_scored,
+        }
+
+    @classmethod
+    def restore(
+        cls, entity: str, cfg: DetectorConfig, data: dict[str, Any], with_features: bool = True
+    ) -> Scorer:
+        """A scorer from :meth:`snapshot`; a model or calibration the snapshot does not hold
+        (another ensemble) starts fresh."""
+        scorer = cls(entity, cfg, with_features)
+        scorer.features = EntityFeatures.restore(cfg.features, data["features"])
+        scorer.metrics = tuple(data["metrics"])
+        models = data["models"]
+        cals = data["calibrations"]
+        for model, hist in zip(scorer.models, scorer.hists, strict=True):
+            if model.name in models:
+                model.restore(models[model.name])
+            snap = cals.get(model.name)
+            if snap is not None and len(snap[0]) == len(hist.snapshot()[0]):
+                hist.restore(snap)
+        scorer.n_scored = int(data["n_scored"])
+        return scorer
+
+
+def _combine(how: str, rarities: list[float]) -> float:
+    if not rarities:
+        return 0.0
+    if how == "fisher":
+        return fisher(rarities)
+    if how == "max":
+        return max(rarities)
+    return sum(rarities) / len(rarities)
+
+
+# A compiled copy of this file (scripts/build_native.py, mypyc) when one was built from these
+# very bytes (udfs/core/native.py): the same code, fewer instructions.
+if __name__ == "udfs.core.scoring":
+    from udfs.core.native import bind
+
+    bind(globals(), __file__, "scoring")
