@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 NAB_DIR ?= $(abspath ../shared/data/nab)
 export NAB_DIR
 
-.PHONY: demo test test-fast test-e2e lint venv native jars kafka-start kafka-stop kafka-status cluster-start cluster-stop cluster-status clean report tune bench
+.PHONY: demo test test-fast test-e2e lint venv native jars kafka-start kafka-stop kafka-status cluster-start cluster-stop cluster-status clean report tune bench eval
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v java >/dev/null || { echo "error: java (JDK 17) is needed by Flink: install it (apt-get install openjdk-17-jdk-headless) and run again"; exit 1; }
@@ -49,6 +49,12 @@ report: $(STAMP)
 tune: $(STAMP)
 	@test -f out/demo/input.jsonl || $(PY) -c "from job.demo_data import write_demo; write_demo('out/demo/input.jsonl')"
 	$(PY) -m job tune --input out/demo/input.jsonl --labels demo --json out/tune.json
+
+## Detection quality on NAB, ASD and SKAB -> eval/results/<date>.{json,md} (QUICK=1: a few minutes)
+DATA_DIR ?= $(abspath ../shared/data)
+export DATA_DIR
+eval: native
+	$(PY) -m job eval $(if $(QUICK),--quick,)
 
 ## Benchmark: job vs plain loop vs naive River baseline -> bench/results/<date>.{json,md} (~3 min; FULL=1: full run)
 bench: native

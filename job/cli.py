@@ -152,6 +152,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_tune_arguments(tun)
     _add_config_args(tun)
 
+    ev = sub.add_parser(
+        "eval",
+        help="detection quality on NAB, ASD and SKAB with one configuration",
+        description="Run the detection core over the labelled benchmarks (NAB, ASD, SKAB) with\n"
+        "one configuration; write <out>/<date>.json and .md (NAB score, ROC AUC, PR AUC,\n"
+        "VUS-PR, alert recall and precision, delays, drift and health records per day).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_CONFIG_HELP,
+    )
+    from tools.evaluation.evaluate import add_arguments as add_eval_arguments
+
+    add_eval_arguments(ev)
+    _add_config_args(ev)
+
     bench = sub.add_parser(
         "bench",
         help="measure throughput, latency and state size: the job vs the plain loop vs a naive baseline",
@@ -368,6 +382,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from job.tune import run_command as run_tune
 
         return run_tune(args, _load(args))
+    if args.command == "eval":
+        from tools.evaluation.evaluate import run_command as run_eval
+
+        return run_eval(args, _load(args).detector, args.set)
     if args.command == "run":
         extra = []
         if args.input:
