@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from job.config import ConfigError, JobConfig, load_config, reference_rows, to_plain
+from job.config import ConfigError, JobConfig, load_config, to_plain
 from job.report import add_arguments as add_report_arguments
 from job.tune import add_arguments as add_tune_arguments
 
@@ -194,7 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_argument(
         "--reference",
         action="store_true",
-        help="print every key with its type and default (markdown)",
+        help="print every key with its type, default and description (markdown)",
+    )
+    cfg.add_argument(
+        "--schema", action="store_true", help="print a JSON Schema of the configuration file"
     )
     _add_config_args(cfg)
     return parser
@@ -365,10 +368,10 @@ def _path_problem(exc: OSError) -> str:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "config":
-        if args.reference:
-            print("| key | type | default |\n|---|---|---|")
-            for key, tp, default in reference_rows():
-                print(f"| `{key}` | {tp} | `{default}` |")
+        if args.reference or args.schema:
+            from job.config_reference import json_schema, reference_markdown
+
+            print(reference_markdown() if args.reference else json.dumps(json_schema(), indent=2))
             return 0
         print(yaml.safe_dump(to_plain(_load(args)), sort_keys=False), end="")
         return 0

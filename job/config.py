@@ -10,8 +10,6 @@ job starts.
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -34,7 +32,6 @@ __all__ = [
     "SinkConfig",
     "SourceConfig",
     "load_config",
-    "reference_rows",
 ]
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
@@ -336,28 +333,6 @@ def _with_filter(cfg: JobConfig) -> JobConfig:
         resolved = dataclasses.replace(resolved, threshold=flt.threshold)
     detector = dataclasses.replace(cfg.detector, filter=resolved)
     return dataclasses.replace(cfg, detector=detector)
-
-
-def reference_rows(cls: Any = JobConfig, prefix: str = "") -> list[tuple[str, str, str]]:
-    """``(key, type, default)`` for every leaf of the tree (for the README's reference)."""
-    rows: list[tuple[str, str, str]] = []
-    hints = typing.get_type_hints(cls)
-    default = cls()
-    for f in dataclasses.fields(cls):
-        key = f"{prefix}{f.name}"
-        tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            rows.extend(reference_rows(tp, key + "."))
-            continue
-        value = getattr(default, f.name)
-        rows.append((key, _type_name(tp), json.dumps(_plain(value))))
-    return rows
-
-
-def _type_name(tp: Any) -> str:
-    if typing.get_origin(tp):
-        return re.sub(r"\b[a-z_]+(?:\.[a-z_]+)+\.", "", str(tp).replace("typing.", ""))
-    return str(getattr(tp, "__name__", tp))
 
 
 def to_plain(cfg: Any) -> Any:

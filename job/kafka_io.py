@@ -104,8 +104,7 @@ class KafkaConfig:
         Input topic of operator verdicts (with ``read_verdicts``).
     read_control, control_topic
         Read live configuration changes (``udfs/core/live.py``) from ``control_topic``.
-    alerts_topic, drift_topic, health_topic, dead_letter_topic, late_topic,
-    scores_topic, summaries_topic
+    alerts_topic, drift_topic, health_topic, dead_letter_topic, late_topic, scores_topic, summaries_topic
         Output topics, one per output stream of the job (an output the job does not produce
         leaves its topic untouched). ``scores`` needs ``sink.emit_scores``, ``summaries``
         needs ``summaries.enabled``.

@@ -23,7 +23,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from job.config import ConfigError, load_config, reference_rows
+from job.config import ConfigError, load_config
+from job.config_reference import reference_rows
 from udfs.core.config import DetectorConfig
 from udfs.core.detector import EntityDetector
 from udfs.core.events import Event
@@ -37,7 +38,7 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 T0 = 1_767_225_600_000
-KEYS = [(k, t, json.loads(d)) for k, t, d in reference_rows() if k.startswith("detector.")]
+KEYS = [(k, t, json.loads(d)) for k, t, d, _ in reference_rows() if k.startswith("detector.")]
 
 
 def _near(default: Any) -> st.SearchStrategy[Any]:

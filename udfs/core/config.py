@@ -245,7 +245,14 @@ class ThresholdConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Everything the per-entity detector needs; the keyed operator receives exactly this."""
+    """Everything the per-entity detector needs; the keyed operator receives exactly this.
+
+    Parameters
+    ----------
+    config_version
+        A name for this configuration, stamped on every alert and drift record it decides
+        (a live change sets its own).
+    """
 
     lateness: LatenessConfig = field(default_factory=LatenessConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
