@@ -10,6 +10,7 @@ job starts.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -320,14 +321,22 @@ def _with_filter(cfg: JobConfig) -> JobConfig:
     flt = cfg.detector.filter
     if not flt.artifact or flt.coef:
         return cfg
-    from job.train_filter import AlertFilter  # scikit-learn: client side only
+
+
+    from udfs.core.alert_filter import filter_from_artifact
 
     path = flt.artifact
     if not Path(path).is_file():
         raise ConfigError([f"detector.filter.artifact: no such file {path} (train one with train-filter)"])
     try:
-        resolved = AlertFilter.load(path).to_config(path)
-    except (ValueError, OSError) as exc:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError([f"detector.filter.artifact: {path}: not an alert-filter artifact (not JSON: {exc})"]) from None
+    except OSError as exc:
+        raise ConfigError([f"detector.filter.artifact: {exc}"]) from None
+    try:
+        resolved = filter_from_artifact(data, path)
+    except ValueError as exc:
         raise ConfigError([f"detector.filter.artifact: {exc}"]) from None
     if flt.threshold > 0:  # the user's threshold over the artifact's
         resolved = dataclasses.replace(resolved, threshold=flt.threshold)

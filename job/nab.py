@@ -559,6 +559,26 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+USES_CONFIG = True
+
+
+def add_arguments(p: Any) -> None:
+    p.add_argument("--nab-dir", required=True, help="root of a NAB v1.1 checkout (data/, labels/, config/)")
+    p.add_argument("--out", required=True, help="output folder (results/ and scores.json)")
+    p.add_argument(
+        "--files",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="only data files whose path under data/ matches, e.g. 'realKnownCause/*.csv' (repeatable)",
+    )
+    p.add_argument("--workers", type=int, default=2, help="worker processes (default: %(default)s)")
+
+
+def run(args: Any, cfg: JobConfig) -> int:
+    return run_nab_command(args.nab_dir, args.out, cfg, args.files, args.workers)
+
+
 def run_nab_command(
     nab_dir: str, out_dir: str, cfg: JobConfig, patterns: Sequence[str] = (), workers: int = 2
 ) -> int:

@@ -96,7 +96,7 @@ def create_environment(cfg: JobConfig) -> StreamExecutionEnvironment:
         )
     shipped = _shipped_python_files(env)
     for pkg in WORKER_PACKAGES:
-        if pkg not in shipped:  # `flink run -pyfs job,udfs,state` ships them already
+        if pkg not in shipped:  # `flink run -pyfs udfs,state` ships them already
             env.add_python_file(str(PROJECT_ROOT / pkg))
     return env
 

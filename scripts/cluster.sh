@@ -24,7 +24,7 @@
 #
 # submit runs `flink run -pyexec <venv python> -pyclientexec <venv python> -j <connector jar> ARGS`
 # against the running cluster, e.g.
-#   scripts/cluster.sh submit -- -d -py job/main.py -pyfs job,udfs,state -- --my-job-arg x
+#   scripts/cluster.sh submit -- -d -py job/main.py -pyfs udfs,state -- --my-job-arg x
 # Savepoint stop / resume:
 #   scripts/cluster.sh flink -- list                                          # find the job id
 #   scripts/cluster.sh flink -- stop --savepointPath build/flink-savepoints <jobId>

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from job.cli import cmd_run
+from job.commands.run import run_job as cmd_run
 from job.config import JobConfig, load_config
 from udfs.core.events import ParseConfig
 from udfs.core.feedback import parse_event_or_verdict

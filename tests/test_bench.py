@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from job import bench
 from state.codec import encode
+from tools import bench
 from udfs.core.config import DetectorConfig
 from udfs.core.detector import EntityDetector
 from udfs.core.events import Event, ParseConfig, parse_line
@@ -104,7 +104,7 @@ def test_plain_loops_report_every_mark() -> None:
 def test_the_operator_loop_stores_what_the_operator_stores() -> None:
     lines = bench.generate_events(40, metrics=2, entities=4)
     states: dict[str, bytes] = {}
-    bench._operator_loop(lines, DetectorConfig(), ParseConfig(), (), states_out=states)
+    bench.operator_loop(lines, DetectorConfig(), ParseConfig(), (), states_out=states)
     assert sorted(states) == [bench.entity_name(e) for e in range(4)]
     assert all(isinstance(v, bytes) and len(v) > 1000 for v in states.values())
     # ... which is each entity's detector after all its events, encoded.
@@ -216,7 +216,7 @@ def test_main_writes_json_and_markdown_without_flink(
         profile_events=64,
     )
     monkeypatch.setattr(bench.Plan, "for_mode", classmethod(lambda cls, quick: tiny))
-    monkeypatch.setattr(bench, "PROJECT_ROOT", tmp_path)  # bench/tmp goes there
+    monkeypatch.setattr(bench.run, "PROJECT_ROOT", tmp_path)  # bench/tmp goes there
     args = argparse.Namespace(quick=True, out=str(tmp_path / "results"), only="plain,state,profile", keep_tmp=False)
     assert bench.main(args) == 0
     files = sorted(p.name for p in (tmp_path / "results").iterdir())

@@ -28,7 +28,7 @@ import json, sys
 import udfs.core.native as native
 if sys.argv[1] == "pure":
     native.compiled = lambda path, name: None  # before any core module binds its copy
-from job.bench import generate_events
+from tools.bench import generate_events
 from job.demo_data import write_demo
 from state.codec import encode
 from udfs.core.config import DetectorConfig

@@ -1,4 +1,4 @@
-"""The HTML report of a run: the demo stream replayed, then ``job.report``.
+"""The HTML report of a run: the demo stream replayed, then ``tools.report``.
 
 One replay of the full 3-day demo (the incidents are on days 2 and 3) is shared by the
 module; each report is rendered from it.
@@ -15,7 +15,7 @@ import pytest
 
 from job.demo_data import ENTITIES, write_demo
 from job.io import read_records, write_replay
-from job.report import build_report, main
+from tools.report import build_report, main
 from udfs.core.config import DetectorConfig
 from udfs.core.events import ParseConfig, parse_timestamp
 

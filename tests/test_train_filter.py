@@ -1,4 +1,4 @@
-"""The alert filter (job/train_filter.py): trained from alerts.jsonl and verdicts through the
+"""The alert filter (tools/train_filter.py): trained from alerts.jsonl and verdicts through the
 command line, it drops most false positives and few true positives on held-out alerts, and
 refuses artifacts of another format, version or scikit-learn release."""
 
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from job.config import ConfigError, load_config
-from job.train_filter import FEATURES, AlertFilter, alert_features, join, main
+from tools.train_filter import FEATURES, AlertFilter, alert_features, join, main
 from udfs.core.alert_filter import drops, false_positive_probability, metric_of
 from udfs.core.alerts import alert_id
 from udfs.core.events import format_timestamp

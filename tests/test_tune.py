@@ -1,4 +1,4 @@
-"""``job.tune`` on the demo stream: alert counts by target rate, and the injected incidents
+"""``tools.tune`` on the demo stream: alert counts by target rate, and the injected incidents
 found at the default rate.
 
 The labels are written here from what the demo stream is documented to contain (three
@@ -16,7 +16,7 @@ import pytest
 
 from job.config import load_config
 from job.demo_data import write_demo
-from job.tune import load_labels, main, tune
+from tools.tune import load_labels, main, tune
 
 DAY_MIN = 1440
 T0 = "2026-01-01T00:00:00Z"

@@ -1,4 +1,4 @@
-"""scripts/upgrade_check.py on this revision against itself: a job stopped with a savepoint
+"""`python -m job upgrade-check` (tools/upgrade_check.py) on this revision against itself: a job stopped with a savepoint
 part way through a stream, resumed from it, gives the uninterrupted replay's records, every
 one once and to the bit (MiniCluster, thread mode). Against older revisions the script needs
 their git history; the state formats they wrote are checked in tests/test_features.py and
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_a_savepoint_resumed_gives_the_replays_records_once_and_to_the_bit(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "upgrade_check.py"), "--work", str(tmp_path / "w"), ".", "."],
+        [sys.executable, "-m", "job", "upgrade-check", "--work", str(tmp_path / "w"), ".", "."],
         capture_output=True, text=True, timeout=900,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

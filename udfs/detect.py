@@ -47,7 +47,7 @@ rescale, starts with an empty cache. The one other change is the processing-time
 backstop (:mod:`state.descriptors`), which can expire a value not written for
 ``state_ttl_ms``: a cached entry older than that is not used, so the state decides. The
 read on every event (a call into the JVM and the unpickling of the 15-22 KB value) had cost
-about 5 % of the job's CPU time per event (``scripts/bench_ab.py``).
+about 5 % of the job's CPU time per event (``tools/bench_ab.py``).
 """
 
 from __future__ import annotations

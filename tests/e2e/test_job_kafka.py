@@ -50,7 +50,7 @@ pytestmark = pytest.mark.e2e
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MAIN = ROOT / "job" / "main.py"
-PYFS = ",".join(str(ROOT / p) for p in ("job", "udfs", "state"))
+PYFS = ",".join(str(ROOT / p) for p in ("udfs", "state"))  # what the TaskManagers run
 OUTPUTS = ("alerts", "scores", "late", "dead_letter", "drift")
 CHECKPOINT_MS = 1000
 # Every job of this module: the fast detector, every scored event visible, frequent
@@ -177,7 +177,7 @@ def job_sets(kafka: dict[str, str], bootstrap: str, extra: Iterable[str] = ()) -
 
 
 def submit(cluster: Any, sets: list[str], savepoint: str | None = None) -> str:
-    """``flink run -d [-s SAVEPOINT] -py job/main.py -pyfs job,udfs,state --set ...``."""
+    """``flink run -d [-s SAVEPOINT] -py job/main.py -pyfs udfs,state --set ...``."""
     wait_until(
         "a free task slot (a TaskManager alive, the previous job gone)",
         lambda: rest(cluster, "/overview")["slots-available"] >= 1, 90,

@@ -396,6 +396,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+USES_CONFIG = True
+
+
+def run(args: argparse.Namespace, cfg: Any) -> int:
+    """``python -m job eval`` with parsed ``args`` and the loaded job configuration."""
+    return run_command(args, cfg.detector, args.set)
+
+
 def run_command(args: argparse.Namespace, cfg: DetectorConfig, sets: list[str]) -> int:
     data = Path(args.data)
     missing = [b for b in args.only.split(",") if not (data / b).is_dir()]
@@ -440,18 +448,10 @@ def run_command(args: argparse.Namespace, cfg: DetectorConfig, sets: list[str]) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from job.config import ConfigError, load_config
+    """``python -m tools.evaluation.evaluate``: the same as ``python -m job eval``."""
+    from job.cli import main as cli_main
 
-    p = argparse.ArgumentParser(prog="python -m job eval", description=__doc__.split("\n\n")[0])
-    add_arguments(p)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    args = p.parse_args(argv)
-    try:
-        cfg = load_config(None, args.set).detector
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return run_command(args, cfg, args.set)
+    return cli_main(["eval", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The alert filter's pure half: the feature vector of an alert and the linear model the job
 runs on it (no numpy, no scikit-learn: the workers import only pure Python).
 
-``python -m job train-filter`` (:mod:`job.train_filter`) trains a scikit-learn model on
+``python -m job train-filter`` (``tools/train_filter.py``) trains a scikit-learn model on
 labelled alerts; a logistic-regression artifact becomes a :class:`FilterConfig` of plain
 numbers in the client (``detector.filter.artifact``), and every detector then computes
 ``p = sigmoid(intercept + sum(coef_i * (x_i - mean_i) / scale_i))`` over
@@ -28,11 +28,14 @@ from typing import Any
 from udfs.core.alerts import SEVERITIES
 
 __all__ = [
+    "ARTIFACT_FORMAT",
+    "ARTIFACT_VERSION",
     "FEATURES",
     "FilterConfig",
     "alert_features",
     "drops",
     "false_positive_probability",
+    "filter_from_artifact",
     "metric_of",
 ]
 
@@ -139,6 +142,53 @@ class FilterConfig:
             )
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+
+
+#: What ``train-filter`` writes (``tools/train_filter.py``): the format and layout version.
+ARTIFACT_FORMAT = "alert-filter"
+ARTIFACT_VERSION = 2
+
+
+def filter_from_artifact(artifact: Any, source: str = "artifact") -> FilterConfig:
+    """The filter an artifact of ``train-filter`` describes (its JSON, decoded): the format,
+    version, feature list and numbers are checked here, so a worker never runs numbers it
+    cannot trust. Raises ``ValueError`` naming ``source`` and what is wrong."""
+    if not isinstance(artifact, dict) or artifact.get("format") != ARTIFACT_FORMAT:
+        got = artifact.get("format") if isinstance(artifact, dict) else type(artifact).__name__
+        raise ValueError(f"{source}: not an alert-filter artifact (format {got!r})")
+    if artifact.get("version") != ARTIFACT_VERSION:
+        raise ValueError(
+            f"{source}: alert-filter version {artifact.get('version')!r} is not "
+            f"{ARTIFACT_VERSION}: retrain it with this release"
+        )
+    if list(artifact.get("features", ())) != list(FEATURES):
+        raise ValueError(
+            f"{source}: its features {artifact.get('features')!r} are not {list(FEATURES)}"
+        )
+    n = len(FEATURES)
+    try:
+        vectors = [[float(v) for v in artifact[k]] for k in ("mean", "scale", "coef")]
+        intercept, threshold = float(artifact["intercept"]), float(artifact["threshold"])
+        trained_on = int(artifact.get("trained_on", 0))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{source}: malformed alert-filter numbers ({exc})") from None
+    numbers = [*(v for vec in vectors for v in vec), intercept, threshold]
+    if any(len(vec) != n for vec in vectors) or not all(math.isfinite(v) for v in numbers):
+        raise ValueError(
+            f"{source}: mean, scale and coef must be {n} finite numbers each, and the "
+            "intercept and threshold finite"
+        )
+    name = source.replace("\\", "/").rsplit("/", 1)[-1] or "artifact"
+    return FilterConfig(
+        enabled=True,
+        artifact=source,
+        mean=tuple(vectors[0]),
+        scale=tuple(vectors[1]),
+        coef=tuple(vectors[2]),
+        intercept=intercept,
+        threshold=threshold,
+        model_id=f"{name}:{trained_on}",
+    )
 
 
 def false_positive_probability(cfg: FilterConfig, alert: dict[str, Any]) -> float:

@@ -1059,6 +1059,12 @@ records are dashed purple lines, health records dotted brown.</p>
 # -- command ----------------------------------------------------------------------------------
 
 
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_command(args)
+
+
 def run_command(args: argparse.Namespace) -> int:
     """``python -m job report`` with parsed ``args``."""
     from job.io import CsvOptions
@@ -1086,7 +1092,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m job.report``: the same as ``python -m job report`` (one parser, one error path)."""
+    """``python -m tools.report``: the same as ``python -m job report`` (one parser, one error path)."""
     from job.cli import main as cli_main
 
     return cli_main(["report", *(sys.argv[1:] if argv is None else argv)])

@@ -63,10 +63,13 @@ from typing import Any
 import numpy as np
 
 from udfs.core.alert_filter import (
+    ARTIFACT_FORMAT,
+    ARTIFACT_VERSION,
     FEATURES,
     FilterConfig,
     alert_features,
     false_positive_probability,
+    filter_from_artifact,
 )
 from udfs.core.events import DeadLetter
 from udfs.core.feedback import parse_verdict
@@ -81,8 +84,6 @@ __all__ = [
     "train",
 ]
 
-ARTIFACT_FORMAT = "alert-filter"
-ARTIFACT_VERSION = 2
 
 
 def _make_model() -> Any:
@@ -164,42 +165,9 @@ class AlertFilter:
     __slots__ = ("config", "threshold", "trained_on")
 
     def __init__(self, artifact: Any, source: str = "artifact") -> None:
-        if not isinstance(artifact, dict) or artifact.get("format") != ARTIFACT_FORMAT:
-            got = artifact.get("format") if isinstance(artifact, dict) else type(artifact).__name__
-            raise ValueError(f"{source}: not an alert-filter artifact (format {got!r})")
-        if artifact.get("version") != ARTIFACT_VERSION:
-            raise ValueError(
-                f"{source}: alert-filter version {artifact.get('version')!r} is not "
-                f"{ARTIFACT_VERSION}: retrain it with this release"
-            )
-        if list(artifact.get("features", ())) != list(FEATURES):
-            raise ValueError(
-                f"{source}: its features {artifact.get('features')!r} are not {list(FEATURES)}"
-            )
-        n = len(FEATURES)
-        try:
-            vectors = [[float(v) for v in artifact[k]] for k in ("mean", "scale", "coef")]
-            intercept, threshold = float(artifact["intercept"]), float(artifact["threshold"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{source}: malformed alert-filter numbers ({exc})") from None
-        numbers = [*(v for vec in vectors for v in vec), intercept, threshold]
-        if any(len(vec) != n for vec in vectors) or not all(math.isfinite(v) for v in numbers):
-            raise ValueError(
-                f"{source}: mean, scale and coef must be {n} finite numbers each, and the "
-                "intercept and threshold finite"
-            )
-        self.threshold = threshold
+        self.config = filter_from_artifact(artifact, source)
+        self.threshold = self.config.threshold
         self.trained_on = int(artifact.get("trained_on", 0))
-        self.config = FilterConfig(
-            enabled=True,
-            artifact=source,
-            mean=tuple(vectors[0]),
-            scale=tuple(vectors[1]),
-            coef=tuple(vectors[2]),
-            intercept=intercept,
-            threshold=threshold,
-            model_id=f"{Path(source).name or 'artifact'}:{self.trained_on}",
-        )
 
     @classmethod
     def load(cls, path: str | Path) -> AlertFilter:
@@ -265,11 +233,9 @@ def join(
     return alerts, labels, counts
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m job train-filter",
-        description="Train the alert filter from alerts.jsonl and operator verdicts.",
-    )
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alerts", required=True, help="alerts.jsonl written by the job")
     p.add_argument(
         "--verdicts", required=True, help="JSON lines {alert_id, entity, verdict, reason}"
@@ -281,24 +247,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.05,
         help="largest share of true positives the filter may drop (default: %(default)s)",
     )
-    return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        alerts_path, verdicts_path = Path(args.alerts), Path(args.verdicts)
-        for path in (alerts_path, verdicts_path):
-            if not path.is_file():
-                raise FileNotFoundError(f"input file not found: {path}")
-        alerts, labels, counts = join(alerts_path, verdicts_path)
-        artifact = train(alerts, labels, args.max_tp_drop)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}: check the path and run again", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def run(args: argparse.Namespace) -> int:
+    """``python -m job train-filter`` with parsed ``args`` (a bad input raises: the command
+    line turns it into one line and exit status 2)."""
+    alerts_path, verdicts_path = Path(args.alerts), Path(args.verdicts)
+    for path in (alerts_path, verdicts_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"input file not found: {path}")
+    alerts, labels, counts = join(alerts_path, verdicts_path)
+    artifact = train(alerts, labels, args.max_tp_drop)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(artifact, indent=1) + "\n", encoding="utf-8")
@@ -311,3 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(summary))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tools.train_filter``: the same as ``python -m job train-filter``."""
+    from job.cli import main as cli_main
+
+    return cli_main(["train-filter", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

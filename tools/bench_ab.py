@@ -1,12 +1,12 @@
 """Before/after throughput of the job across git revisions, in one run on one machine.
 
-    .venv/bin/python scripts/bench_ab.py [--metrics 4] [--n1 3000] [--n2 15000] [--reps 2] \\
+    .venv/bin/python -m tools.bench_ab [--metrics 4] [--n1 3000] [--n2 15000] [--reps 2] \\
         REV[|override ...] REV[|override ...] ...
 
 Each ``REV`` (a commit, a branch, or ``.`` for the working tree) is checked out into
 ``bench/tmp/ab-<rev>`` (a git worktree sharing this checkout's ``.venv`` and ``deps``); the
-same benchmark stream (``job.bench.generate_events``, 16 entities) runs through each tree's
-own ``job.bench.run_detect_job`` over the first ``n1`` and the first ``n2`` events, trees
+same benchmark stream (``tools.bench.generate_events``, 16 entities) runs through each tree's
+own ``tools.bench.run_detect_job`` over the first ``n1`` and the first ``n2`` events, trees
 taking turns, ``reps`` times; the rate is the marginal rate of the fastest times, wall and
 per CPU-second (as ``python -m job bench`` measures the job), followed by each turn's own
 marginal rate (how far the turns spread on a shared machine). ``|override`` appends
@@ -17,37 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-_RUN = r"""
-import json, sys
-from pathlib import Path
-from job.bench import generate_events, run_detect_job, write_lines
-m, n2, n = (int(x) for x in sys.argv[1:4])
-lines = generate_events(n2, metrics=m, entities=16)
-path = write_lines(Path(sys.argv[4]), lines[:n])
-print(json.dumps(run_detect_job(path, sys.argv[5:], "ab")))
-"""
-
-
-def tree(rev: str) -> Path:
-    if rev == ".":
-        return ROOT
-    sha = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", rev], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    path = ROOT / "bench" / "tmp" / f"ab-{sha}"
-    if not path.exists():
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-f", str(path), sha], check=True)
-        for link in (".venv", "deps"):
-            if (ROOT / link).exists() and not (path / link).exists():
-                (path / link).symlink_to(ROOT / link)
-    return path
+from tools.revisions import ROOT, run_in, tree
 
 
 def main(argv: list[str]) -> int:
@@ -67,13 +39,11 @@ def main(argv: list[str]) -> int:
             rev, *overrides = spec.split("|")
             path = tree(rev)
             for n in (a.n1, a.n2):
-                out = subprocess.run(
-                    [str(ROOT / ".venv" / "bin" / "python"), "-c", _RUN, str(a.metrics), str(a.n2), str(n),
-                     str(work / f"ab-{a.metrics}m-{n}.jsonl"), *overrides],
-                    cwd=path, env={**os.environ, "PYTHONPATH": str(path)}, capture_output=True, text=True,
-                    check=True,
+                out = run_in(
+                    path, "ab_run", str(a.metrics), str(a.n2), str(n),
+                    str(work / f"ab-{a.metrics}m-{n}.jsonl"), *overrides,
                 )
-                t = json.loads(out.stdout.strip().splitlines()[-1])
+                t = json.loads(out.strip().splitlines()[-1])
                 row = best.setdefault(spec, {})
                 for k in ("wall_s", "cpu_s"):
                     row[(n, k)] = min(row.get((n, k), float("inf")), t[k])

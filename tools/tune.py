@@ -485,6 +485,13 @@ def format_table(res: dict[str, Any]) -> str:
 # -- command ----------------------------------------------------------------------------------
 
 
+USES_CONFIG = True
+
+
+def run(args: argparse.Namespace, cfg: Any) -> int:
+    return run_command(args, cfg)
+
+
 def run_command(args: argparse.Namespace, cfg: Any) -> int:
     """``python -m job tune`` with parsed ``args`` and the loaded :class:`JobConfig`."""
     path = Path(args.input)
@@ -518,7 +525,7 @@ def run_command(args: argparse.Namespace, cfg: Any) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m job.tune``: the same as ``python -m job tune`` (one parser, one error path)."""
+    """``python -m tools.tune``: the same as ``python -m job tune`` (one parser, one error path)."""
     from job.cli import main as cli_main
 
     return cli_main(["tune", *(sys.argv[1:] if argv is None else argv)])
