@@ -59,4 +59,5 @@ def main(out: str) -> None:
         fh.write("\n".join(records(rest)) + "\n")
 
 
-main(sys.argv[1])
+if __name__ == "__main__":
+    main(sys.argv[1])
