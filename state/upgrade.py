@@ -9,7 +9,7 @@ Which layouts this release reads: its own (6) and the one of the release before 
 positional tuple of 19 fields, or 21 with the events held for their clock). Older layouts
 were never released and are refused with a clear error; a state that cannot be upgraded is
 never guessed at. Each step is tested from a golden file written by the release that wrote
-that layout (``tests/state/golden/``).
+that layout (``tests/layouts/golden/``).
 """
 
 from __future__ import annotations

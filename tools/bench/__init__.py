@@ -43,7 +43,7 @@ is the steadier "per core" figure, and ratios are given both ways.
 Results go to ``<out>/<YYYY-MM-DD>.json`` and ``<out>/<YYYY-MM-DD>.md``; the ratios are printed.
 """
 
-from tools.bench.bounds import job_bounds
+from tools.bench.bounds import FLOOR_SHAPES, job_bounds, run_embedded_core, run_floor_job
 from tools.bench.common import REQUIRED_KEYS, SNAPSHOT_EVERY, T0_MS, TARGETS
 from tools.bench.flink import bench_config, bench_environment, run_detect_job
 from tools.bench.latency import latency_stats
@@ -57,6 +57,7 @@ from tools.bench.stats import fastest, fixed_cost, marginal_rate, percentiles, r
 from tools.bench.streams import entity_name, event_index, generate_events, write_lines
 
 __all__ = [
+    "FLOOR_SHAPES",
     "REQUIRED_KEYS",
     "SNAPSHOT_EVERY",
     "T0_MS",
@@ -81,6 +82,8 @@ __all__ = [
     "plain_loop",
     "ratio",
     "render_markdown",
+    "run_embedded_core",
+    "run_floor_job",
     "run_detect_job",
     "state_growth",
     "steady_state_hours",

@@ -1,5 +1,5 @@
 """State written by the release before this one restores here and goes on exactly as it
-would have there: golden files written by that release (tests/state/make_golden.py)."""
+would have there: golden files written by that release (tests/layouts/make_golden.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from job.demo_data import write_demo
 from state.codec import decode, encode
 from state.upgrade import CURRENT, upgrade
-from tests.state.make_golden import CUT, records
+from tests.layouts.make_golden import CUT, records
 from udfs.core.config import DetectorConfig, ModelConfig
 from udfs.core.detector import EntityDetector
 from udfs.core.events import Event, ParseConfig

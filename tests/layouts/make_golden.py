@@ -1,14 +1,14 @@
 """Write a golden state file from a checkout of an earlier revision (run from its root):
 
     git worktree add /tmp/rev <rev> && cd /tmp/rev
-    PYTHONPATH=. python /path/to/tests/state/make_golden.py /path/to/tests/state/golden/<name>
+    PYTHONPATH=. python /path/to/tests/layouts/make_golden.py /path/to/tests/layouts/golden/<name>
 
 The detector of entity ``srv-1`` of the demo stream, fed its first 2,000 events and one
 verdict still waiting for its time, is encoded with that revision's codec (``<name>.bin``);
 the records it gives for the rest of the stream, score records without their raw scores and
 features, floats as hex, are ``<name>.records.jsonl.gz``: what a restore of that state in a
 later release must give, under that revision's default configuration
-(tests/state/test_upgrade.py).
+(tests/layouts/test_upgrade.py).
 """
 
 import gzip
