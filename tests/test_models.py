@@ -13,24 +13,18 @@ import numpy as np
 import pytest
 
 from tests.outputs import one_nan
-from udfs.core.config import (
-    DetectorConfig,
-    ExtremesConfig,
-    ModelConfig,
-    MultivariateConfig,
-    SeasonalConfig,
-)
+from udfs.core.config import MODEL_NAMES, DetectorConfig, ExtremesConfig, ModelConfig
 from udfs.core.detector import EntityDetector
 from udfs.core.events import Event
+from udfs.core.model_config import ResidualConfig
 from udfs.core.models.base import Calibration, Context
 from udfs.core.models.extremes import ExtremesModel, RangeTracker
-from udfs.core.models.multivariate import MultivariateModel, mahalanobis
-from udfs.core.models.seasonal import SeasonalModel
+from udfs.core.models.residual import ResidualModel, _Gaussian
 
 T0 = 1_767_225_600_000
 MIN = 60_000
 CAL = Calibration(100, 0.1, 20_000.0, 1.0, 0.0)
-NEW = ("extremes", "seasonal", "multivariate")
+NEW = ("extremes", "residual")
 
 
 def ctx(ts: int, metrics: dict[str, float]) -> Context:
@@ -79,11 +73,11 @@ def test_the_range_tracker_is_the_min_and_max_of_its_blocks_at_every_step() -> N
         r.add(float(x))
 
 
-def test_the_multivariate_baseline_is_the_weighted_mean_and_covariance_at_every_step() -> None:
+def test_the_residual_models_baseline_is_the_weighted_mean_and_covariance_at_every_step() -> None:
     """Weights 1/n for the first ``grow_events``, then a constant rate: equal to numpy's
-    weighted mean and (biased) covariance with those weights."""
-    cfg = MultivariateConfig(grow_events=50, half_life=100.0, warmup_events=10_000)
-    model = MultivariateModel(cfg, CAL)
+    weighted mean and (biased) covariance with those weights (the learn gate at 10 sd)."""
+    cfg = ResidualConfig(grow_events=50, half_life=100.0, warmup_events=10, gate_z=10.0)
+    model = ResidualModel(cfg, CAL)
     rng = np.random.default_rng(5)
     xs = rng.normal(0, 1, (300, 3)) @ np.array([[1, 0.5, 0], [0, 1, 0.3], [0, 0, 1]])
     rate = math.log(2) / cfg.half_life
@@ -103,23 +97,29 @@ def test_the_multivariate_baseline_is_the_weighted_mean_and_covariance_at_every_
         assert np.allclose(np.reshape(model.base.cov, (3, 3)), cov, atol=1e-9), i
 
 
-def test_the_mahalanobis_distance_equals_numpys_solve() -> None:
+def test_the_mahalanobis_distance_equals_numpys_solve_on_the_shrunk_correlation() -> None:
     rng = np.random.default_rng(7)
-    for d in (2, 4, 19):
-        a = rng.normal(0, 1, (50, d))
-        corr = np.corrcoef(a, rowvar=False)
-        z = rng.normal(0, 2, d)
+    for d in (1, 2, 4, 19):
+        a = rng.normal(0, 1, (50, d)) * rng.uniform(0.5, 3.0, d)
+        cov = np.atleast_2d(np.cov(a, rowvar=False, bias=True))
+        sd = np.sqrt(np.diag(cov))
+        corr = cov / np.outer(sd, sd)
+        mu = a.mean(0)
+        v = mu + rng.normal(0, 2, d) * sd
         for shrink in (0.0, 0.3):
+            g = _Gaussian(d)
+            g.mu, g.cov = list(mu), list(cov.ravel())
+            got, zs = g.distance(list(v), [1e-12] * d, 1e9, shrink, 0)
+            z = (v - mu) / sd
             r = (1 - shrink) * corr + shrink * np.eye(d)
-            expected = float(z @ np.linalg.solve(r, z))
-            got = mahalanobis(list(z), list(corr.ravel()), d, shrink)
-            assert got == pytest.approx(expected, rel=1e-9)
+            assert got == pytest.approx(float(z @ np.linalg.solve(r, z)), rel=1e-9)
+            assert np.allclose(zs, z)
 
 
 # -- nothing looks ahead; restores continue alike ------------------------------------------------
 
 
-@pytest.mark.parametrize("ensemble", [NEW, ("extremes",), ("seasonal",), ("multivariate",)])
+@pytest.mark.parametrize("ensemble", [NEW, *((m,) for m in MODEL_NAMES)])
 def test_no_model_reads_the_future(ensemble: tuple[str, ...]) -> None:
     """Scores up to an event are the same whatever comes after it."""
     cfg = cfg_with(ensemble)
@@ -136,7 +136,7 @@ def test_no_model_reads_the_future(ensemble: tuple[str, ...]) -> None:
 def test_a_restored_detector_with_every_model_goes_on_like_the_uninterrupted_one(cut: int) -> None:
     from state.codec import decode, encode
 
-    cfg = cfg_with()
+    cfg = cfg_with(MODEL_NAMES)
     events = stream(2_000, 4, seed=3)
     det = EntityDetector("e", cfg)
     for ev in events[:cut]:
@@ -165,11 +165,11 @@ def test_extremes_scores_a_new_extreme_in_percent_of_the_range_and_nothing_insid
     assert (c.metric, c.actual, c.expected, c.z) == ("x", -5.0, 0.0, -0.5)
 
 
-def test_seasonal_sees_a_normal_value_at_the_wrong_time_of_day() -> None:
+def test_residual_sees_a_normal_value_at_the_wrong_time_of_day() -> None:
     """Busy by day, quiet by night: the daytime level at 3 am scores far above the same
-    level at noon, once the slots have seen enough days."""
-    cfg = SeasonalConfig()
-    model = SeasonalModel(cfg, CAL, 8, 2_500)
+    level at noon once the slots have been seen on enough days, and the explanation's
+    expected value is the night's."""
+    model = ResidualModel(ResidualConfig(), CAL)
     rng = random.Random(9)
 
     def level(t: int) -> float:
@@ -182,19 +182,39 @@ def test_seasonal_sees_a_normal_value_at_the_wrong_time_of_day() -> None:
         model.score_one(c)
         model.learn_one(c, False)
         t += 5 * MIN
-    day = t - t % 86_400_000
+    day = t - t % 86_400_000 + 86_400_000
     at_noon = model.score_one(ctx(day + 12 * 3_600_000, {"req": 100.0}))
     at_night = model.score_one(ctx(day + 3 * 3_600_000, {"req": 100.0}))
     assert at_noon is not None and at_night is not None
-    assert at_night > 4.0 and at_night > 3 * at_noon
+    assert at_night > 16.0 and at_night > 10 * at_noon
     [c] = model.explain(ctx(day + 3 * 3_600_000, {"req": 100.0}))
-    assert c.feature == "req.seasonal" and c.expected < 55.0  # nearer the night's level
+    assert c.feature == "req.seasonal" and c.expected < 30.0
 
 
-def test_multivariate_sees_two_metrics_that_stop_moving_together() -> None:
+def test_without_a_daily_pattern_the_seasonal_residual_scores_like_the_plain_value() -> None:
+    """White noise has no time of day: a spike scores the same order with slots trusted as
+    with the values themselves (the seasonal profile costs nothing where there is none)."""
+    rng = random.Random(10)
+    spikes = {}
+    for min_days in (3, 10_000):
+        model = ResidualModel(ResidualConfig(min_days=min_days), CAL)
+        t = T0
+        for _ in range(6 * 288):
+            c = ctx(t, {"x": 50.0 + rng.gauss(0, 2)})
+            model.score_one(c)
+            model.learn_one(c, False)
+            t += 5 * MIN
+        spikes[min_days] = model.score_one(ctx(t, {"x": 60.0}))
+        assert model.explain(ctx(t, {"x": 60.0}))[0].feature == (
+            "x.seasonal" if min_days == 3 else "x.baseline")
+    assert spikes[3] is not None and spikes[10_000] is not None
+    assert 0.5 < spikes[3] / spikes[10_000] < 2.0 and spikes[10_000] > 16.0
+
+
+def test_residual_sees_two_metrics_that_stop_moving_together() -> None:
     """cpu and requests rise and fall together; cpu high with requests low is far from the
     joint baseline although each value is usual on its own."""
-    model = MultivariateModel(MultivariateConfig(), CAL)
+    model = ResidualModel(ResidualConfig(), CAL)
     rng = random.Random(11)
     for i in range(2_000):
         load = rng.uniform(0, 100)
@@ -203,13 +223,14 @@ def test_multivariate_sees_two_metrics_that_stop_moving_together() -> None:
         model.learn_one(c, False)
     together = model.score_one(ctx(T0 + 2_001 * MIN, {"cpu": 90.0, "req": 900.0}))
     apart = model.score_one(ctx(T0 + 2_001 * MIN, {"cpu": 90.0, "req": 100.0}))
+    alone = ResidualModel(ResidualConfig(), CAL)
     assert together is not None and apart is not None
-    assert apart > 5 * together and apart > 18.4  # chi-square, 2 dof: one in 10,000
-    assert not model.applies(ctx(T0, {"cpu": 1.0})) or model.dims
+    assert apart > 5 * together and apart > 9.21  # chi-square, 2 dof: one in 100
+    assert model.dims == ("cpu", "req") and alone.dims == ()
 
 
-def test_the_learn_gate_keeps_a_long_anomaly_out_of_the_multivariate_baseline() -> None:
-    model = MultivariateModel(MultivariateConfig(), CAL)
+def test_the_learn_gate_keeps_a_long_anomaly_out_of_the_baseline() -> None:
+    model = ResidualModel(ResidualConfig(), CAL)
     rng = random.Random(13)
     for i in range(1_000):
         c = ctx(T0 + i * MIN, {"a": rng.gauss(0, 1), "b": rng.gauss(0, 1)})
@@ -220,4 +241,5 @@ def test_the_learn_gate_keeps_a_long_anomaly_out_of_the_multivariate_baseline() 
         c = ctx(T0 + (1_000 + i) * MIN, {"a": 40 + rng.gauss(0, 1), "b": rng.gauss(0, 1)})
         model.score_one(c)
         model.learn_one(c, False)
+        assert not model.learns_calibration(c) or i < 10
     assert abs(model.base.mu[0] - mean_before[0]) < 0.5

@@ -22,8 +22,8 @@ __all__ = ["HOT", "bind", "compiled", "digest", "pure"]
 # The modules scripts/build_native.py compiles, and the classes each takes from its copy.
 # Only these are bound: configuration classes stay pure (they travel pickled with the
 # operator, and a frozen dataclass compiled by mypyc does not unpickle there).
-# Names are module paths under ``udfs.core`` (``models.seasonal`` is
-# ``udfs/core/models/seasonal.py``).
+# Names are module paths under ``udfs.core`` (``models.residual`` is
+# ``udfs/core/models/residual.py``).
 HOT: dict[str, tuple[str, ...]] = {
     "features": ("EntityFeatures",),
     "alerts": ("EpisodeTracker",),
@@ -34,8 +34,7 @@ HOT: dict[str, tuple[str, ...]] = {
     "decision": ("Decider",),
     "scoring": ("Scorer",),
     "models.extremes": ("ExtremesModel", "RangeTracker"),
-    "models.seasonal": ("SeasonalModel",),
-    "models.multivariate": ("MultivariateModel",),
+    "models.residual": ("ResidualModel",),
     "detector": ("EntityDetector",),
 }
 

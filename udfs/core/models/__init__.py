@@ -5,8 +5,8 @@
 name              what it scores
 ================  ===========================================================================
 ``extremes``      a value beyond the metric's range over its recent past
-``seasonal``      a value unusual for the time of day (or, young, for the trailing level)
-``multivariate``  the distance of the vector of metrics from the entity's joint behaviour
+``residual``      the distance of the event from its seasonal baseline, jointly over the
+                  entity's metrics (Mahalanobis; one metric: its z)
 ``window``        the largest |z| of the event against the entity's sliding windows
 ``hst``           Half-Space Trees over the squashed window z's and ratios (equal to River's)
 ================  ===========================================================================
@@ -16,11 +16,12 @@ name              what it scores
 
 from __future__ import annotations
 
+import math
+
 from udfs.core.config import MODEL_NAMES, DetectorConfig
 from udfs.core.models.base import Calibration, Model
 from udfs.core.models.extremes import ExtremesModel
-from udfs.core.models.multivariate import MultivariateModel
-from udfs.core.models.seasonal import SeasonalModel
+from udfs.core.models.residual import ResidualModel
 from udfs.core.models.trees import TreesModel
 from udfs.core.models.window import WindowModel
 
@@ -32,9 +33,9 @@ def build_models(cfg: DetectorConfig) -> list[Model]:
     longest = max(cfg.features.windows, key=lambda w: w.length_ms).name
     names = tuple(w.name for w in cfg.features.windows)
     mc = cfg.model
-    # log1p(raw) on 100 bins of 0.1, a whole observation as prior, no tail: rarity is at most
-    # log10 of the number of scores seen, so a young entity cannot be sure of anything.
-    calibration = Calibration(100, 0.1, mc.calibration_half_life, 1.0, 0.0)
+    # log1p(raw) on 120 bins of 0.1, the newest score's weight as prior (a young entity
+    # cannot be sure of anything), one more decade per doubling beyond anything seen.
+    extend = 1.0 / math.log(2.0)
     ex = cfg.extremes
     out: list[Model] = []
     for name in mc.ensemble:
@@ -43,11 +44,11 @@ def build_models(cfg: DetectorConfig) -> list[Model]:
         elif name == "hst":
             out.append(TreesModel(cfg, longest))
         elif name == "extremes":
-            out.append(ExtremesModel(ex, calibration))
-        elif name == "seasonal":
-            out.append(SeasonalModel(cfg.seasonal, calibration, ex.blocks, ex.block_events))
-        elif name == "multivariate":
-            out.append(MultivariateModel(cfg.multivariate, calibration))
+            cal = Calibration(120, 0.1, mc.calibration_half_life, 1.0, 0.0, True, extend, mc.min_calibration_events)
+            out.append(ExtremesModel(ex, cal))
+        elif name == "residual":
+            cal = Calibration(120, 0.1, mc.calibration_half_life, 1.0, 0.0, True, extend, 0)
+            out.append(ResidualModel(cfg.residual, cal))
         else:  # (ModelConfig validates the names)
             raise ValueError(f"unknown model {name!r} (known: {', '.join(MODEL_NAMES)})")
     return out

@@ -4,8 +4,9 @@ A model is one online anomaly model of one entity, in the spirit of River's esti
 
 - ``score_one(ctx) -> float | None``: the raw score of the event, from the model's state
   *before* it learns the event (higher is more unusual; ``None`` when the model has not
-  seen enough of the entity yet, or does not apply to it), with ``applies(ctx)`` and
-  ``warm(ctx)`` saying which;
+  seen enough of the entity yet, or does not apply to it), with ``applies(ctx)``,
+  ``ready(ctx)`` and ``learns_calibration(ctx)`` saying which, and ``smoothing`` the span of
+  the exponential smoothing of the score the ranking reads (1: none);
 - ``learn_one(ctx, unusual)``: learn the event; ``unusual`` is the detector's judgement
   of it (its combined rarity reached the threshold), for models that keep anomalies out
   of their baseline;
@@ -39,8 +40,10 @@ class Calibration(NamedTuple):
     ``bins`` bins of ``width`` from 0 (a decayed histogram,
     :class:`udfs.core.calibration.DecayedHistogram`); rarity is ``-log10`` of the share of
     past scores at or above it, with ``prior`` of the newest observation's weight at the
-    top, an exponential tail of ``tail_scale`` beyond the highest score seen (0: none), and
-    a half life of ``half_life`` scores.
+    top and a half life of ``half_life`` scores. Beyond the highest score seen, either an
+    exponential tail of ``tail_scale`` (in the histogram's coordinate) or ``extrapolate``
+    more decades per unit of it. The entity is not ready before the calibration holds
+    ``min_updates`` scores.
     """
 
     bins: int
@@ -49,6 +52,8 @@ class Calibration(NamedTuple):
     prior: float
     tail_scale: float
     log: bool = True
+    extrapolate: float = 0.0
+    min_updates: int = 0
 
 
 class WindowZ(NamedTuple):
@@ -158,18 +163,22 @@ class Model(Protocol):
 
     name: str
     calibration: Calibration
+    smoothing: int
 
     def score_one(self, ctx: Context) -> float | None: ...
 
     def applies(self, ctx: Context) -> bool:
-        """Whether the model applies to the entity at all (a model of several metrics does
-        not apply to an entity with one): one that applies but did not score keeps the
-        entity from being ready."""
+        """Whether the model applies to the entity at all: one that applies but did not
+        score keeps the entity from being ready."""
         ...
 
-    def warm(self, ctx: Context) -> bool:
-        """Whether the score of this event may train the calibration (the model has seen
-        enough for its score to mean what it will mean later)."""
+    def ready(self, ctx: Context) -> bool:
+        """Whether the model has seen enough of the entity for its score to count toward an
+        alert (the scoring stage also waits for the calibration's ``min_updates``)."""
+        ...
+
+    def learns_calibration(self, ctx: Context) -> bool:
+        """Whether this event's score may train the model's calibration."""
         ...
 
     def learn_one(self, ctx: Context, unusual: bool) -> None: ...

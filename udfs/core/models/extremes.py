@@ -81,6 +81,7 @@ class ExtremesModel:
     docstring)."""
 
     name = "extremes"
+    smoothing = 1
 
     __slots__ = ("cfg", "calibration", "ranges", "_best")
 
@@ -92,14 +93,12 @@ class ExtremesModel:
 
     def score_one(self, ctx: Context) -> float | None:
         best = 0.0
-        seen = False
         self._best = None
         for metric, x in ctx.metrics.items():
             tracker = self.ranges.get(metric)
             span = None if tracker is None else tracker.range()
             if span is None:
                 continue
-            seen = True
             lo, hi = span
             width = hi - lo
             if width <= 0.0:
@@ -109,12 +108,15 @@ class ExtremesModel:
             if e > best:
                 best = e
                 self._best = (metric, x, hi if x > hi else lo, (x - (hi if x > hi else lo)) / width)
-        return best if seen else None
+        return best
 
     def applies(self, ctx: Context) -> bool:
         return True
 
-    def warm(self, ctx: Context) -> bool:
+    def ready(self, ctx: Context) -> bool:
+        return True
+
+    def learns_calibration(self, ctx: Context) -> bool:
         return True
 
     def learn_one(self, ctx: Context, unusual: bool) -> None:

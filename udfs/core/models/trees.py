@@ -27,13 +27,17 @@ class TreesModel:
 
     name = "hst"
 
+    smoothing = 1
+
     __slots__ = ("cfg", "calibration", "metrics", "hst", "_perm", "_squash", "_longest", "_vec")
 
     def __init__(self, cfg: DetectorConfig, longest: str) -> None:
         self.cfg = cfg
         m = cfg.model
         # The raw score itself (in [0, 1]) on 100 bins, a half-observation prior, a short tail.
-        self.calibration = Calibration(100, 0.01, m.calibration_half_life, 0.5, 0.02, False)
+        self.calibration = Calibration(
+            100, 0.01, m.calibration_half_life, 0.5, 0.02, False, 0.0, m.min_calibration_events
+        )
         self.metrics: tuple[str, ...] = ()
         self.hst: CompactHST | None = None
         self._perm: tuple[int, ...] = ()
@@ -87,8 +91,11 @@ class TreesModel:
     def applies(self, ctx: Context) -> bool:
         return True
 
-    def warm(self, ctx: Context) -> bool:
+    def ready(self, ctx: Context) -> bool:
         return self.hst is not None and self._window_warm(ctx) and not self.hst.first_window
+
+    def learns_calibration(self, ctx: Context) -> bool:
+        return self.ready(ctx)
 
     def learn_one(self, ctx: Context, unusual: bool) -> None:
         if self.hst is None or not self._window_warm(ctx):

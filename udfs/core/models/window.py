@@ -31,17 +31,22 @@ class WindowModel:
     >>> m = WindowModel(ModelConfig(), ("1m", "1h"))
     >>> ctx = Context(0, {"cpu": 9.0}, {"cpu.1m.mean": 5.0, "cpu.1m.std": 1.0},
     ...               {"cpu.1m": True, "cpu.1h": False}, (("1m", 60_000), ("1h", 3_600_000)), 0.5)
-    >>> m.score_one(ctx), m.warm(ctx)
+    >>> m.score_one(ctx), m.ready(ctx)
     (4.0, False)
     """
 
     name = "window"
 
+    smoothing = 1
+
     __slots__ = ("calibration", "_longest")
 
     def __init__(self, cfg: ModelConfig, window_names: tuple[str, ...], longest: str = "") -> None:
         # log1p(|z|) on [0, 7] in 140 bins, a half-observation prior.
-        self.calibration = Calibration(140, 0.05, cfg.calibration_half_life, 0.5, cfg.tail_scale)
+        self.calibration = Calibration(
+            140, 0.05, cfg.calibration_half_life, 0.5, cfg.tail_scale, True, 0.0,
+            cfg.min_calibration_events,
+        )
         self._longest = longest or window_names[-1]
 
     def score_one(self, ctx: Context) -> float | None:
@@ -59,7 +64,10 @@ class WindowModel:
     def applies(self, ctx: Context) -> bool:
         return True
 
-    def warm(self, ctx: Context) -> bool:
+    def learns_calibration(self, ctx: Context) -> bool:
+        return self.ready(ctx)
+
+    def ready(self, ctx: Context) -> bool:
         """Every metric of the event has its longest window covered by history."""
         ready = ctx.ready
         longest = self._longest
