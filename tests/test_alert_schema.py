@@ -4,6 +4,7 @@ records that break it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections.abc import Iterator
@@ -86,7 +87,11 @@ def test_every_kind_and_severity_validates_with_a_real_explanation(
     cfg = load_config(None, FAST).detector
     opened = next(a for a in alerts if a["kind"] == "open")
     body = {k: opened[k] for k in ("score", "threshold", "direction", "features", "config_version")}
-    tracker = EpisodeTracker(cfg.alerts, opened["entity"])
+    # Resolution by time and a cooldown, so that every kind and the suppressed count appear.
+    timed = dataclasses.replace(
+        cfg.alerts, quiet_events=0, quiet_period_ms=600_000, cooldown_ms=900_000
+    )
+    tracker = EpisodeTracker(timed, opened["entity"])
     records = []
     minute = 60_000
     for i, (anomalous, severity) in enumerate([(True, 0), (True, 1), (True, 2), (False, 0)]):

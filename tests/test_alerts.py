@@ -14,7 +14,11 @@ T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MIN = 60_000
 INFO, WARNING, CRITICAL = 0, 1, 2
 
-CFG = AlertConfig(quiet_period_ms=10 * MIN, cooldown_ms=15 * MIN, max_alerts_per_hour=6)
+# Time-based resolution and a cooldown: the counting rule is off (quiet_events=0) here and
+# has its own tests below.
+CFG = AlertConfig(
+    quiet_events=0, quiet_period_ms=10 * MIN, cooldown_ms=15 * MIN, max_alerts_per_hour=6
+)
 
 
 def run(tracker: EpisodeTracker, decisions: list[tuple[int, bool, int]]) -> list[dict[str, Any]]:
@@ -110,7 +114,7 @@ def test_a_higher_severity_than_the_last_peak_opens_inside_the_cooldown() -> Non
 
 
 def test_suppressions_are_reported_by_the_next_open_even_after_a_long_wait() -> None:
-    cfg = AlertConfig(quiet_period_ms=2 * MIN, cooldown_ms=30 * MIN, max_alerts_per_hour=6)
+    cfg = AlertConfig(quiet_events=0, quiet_period_ms=2 * MIN, cooldown_ms=30 * MIN)
     tracker = EpisodeTracker(cfg, "srv-1")
     out = run(
         tracker,
@@ -128,7 +132,7 @@ def test_suppressions_are_reported_by_the_next_open_even_after_a_long_wait() -> 
 
 
 def test_open_records_are_rate_limited_per_hour_and_the_excess_counted() -> None:
-    cfg = AlertConfig(quiet_period_ms=MIN, cooldown_ms=0, max_alerts_per_hour=2)
+    cfg = AlertConfig(quiet_events=0, quiet_period_ms=MIN, cooldown_ms=0, max_alerts_per_hour=2)
     tracker = EpisodeTracker(cfg, "srv-1")
     # An anomaly every other minute, each a new episode (quiet period 1 minute, no cooldown).
     decisions = [(m, m % 2 == 0, INFO) for m in range(0, 62)]
@@ -195,3 +199,40 @@ def test_tracker_snapshot_restore_continues_the_episode() -> None:
 def test_alert_config_rejects_bad_values_naming_the_field(field: str, value: int) -> None:
     with pytest.raises(ValueError, match=field):
         AlertConfig(**{field: value})
+
+
+def test_an_episode_resolves_after_quiet_events_normal_events_whatever_their_spacing() -> None:
+    cfg = AlertConfig(quiet_events=3, quiet_period_ms=0, cooldown_ms=0)
+    # Events every minute, then every hour: the count, not the clock, decides.
+    for step in (1, 60):
+        decisions = [(0, True, INFO), (step, True, INFO)]
+        decisions += [(step * k, False, INFO) for k in range(2, 8)]
+        out = run(EpisodeTracker(cfg, "srv-1"), decisions)
+        # Three normal events (k = 2, 3, 4) after the last anomalous one; resolved on the next.
+        assert kinds(out) == [("open", 0), ("resolved", 5 * step)]
+
+
+def test_an_anomalous_event_restarts_the_quiet_count() -> None:
+    cfg = AlertConfig(quiet_events=3, quiet_period_ms=0, cooldown_ms=0)
+    decisions = [(0, True, INFO), (1, False, INFO), (2, False, INFO), (3, True, INFO)]
+    decisions += normal(range(4, 10))
+    out = run(EpisodeTracker(cfg, "srv-1"), decisions)
+    assert kinds(out) == [("open", 0), ("resolved", 7)]
+
+
+def test_both_the_count_and_the_quiet_period_must_pass() -> None:
+    cfg = AlertConfig(quiet_events=2, quiet_period_ms=10 * MIN, cooldown_ms=0)
+    out = run(EpisodeTracker(cfg, "srv-1"), [(0, True, INFO), *normal(range(1, 20))])
+    assert kinds(out) == [("open", 0), ("resolved", 10)]
+    out = run(EpisodeTracker(cfg, "srv-1"), [(0, True, INFO), (30, False, INFO), (31, False, INFO), (32, False, INFO)])
+    assert kinds(out) == [("open", 0), ("resolved", 32)]
+
+
+def test_a_snapshot_from_before_the_quiet_count_resolves_by_time_alone() -> None:
+    cfg = AlertConfig(quiet_events=12, quiet_period_ms=10 * MIN, cooldown_ms=0)
+    a = EpisodeTracker(cfg, "srv-1")
+    run(a, [(0, True, INFO)])
+    old = a.snapshot()[:12]  # the 12-field snapshot of an older release
+    b = EpisodeTracker(cfg, "srv-1")
+    b.restore(old)
+    assert kinds(run(b, normal(range(1, 12)))) == [("resolved", 10)]

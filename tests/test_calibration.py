@@ -190,3 +190,28 @@ def test_threshold_leaves_the_fallback_after_min_events_even_with_short_half_lif
     for _ in range(10_000):
         t.update(0.0)
     assert t.current() == 2.0
+
+
+def test_threshold_without_a_target_rate_fades_from_floor_plus_margin_to_the_floor() -> None:
+    t = AdaptiveThreshold(target_rate=0.0, min_events=10, half_life=NO_DECAY, fallback_margin=2.0, floor=1.75)
+    seen = [t.current()]
+    for _ in range(50):
+        t.update(5.0)  # what it is fed does not matter: only how many
+        seen.append(t.current())
+    assert seen[0] == pytest.approx(3.75) and seen[5] == pytest.approx(2.75)
+    assert all(a > b for a, b in zip(seen[:10], seen[1:11], strict=True))
+    assert set(seen[10:]) == {1.75} and t.updates == 50
+    b = AdaptiveThreshold(target_rate=0.0, min_events=10, half_life=NO_DECAY, fallback_margin=2.0, floor=1.75)
+    for _ in range(5):
+        b.update(0.0)
+    c = AdaptiveThreshold(target_rate=0.0, min_events=10, half_life=NO_DECAY, fallback_margin=2.0, floor=1.75)
+    c.restore(b.snapshot())
+    assert c.current() == b.current() == pytest.approx(2.75)
+
+
+def test_threshold_with_a_target_rate_never_goes_below_an_explicit_floor() -> None:
+    t = AdaptiveThreshold(target_rate=0.05, min_events=10, half_life=NO_DECAY, fallback_margin=0.5, floor=3.0)
+    assert t.current() == 3.5
+    for _ in range(50):
+        t.update(0.0)
+    assert t.current() == 3.0

@@ -34,7 +34,7 @@ def test_defaults_load_without_a_file() -> None:
     cfg = load_config()
     assert cfg == JobConfig()
     assert cfg.detector.lateness.max_out_of_orderness_ms == 5_000
-    assert cfg.detector.threshold.target_alert_rate == 0.001
+    assert cfg.detector.model.ensemble == ("extremes", "residual")
 
 
 def test_default_profile_is_the_documented_defaults() -> None:

@@ -35,10 +35,11 @@ SMALL = DetectorConfig(
         min_count=3,
     ),
     model=ModelConfig(
-        ensemble=("window", "hst"), combine="max", hst_trees=5, hst_height=6, hst_window=50, min_calibration_events=30
+        ensemble=("window", "hst"), combine="max", hst_trees=5, hst_height=6, hst_window=50,
+        min_calibration_events=30, score_smoothing=1,
     ),
-    threshold=ThresholdConfig(min_events=200, target_alert_rate=0.001),
-    alerts=AlertConfig(quiet_period_ms=30_000, cooldown_ms=60_000),
+    threshold=ThresholdConfig(min_events=200, rarity=3.0, target_alert_rate=0.001, fallback_margin=0.5),
+    alerts=AlertConfig(quiet_events=0, quiet_period_ms=30_000, cooldown_ms=60_000, hysteresis_decades=1.5),
 )
 
 
@@ -346,7 +347,7 @@ def test_injected_change_opens_an_alert_explained_by_the_changed_metric(
 ) -> None:
     events = stream(500, seed=1, shift={400: {"cpu": delta}})
     # At 1 in 10,000 the calm part has no false alert to compete with the injected one.
-    strict = dataclasses.replace(SMALL, threshold=dataclasses.replace(SMALL.threshold, target_alert_rate=1e-4))
+    strict = dataclasses.replace(SMALL, threshold=dataclasses.replace(SMALL.threshold, target_alert_rate=1e-4, rarity=4.0))
     alerts = of_kind(run(events, strict), "alert")
     assert [a for a in alerts if a["ts_ms"] < events[400].ts_ms] == []  # calm before
     opened = [a for a in alerts if a["kind"] == "open"]
@@ -427,21 +428,22 @@ def test_encoded_state_of_three_metrics_is_small_and_stops_growing() -> None:
     rng = random.Random(3)
     det = EntityDetector("srv-1", DetectorConfig())
     sizes = {}
-    for i in range(20_000):
+    for i in range(40_000):
         metrics = {
             "cpu": rng.gauss(50, 5),
             "latency_ms": rng.gauss(120, 10),
             "error_rate": abs(rng.gauss(0.5, 0.1)),
         }
         det.on_event(Event("srv-1", T0 + i * 60_000, metrics))
-        if i + 1 in (5_000, 20_000):
+        # (complete after the extremes' 8 + 1 blocks of 2,500 events)
+        if i + 1 in (25_000, 40_000):
             sizes[i + 1] = len(encode(det.snapshot()))
-    assert sizes[5_000] <= 32 * 1024
-    assert abs(sizes[20_000] - sizes[5_000]) <= 256, sizes
+    assert sizes[25_000] <= 32 * 1024
+    assert abs(sizes[40_000] - sizes[25_000]) <= 64, sizes
 
 
 def test_an_episode_open_when_the_entity_goes_silent_is_resolved_as_idle() -> None:
-    strict = dataclasses.replace(SMALL, threshold=dataclasses.replace(SMALL.threshold, target_alert_rate=1e-4))
+    strict = dataclasses.replace(SMALL, threshold=dataclasses.replace(SMALL.threshold, target_alert_rate=1e-4, rarity=4.0))
     events = stream(402, seed=1, shift={400: {"cpu": 30.0}, 401: {"cpu": 30.0}})
     det = EntityDetector("srv-1", strict)
     out: list[Output] = []

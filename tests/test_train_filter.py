@@ -272,7 +272,7 @@ def test_a_filtered_episode_is_held_back_whole_and_counted_on_the_next_alert() -
     # Drops every alert whose score is below 0.9999 (coef on the score feature only).
     coef = (-1e4,) + (0.0,) * (n - 1)
     cfg = FilterConfig(True, "", (0.9999,) + (0.0,) * (n - 1), (1.0,) * n, coef, 0.0, 0.5)
-    tracker = EpisodeTracker(AlertConfig(quiet_period_ms=120_000, cooldown_ms=0), "e")
+    tracker = EpisodeTracker(AlertConfig(quiet_events=0, quiet_period_ms=120_000, cooldown_ms=0), "e")
     weak = {"score": 0.999, "threshold": 0.99, "features": [], "config_version": "1"}
     strong = {**weak, "score": 0.99999}
     out = []
@@ -288,4 +288,4 @@ def test_a_filtered_episode_is_held_back_whole_and_counted_on_the_next_alert() -
     assert kinds == [("open", 2), ("resolved", None)]
     restored = EpisodeTracker(AlertConfig(), "e")
     restored.restore(tracker.snapshot()[:10])  # a state written before the filter existed
-    assert restored.snapshot()[10:] == ("", 0)
+    assert restored.snapshot()[10:12] == ("", 0)

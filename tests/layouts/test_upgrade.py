@@ -14,8 +14,10 @@ from job.demo_data import write_demo
 from state.codec import decode, encode
 from state.upgrade import CURRENT, upgrade
 from tests.layouts.make_golden import CUT, records
-from udfs.core.config import DetectorConfig, ModelConfig
+from udfs.core.alert_config import AlertConfig
+from udfs.core.config import DetectorConfig, ModelConfig, ThresholdConfig
 from udfs.core.detector import EntityDetector
+from udfs.core.drift import DriftConfig
 from udfs.core.events import Event, ParseConfig
 from udfs.core.feedback import parse_event_or_verdict
 
@@ -23,7 +25,14 @@ GOLDEN = Path(__file__).parent / "golden"
 # Layout 5's releases (1360c65, landed; a05860d, with the events held for their clock) and
 # the configuration they ran by default, in this release's keys.
 LAYOUT5 = ["layout5-1360c65.bin", "layout5-a05860d.bin"]
-RELEASE5 = DetectorConfig(model=ModelConfig(ensemble=("window",)))
+RELEASE5 = DetectorConfig(
+    model=ModelConfig(ensemble=("window",), score_smoothing=1),
+    threshold=ThresholdConfig(rarity=3.0, target_alert_rate=0.001, fallback_margin=0.5),
+    alerts=AlertConfig(
+        quiet_events=0, quiet_period_ms=600_000, cooldown_ms=900_000, hysteresis_decades=1.5
+    ),
+    drift=DriftConfig(warmup_events=0, watch_metrics=True, page_hinkley_direction="both"),
+)
 
 
 def _srv1(tmp_path: Path) -> list[Event]:

@@ -24,8 +24,13 @@ class AlertConfig:
 
     Parameters
     ----------
+    quiet_events
+        An open episode resolves once this many consecutive events of the entity were not
+        anomalous (and ``quiet_period_ms`` has passed): counted in the entity's own events,
+        so the same setting suits a sensor every second and a server every five minutes.
     quiet_period_ms
-        Event time without an anomalous event after which an open episode resolves.
+        Event time without an anomalous event before an open episode may resolve (0: the
+        count alone decides).
     cooldown_ms
         After an episode resolves, new anomalies of the entity of the same or a lower
         severity than its peak are suppressed (and counted) for this long; a higher severity
@@ -35,8 +40,8 @@ class AlertConfig:
         and counted.
     hysteresis_decades
         While an episode is open, an event continues it when its rarity is within this many
-        decades below the threshold (1.5: about thirty times more common than the threshold allows),
-        so one incident stays one episode while the windows begin to absorb it.
+        decades below the threshold, so one incident stays one episode while the baselines
+        begin to absorb it.
     top_features
         How many contributing features an alert explains.
     runbook_url, dashboard_url
@@ -51,10 +56,11 @@ class AlertConfig:
         (:class:`udfs.core.ratelimit.GlobalAlertGate`, one operator instance for the job).
     """
 
-    quiet_period_ms: int = 600_000
-    cooldown_ms: int = 900_000
+    quiet_events: int = 12
+    quiet_period_ms: int = 0
+    cooldown_ms: int = 0
     max_alerts_per_hour: int = 6
-    hysteresis_decades: float = 1.5
+    hysteresis_decades: float = 0.25
     top_features: int = 3
     runbook_url: str = "https://runbooks.example.com/anomaly?entity={entity}"
     dashboard_url: str = "https://grafana.example.com/d/anomaly?var-entity={entity}&from={start_ts}"
@@ -62,6 +68,8 @@ class AlertConfig:
 
     def __post_init__(self) -> None:
         problems = []
+        if self.quiet_events < 0:
+            problems.append(f"quiet_events must be >= 0, got {self.quiet_events}")
         if self.quiet_period_ms < 0:
             problems.append(f"quiet_period_ms must be >= 0, got {self.quiet_period_ms}")
         if self.cooldown_ms < 0:

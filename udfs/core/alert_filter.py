@@ -60,8 +60,19 @@ def _decades(score: float) -> float:
     return -math.log10(max(1.0 - score, _TAIL_FLOOR))
 
 
+_SUFFIXES = (".seasonal", ".baseline", ".range")
+
+
 def metric_of(feature: str) -> str:
-    """``cpu.1m.zscore`` -> ``cpu`` (metric names may contain dots; window names may not)."""
+    """The metric of an explained feature (metric names may contain dots; window names may
+    not).
+
+    >>> metric_of("cpu.1m.zscore"), metric_of("disk.io.seasonal"), metric_of("cpu.range")
+    ('cpu', 'disk.io', 'cpu')
+    """
+    for suffix in _SUFFIXES:
+        if feature.endswith(suffix):
+            return feature[: -len(suffix)]
     parts = feature.rsplit(".", 2)
     return parts[0] if len(parts) == 3 and parts[2] == "zscore" else feature
 

@@ -2,11 +2,12 @@
 
 Consecutive anomalous events of one entity form an *episode*. An episode produces one
 ``open`` record, an ``escalate`` record each time its severity rises above the highest so far,
-and one ``resolved`` record once ``quiet_period_ms`` of event time has passed without an
-anomalous event (decided on the entity's next event, since event time only moves with
-events). After an episode resolves, a new one of the same or lower severity cannot open for
-``cooldown_ms`` (a higher severity can): anomalous events held back are counted as suppressed, and the count travels on the next
-alert that gets out, so nothing is hidden without a trace.
+and one ``resolved`` record once ``quiet_events`` consecutive events (and ``quiet_period_ms``
+of event time) have passed without an anomalous one (decided on the entity's next event,
+since event time only moves with events). After an episode resolves, a new one of the same
+or lower severity cannot open for ``cooldown_ms`` (a higher severity can): anomalous events
+held back are counted as suppressed, and the count travels on the next alert that gets out,
+so nothing is hidden without a trace.
 
 The ``alert_id`` is derived from the entity and the episode's start timestamp only, so a
 replay, a restore from a checkpoint, or a second run produce the same ids.
@@ -50,6 +51,7 @@ class EpisodeTracker:
         "_open",
         "_start_ts",
         "_last_anomalous_ts",
+        "_quiet",
         "_level",
         "_closed_ts",
         "_closed_level",
@@ -67,6 +69,7 @@ class EpisodeTracker:
         self._open = False
         self._start_ts = 0
         self._last_anomalous_ts = 0
+        self._quiet = 0  # events since the last anomalous one of the open episode
         self._level = -1
         self._closed_ts: int | None = None
         self._closed_level = -1
@@ -100,12 +103,19 @@ class EpisodeTracker:
         """
         out: list[dict[str, Any]] = []
         cfg = self.cfg
-        if self._open and ts_ms - self._last_anomalous_ts >= cfg.quiet_period_ms:
+        if (
+            self._open
+            and self._quiet >= cfg.quiet_events
+            and ts_ms - self._last_anomalous_ts >= cfg.quiet_period_ms
+        ):
             out.extend(self.close(ts_ms, "quiet"))
         if not anomalous:
+            if self._open:
+                self._quiet += 1
             return out
         if self._open:
             self._last_anomalous_ts = ts_ms
+            self._quiet = 0
             if severity > self._level:
                 self._level = severity
                 self._peak = detail
@@ -131,6 +141,7 @@ class EpisodeTracker:
         self._open = True
         self._start_ts = ts_ms
         self._last_anomalous_ts = ts_ms
+        self._quiet = 0
         self._level = severity
         self._peak = detail
         out.append(self._record("open", ts_ms, detail))
@@ -217,11 +228,14 @@ class EpisodeTracker:
             self._peak,
             self._filtered,
             self._filtered_count,
+            self._quiet,
         )
 
     def restore(self, snap: tuple[Any, ...]) -> None:
         if len(snap) == 10:  # state written before the alert filter
             snap = (*snap, "", 0)
+        if len(snap) == 12:  # before episodes counted quiet events: as many as it takes
+            snap = (*snap, 1 << 30)
         (
             self._open,
             self._start_ts,
@@ -235,6 +249,7 @@ class EpisodeTracker:
             self._peak,
             self._filtered,
             self._filtered_count,
+            self._quiet,
         ) = snap
 
 

@@ -56,7 +56,7 @@ class DecayedHistogram:
     >>> for v in range(10):
     ...     h.update(v + 0.5)
     >>> round(h.survival(5.0), 3), round(h.survival(9.9), 3)
-    (0.5, 0.01)
+    (0.5, 0.055)
     """
 
     __slots__ = ("edges", "half_life", "_counts", "_weight", "_growth", "_total", "_updates")
@@ -84,6 +84,10 @@ class DecayedHistogram:
     def updates(self) -> int:
         """How many observations were ever added (no decay)."""
         return self._updates
+
+    def count(self) -> None:
+        """Count an observation without adding it (:attr:`updates` only)."""
+        self._updates += 1
 
     def _bin(self, x: float) -> int:
         i = bisect_right(self.edges, x) - 1
@@ -131,6 +135,28 @@ class DecayedHistogram:
                 s *= math.exp(-(x - top) / tail_scale)
         return s
 
+    def rarity(self, x: float, prior: float, extrapolate: float = 0.0) -> float:
+        """``-log10`` of :meth:`survival` with ``prior`` and no exponential tail; beyond the
+        highest bin that ever held mass, plus ``extrapolate`` decades per unit of ``x`` past
+        that bin's upper edge (``1 / ln 2`` per unit of ``log1p`` of a score: one decade per
+        doubling of ``1 + score``), so "far beyond anything seen" still ranks.
+
+        >>> h = DecayedHistogram(linear_edges(0.0, 1.0, 10), half_life=1e9)
+        >>> for v in (0.05, 0.15, 0.15, 0.25):
+        ...     h.update(v)
+        >>> round(h.rarity(0.2, 1.0), 4), round(h.rarity(0.55, 1.0, 2.0), 4)
+        (0.3979, 1.199)
+        """
+        if self._total <= 0.0:
+            return 0.0
+        s = self.survival(x, 0.0, prior)
+        r = -math.log10(s) if s < 1.0 else 0.0
+        if extrapolate > 0.0:
+            top = self._top_edge()
+            if x > top:
+                r += (x - top) * extrapolate
+        return r
+
     def _top_edge(self) -> float:
         counts = self._counts
         for j in range(len(counts) - 1, -1, -1):
@@ -171,45 +197,76 @@ RARITY_EDGES = linear_edges(0.0, 8.0, 128)
 
 
 class AdaptiveThreshold:
-    """A per-entity threshold on rarity aiming at ``target_rate`` alerts per event.
+    """A per-entity threshold on rarity: ``floor`` decades, and with a ``target_rate`` at
+    least the ``1 - target_rate`` quantile of the entity's own rarity.
 
-    The threshold is the ``1 - target_rate`` quantile of the entity's own combined rarity,
-    estimated from a :class:`DecayedHistogram`. Until the entity has ``min_events`` scores,
-    the global fallback ``-log10(target_rate) + fallback_margin`` is used; the estimate is
-    never allowed below ``-log10(target_rate)`` (a calibrated score's own quantile), so a
-    well-behaved entity alerts at most at the target rate.
+    With ``target_rate`` 0 the threshold is ``floor`` plus a warm-up margin that fades
+    linearly from ``fallback_margin`` on the first score to 0 at ``min_events`` scores.
+    Otherwise it is the larger of ``floor`` and the quantile, estimated from a
+    :class:`DecayedHistogram`; until the entity has ``min_events`` scores,
+    ``floor + fallback_margin``. Either way new entities are judged more strictly, not less.
 
     Parameters
     ----------
     target_rate
-        Wanted share of alerting events, e.g. ``0.001``.
+        Wanted share of alerting events, e.g. ``0.001``; 0 for a fixed threshold.
     min_events
         Scores needed before the entity's own quantile replaces the fallback.
     half_life
         Decay half life of the score histogram, in events.
     fallback_margin
-        Extra decades on top of the global fallback while warming up.
+        Extra decades on top of ``floor`` while warming up.
+    floor
+        The lowest threshold, in decades (default ``-log10(target_rate)``: a calibrated
+        score's own quantile, so a well-behaved entity alerts at most at the target rate).
+
+    >>> t = AdaptiveThreshold(0.0, 10, 100.0, 0.5, 1.75)
+    >>> t.current()
+    2.25
+    >>> for _ in range(4):
+    ...     t.update(0.0)
+    >>> t.current()
+    2.05
+    >>> for _ in range(6):
+    ...     t.update(0.0)
+    >>> t.current()
+    1.75
     """
 
     __slots__ = ("target_rate", "min_events", "fallback_margin", "_hist", "_floor")
 
     def __init__(
-        self, target_rate: float, min_events: int, half_life: float, fallback_margin: float
+        self,
+        target_rate: float,
+        min_events: int,
+        half_life: float,
+        fallback_margin: float,
+        floor: float | None = None,
     ) -> None:
         self.target_rate = target_rate
         self.min_events = min_events
         self.fallback_margin = fallback_margin
         self._hist = DecayedHistogram(RARITY_EDGES, half_life)
-        self._floor = -math.log10(target_rate)
+        if floor is None:
+            floor = -math.log10(target_rate) if target_rate > 0.0 else 0.0
+        self._floor = floor
 
     def current(self) -> float:
         """The threshold in rarity units (decades)."""
+        if self.target_rate <= 0.0:
+            young = self.min_events - self._hist.updates
+            if young > 0:
+                return self._floor + self.fallback_margin * young / self.min_events
+            return self._floor
         if self._hist.updates < self.min_events:
             return self._floor + self.fallback_margin
         return max(self._hist.quantile_upper(self.target_rate), self._floor)
 
     def update(self, rarity: float) -> None:
-        self._hist.update(rarity)
+        if self.target_rate > 0.0:
+            self._hist.update(rarity)
+        else:
+            self._hist.count()
 
     @property
     def updates(self) -> int:

@@ -20,21 +20,20 @@ from udfs.core.drift import DriftConfig
 from udfs.core.features import FeatureConfig
 from udfs.core.feedback import FeedbackConfig
 from udfs.core.maintenance import MaintenanceConfig
-from udfs.core.model_config import ExtremesConfig, MultivariateConfig, SeasonalConfig
+from udfs.core.model_config import ExtremesConfig, ResidualConfig
 from udfs.core.rules import RulesConfig
 from udfs.core.staleness import StalenessConfig
 from udfs.core.typed import build, merge, plain
 
 #: The models :mod:`udfs.core.models` knows, by name.
-MODEL_NAMES = ("window", "hst", "extremes", "seasonal", "multivariate")
+MODEL_NAMES = ("extremes", "residual", "window", "hst")
 
 __all__ = [
     "MODEL_NAMES",
     "ConfigStamp",
     "DetectorConfig",
     "ExtremesConfig",
-    "MultivariateConfig",
-    "SeasonalConfig",
+    "ResidualConfig",
     "LatenessConfig",
     "ModelConfig",
     "ThresholdConfig",
@@ -107,18 +106,26 @@ class LatenessConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The two online scorers and how their calibrated rarities combine.
+    """The models of the scoring stage and how their calibrated rarities combine.
 
     Parameters
     ----------
     ensemble
-        The models every entity runs (:mod:`udfs.core.models`): ``window`` (the largest |z|
-        against the sliding windows) and ``hst`` (Half-Space Trees over the window
-        features). Each model's raw score is calibrated into rarity against the entity's
-        own past, and the rarities are combined.
+        The models every entity runs (:mod:`udfs.core.models`): ``extremes`` (a value beyond
+        the metric's recent range), ``residual`` (the distance from the entity's seasonal
+        baseline, jointly over its metrics), ``window`` (the largest |z| against the sliding
+        windows) and ``hst`` (Half-Space Trees over the window features). Each model's raw
+        score is calibrated into rarity against the entity's own past, and the rarities are
+        combined. The window features are kept only when ``window`` or ``hst`` runs (or score
+        records carry them, ``sink.emit_features``).
     combine
         How the models' rarities combine: ``fisher`` (Fisher's method: models that agree
         reinforce each other), ``max`` (the rarest) or ``mean``.
+    score_smoothing
+        ``anomaly_score`` is the larger of the event's combined rarity and its running mean
+        over about this many events (exponential, span): a sustained anomaly ranks above
+        isolated blips of the same size, a single spike keeps its own value (1: the rarity
+        alone). Decisions read the unsmoothed rarity.
     hst_trees, hst_height, hst_window, seed
         Half-Space Trees parameters (River's meaning). Every entity shares the tree structure
         built from ``seed``; only its node masses are per-entity state.
@@ -127,31 +134,27 @@ class ModelConfig:
     calibration_half_life
         Events after which a past raw score counts half in the per-entity calibration.
     tail_scale
-        Scale of the exponential tail beyond the highest raw score seen (in the
-        calibration histogram's coordinate, ``log1p(|z|)`` for the statistics scorer).
+        Scale of the exponential tail beyond the highest raw score seen of the ``window``
+        model's calibration (in its coordinate, ``log1p(|z|)``).
     min_calibration_events
-        Scores an entity needs before its calibration is trusted (readiness).
+        Scores an entity needs before it may alert (cadence-free readiness: counted in the
+        entity's own events).
     std_floor_fraction
         A window's z uses at least this share of the std of the metric's longest ready window
         as its noise scale: a 5-minute window's std comes from a handful of events and alone
         would make every blip look extreme.
     learn_anomalies
         When false (default), an event judged anomalous does not train the trees, so an
-        anomaly does not become normal. The window statistics always take every event: they
-        are the baseline the explanation compares with, and a genuine level shift must be
-        able to become the new normal.
+        anomaly does not become normal.
     clip_calibration
-        When true, an event the models judge unusual enters the calibration at most at the
-        raw score of the current threshold, so an incident does not teach the entity that
-        its own extremes are ordinary (without it, a repeat of the same incident hours later
-        is judged against the first one and may not alert). Off by default, by measurement
-        on NAB (``python -m job nab ... --set detector.model.clip_calibration=true``): the
-        job's own alerts score 40.3 against 36.6 (standard profile) but open 611 alerts
-        against 239, and NAB's threshold sweep drops from 42.8 to 28.5.
+        When true, an event judged unusual enters a calibration at most at the raw score of
+        the current threshold, so an incident does not teach the entity that its own
+        extremes are ordinary.
     """
 
-    ensemble: tuple[str, ...] = ("window",)
+    ensemble: tuple[str, ...] = ("extremes", "residual")
     combine: str = "fisher"
+    score_smoothing: int = 10
     hst_trees: int = 10
     hst_height: int = 8
     hst_window: int = 250
@@ -183,6 +186,8 @@ class ModelConfig:
             )
         if self.combine not in ("fisher", "max", "mean"):
             problems.append(f"combine must be one of fisher, max, mean; got {self.combine!r}")
+        if self.score_smoothing < 1:
+            problems.append(f"score_smoothing must be >= 1, got {self.score_smoothing}")
         if not self.calibration_half_life >= 1:
             problems.append(
                 f"calibration_half_life must be >= 1 (events), got {self.calibration_half_life}"
@@ -200,35 +205,50 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class ThresholdConfig:
-    """Adaptive per-entity thresholds and severity tiers.
+    """Per-entity alert thresholds and severity tiers.
 
     Parameters
     ----------
+    rarity
+        An event alerts when its combined rarity reaches this many decades (1.75: rarer than
+        about 1 in 56 against the entity's own past, by every model together). The rarity is
+        already per entity; feedback (``detector.feedback``) raises an entity's threshold.
     target_alert_rate
-        Share of an entity's events that may be judged anomalous, e.g. ``0.001``.
+        When above 0, the threshold is also at least the entity's own ``1 - target_alert_rate``
+        quantile of its rarity (an alert budget per event), with ``rarity + fallback_margin``
+        while the entity has fewer than ``min_events`` scores. 0 (the default): ``rarity``,
+        raised for young entities (``fallback_margin``).
     min_events
-        Scores an entity needs before its own quantile replaces the global fallback.
+        How many scored events make an entity no longer young (and, with
+        ``target_alert_rate``, let its own quantile count). Counted in the entity's own
+        events, whatever its cadence.
     half_life
-        Decay half life (events) of the entity's score distribution.
+        Decay half life (events) of the entity's rarity distribution (``target_alert_rate``).
     fallback_margin
-        Decades of rarity added to the global fallback ``-log10(target_alert_rate)`` while an
-        entity warms up: new entities are judged more strictly, not less.
+        Decades added to the threshold of a young entity: all of it on its first scored
+        event, fading linearly to none at ``min_events`` (with ``target_alert_rate``: all of
+        it until then). Its models have seen little of its normal range and none of its
+        daily cycle yet, so ordinary movements look new; new entities are judged more
+        strictly, not less, and a real incident still alerts, at a lower severity.
     warning_factor, critical_factor
-        An anomalous event is ``warning`` when it is this many times rarer than the
-        threshold, ``critical`` when ``critical_factor`` times rarer; otherwise ``info``.
+        An alert is ``warning`` when its event is this many times rarer than the threshold,
+        ``critical`` when ``critical_factor`` times rarer; otherwise ``info``.
     """
 
-    target_alert_rate: float = 0.001
+    rarity: float = 1.75
+    target_alert_rate: float = 0.0
     min_events: int = 2_000
     half_life: float = 50_000.0
-    fallback_margin: float = 0.5
+    fallback_margin: float = 2.0
     warning_factor: float = 10.0
     critical_factor: float = 100.0
 
     def __post_init__(self) -> None:
         problems = []
-        if not 0.0 < self.target_alert_rate < 0.5:
-            problems.append(f"target_alert_rate must be in (0, 0.5), got {self.target_alert_rate}")
+        if not 0.0 < self.rarity <= 15.0:
+            problems.append(f"rarity must be in (0, 15] decades, got {self.rarity}")
+        if not 0.0 <= self.target_alert_rate < 0.5:
+            problems.append(f"target_alert_rate must be in [0, 0.5), got {self.target_alert_rate}")
         if self.min_events < 0:
             problems.append(f"min_events must be >= 0, got {self.min_events}")
         if not self.half_life >= 1:
@@ -258,8 +278,7 @@ class DetectorConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     extremes: ExtremesConfig = field(default_factory=ExtremesConfig)
-    seasonal: SeasonalConfig = field(default_factory=SeasonalConfig)
-    multivariate: MultivariateConfig = field(default_factory=MultivariateConfig)
+    residual: ResidualConfig = field(default_factory=ResidualConfig)
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
     alerts: AlertConfig = field(default_factory=AlertConfig)
     rules: RulesConfig = field(default_factory=RulesConfig)

@@ -60,6 +60,18 @@ class Decision(NamedTuple):
     severity: int
 
 
+# With rules, a contribution may carry an alert when its |z| is at least this share of the
+# strongest contribution's.
+STRONG_SHARE = 0.5
+
+
+def _threshold(cfg: DetectorConfig) -> AdaptiveThreshold:
+    t = cfg.threshold
+    return AdaptiveThreshold(
+        t.target_alert_rate, t.min_events, t.half_life, t.fallback_margin, t.rarity
+    )
+
+
 class Decider:
     """Threshold, hysteresis, feedback, severity, explanation and episodes of one entity."""
 
@@ -68,14 +80,11 @@ class Decider:
     def __init__(self, entity: str, cfg: DetectorConfig) -> None:
         self.entity = entity
         self.cfg = cfg
-        t = cfg.threshold
-        self.threshold = AdaptiveThreshold(
-            t.target_alert_rate, t.min_events, t.half_life, t.fallback_margin
-        )
+        self.threshold = _threshold(cfg)
         self.episodes = EpisodeTracker(cfg.alerts, entity)
         self.feedback = ThresholdFeedback(cfg.feedback)
-        self._warn = math.log10(t.warning_factor)
-        self._crit = math.log10(t.critical_factor)
+        self._warn = math.log10(cfg.threshold.warning_factor)
+        self._crit = math.log10(cfg.threshold.critical_factor)
 
     def decide(self, ts: int, u: float, ready: bool, maintenance: bool) -> Decision:
         """Judge an event of rarity ``u`` (``ready``: the models have enough history)."""
@@ -137,10 +146,16 @@ class Decider:
         ranked = sorted(contributions, key=lambda c: (-abs(c.z), c.feature))
         leading = ranked[: self.cfg.alerts.top_features]
         rules = self.cfg.rules
-        if rules.rules:
-            # Only the strongest contributions may carry an alert: a weak allowed feature
-            # does not stand in for a strong one the rules rule out.
-            leading = [c for c in leading if rule_allows(rules, c.metric, c.actual, c.expected, c.z)]
+        if rules.rules and leading:
+            # Only the strongest contributions may carry an alert (|z| at least half the
+            # top one's): a weak allowed feature does not stand in for a strong one the
+            # rules rule out.
+            strong = STRONG_SHARE * abs(leading[0].z)
+            leading = [
+                c
+                for c in leading
+                if abs(c.z) >= strong and rule_allows(rules, c.metric, c.actual, c.expected, c.z)
+            ]
             if not leading:
                 return None
         top: list[dict[str, Any]] = [
@@ -184,10 +199,7 @@ class Decider:
 
     def reset_threshold(self) -> None:
         """Start the threshold afresh (the models were reset); episodes and feedback stay."""
-        t = self.cfg.threshold
-        self.threshold = AdaptiveThreshold(
-            t.target_alert_rate, t.min_events, t.half_life, t.fallback_margin
-        )
+        self.threshold = _threshold(self.cfg)
 
     # -- state ----------------------------------------------------------------------------
 

@@ -227,9 +227,13 @@ class EntityDetector:
         contributions = scorer.explain(scored) if decision.anomalous else []
         records, anomalous = decider.alerts(ts, scored.u, decision, contributions, maintenance)
         out.extend(("alert", rec) for rec in records)
-        score = rarity_to_score(scored.u)
+        score = rarity_to_score(scored.score)
         if scored.ready and self.health.drift is not None:
-            drift, reset = self.health.on_scored(ts, ev.metrics, score, anomalous)
+            # Drift watches the calibrated, unsmoothed score (about uniform while the models
+            # fit): the smoothing would make every short excursion a lasting shift.
+            drift, reset = self.health.on_scored(
+                ts, ev.metrics, rarity_to_score(scored.u), anomalous
+            )
             out += drift
             if reset:
                 # The operator asked drift to reset the entity: new models and threshold,
