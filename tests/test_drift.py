@@ -10,6 +10,7 @@ Streams are generated from fixed seeds; the bounds and rates asserted here were 
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
 import math
 import pickle
@@ -26,7 +27,9 @@ import udfs.core.drift as drift_module
 from state.codec import decode, encode
 from udfs.core.drift import SCORE, DriftConfig, DriftMonitor, ks_statistic, psi
 
-DEFAULT = DriftConfig()
+# The monitor's mechanics from the first value, in both directions; the defaults' warm-up
+# and upward-only Page-Hinkley have their own tests at the end.
+DEFAULT = DriftConfig(warmup_events=0, page_hinkley_direction="both")
 R = DEFAULT.reference_events  # 2048
 W = DEFAULT.window_events  # 1024
 CE = DEFAULT.check_every  # 128
@@ -319,7 +322,7 @@ def test_refresh_events_makes_a_lasting_shift_the_new_normal() -> None:
 
 
 def test_action_reset_asks_for_a_reset_and_rebuilds_the_reference() -> None:
-    cfg = DriftConfig(action="reset")
+    cfg = dataclasses.replace(DEFAULT, action="reset")
     mon = DriftMonitor(cfg, ["x"])
     xs = normal(CHANGE_AT, seed=19) + [v + 2.0 for v in normal(W, seed=20)]
     records = feed(mon, "x", xs)
@@ -534,11 +537,11 @@ def test_page_hinkley_equals_rivers_and_a_restored_one_continues_exactly() -> No
 def test_restore_rejects_another_layout_or_version() -> None:
     snap = DriftMonitor(DEFAULT, ["x"]).snapshot()
     with pytest.raises(ValueError, match="does not match the config"):
-        DriftMonitor.restore(DriftConfig(window_events=2048), snap)
+        DriftMonitor.restore(dataclasses.replace(DEFAULT, window_events=2048), snap)
     with pytest.raises(ValueError, match="unsupported version"):
         DriftMonitor.restore(DEFAULT, (99,) + snap[1:])
     # Thresholds and actions are not part of the layout: they may change across a restart.
-    DriftMonitor.restore(DriftConfig(psi_threshold=0.3, action="reset"), snap)
+    DriftMonitor.restore(dataclasses.replace(DEFAULT, psi_threshold=0.3, action="reset"), snap)
 
 
 def shape(obj: Any) -> Any:
@@ -578,3 +581,46 @@ def test_state_of_three_metrics_and_score_is_under_6_kb_and_stops_growing() -> N
 # threshold is not lower (0.30 was crossed once in 3 million stationary events). The
 # detection bounds follow from the window: a full-window 1 sd shift gives a PSI near 1, so
 # about 40 % of the window must have changed (~420 values) plus up to one check period.
+
+
+def test_by_default_a_falling_score_is_no_drift_and_a_rising_one_is() -> None:
+    cfg = DriftConfig()
+    assert cfg.page_hinkley_direction == "up"
+    found = {}
+    for name, late in (("falls", lambda r: r * 0.3), ("rises", lambda r: 1.0 - (1.0 - r) * 0.3)):
+        mon = DriftMonitor(cfg, [SCORE])
+        rng = random.Random(41)
+        recs = []
+        for i in range(12_000):
+            r = rng.random()
+            recs += mon.update(i, {SCORE: late(r) if i >= 6_000 else r}, alerted=False)
+        found[name] = [rec for rec in recs if rec.get("statistic") == "page_hinkley"]
+    assert found["falls"] == [] and found["rises"]
+    both = DriftMonitor(DriftConfig(page_hinkley_direction="both"), [SCORE])
+    rng = random.Random(41)
+    recs = []
+    for i in range(12_000):
+        r = rng.random()
+        recs += both.update(i, {SCORE: r * 0.3 if i >= 6_000 else r}, alerted=False)
+    assert any(rec.get("statistic") == "page_hinkley" for rec in recs)
+
+
+def test_by_default_nothing_is_watched_during_the_warm_up() -> None:
+    cfg = DriftConfig()
+    mon = DriftMonitor(cfg, [SCORE])
+    recs = []
+    for i in range(cfg.warmup_events):
+        # A score that climbs through the whole warm-up: no record before it ends.
+        recs += mon.update(i, {SCORE: i / cfg.warmup_events}, alerted=False)
+    assert recs == []
+
+
+def test_a_rise_the_detector_alerted_on_is_no_silent_detector() -> None:
+    mon = DriftMonitor(DriftConfig(warmup_events=0), [SCORE])
+    rng = random.Random(42)
+    recs = []
+    for i in range(12_000):
+        x = rng.random() ** 0.2 if 6_000 <= i < 6_100 else rng.random()
+        recs += mon.update(i, {SCORE: x}, alerted=6_000 <= i < 6_100 and i % 10 == 0)
+    assert any(r.get("statistic") == "page_hinkley" for r in recs)
+    assert not [r for r in recs if r.get("check") == "silent_detector"]

@@ -171,8 +171,15 @@ class DriftConfig:
     ----------
     enabled
         When false, :meth:`DriftMonitor.update` does nothing and returns ``[]``.
+    watch_metrics
+        Also watch each raw metric value (PSI and KS), not only the anomaly score. Off by
+        default: a metric with a daily cycle compared over a window shorter than a day drifts
+        every day by construction, so the records say nothing the models do not already
+        follow; the score is what tells whether the detector still fits the entity.
     warmup_events
-        Values of a series ignored before its reference starts.
+        Values of a series ignored before its reference starts (2000: an entity's young
+        phase, ``detector.threshold.min_events``, while its calibration is still settling
+        and its score distribution moves for that reason alone).
     reference_events
         Values of a series that build its reference (half for the sample and the bin edges,
         half for the reference bin counts); a multiple of ``2 * ks_samples``.
@@ -197,6 +204,11 @@ class DriftConfig:
     page_hinkley_min_instances, page_hinkley_delta, page_hinkley_threshold, page_hinkley_alpha
         River's ``PageHinkley(min_instances, delta, threshold, alpha, mode="both")`` on the
         score.
+    page_hinkley_direction
+        ``"up"`` (default): only a rise of the score is a drift record (more events look
+        unusual than before: a new regime, or models that no longer fit); a fall is the
+        models fitting better, and an entity's score falls for days while it learns its
+        daily cycle. ``"both"``: either.
     clear_ratio
         A statistic in drift has cleared when a check finds it below
         ``clear_ratio * threshold``; only then can it be reported again.
@@ -227,7 +239,8 @@ class DriftConfig:
     """
 
     enabled: bool = True
-    warmup_events: int = 0
+    watch_metrics: bool = False
+    warmup_events: int = 2_000
     reference_events: int = 2048
     refresh_events: int = 0
     window_events: int = 1024
@@ -240,6 +253,7 @@ class DriftConfig:
     page_hinkley_delta: float = 0.05
     page_hinkley_threshold: float = 20.0
     page_hinkley_alpha: float = 1.0
+    page_hinkley_direction: str = "up"
     clear_ratio: float = 0.5
     action: str = "report"
     silent_after_events: int = 1000
@@ -251,6 +265,12 @@ class DriftConfig:
         problems: list[str] = []
         if not isinstance(self.enabled, bool):
             problems.append(f"enabled must be a bool, got {self.enabled!r}")
+        if self.page_hinkley_direction not in ("up", "both"):
+            problems.append(
+                f"page_hinkley_direction must be up or both, got {self.page_hinkley_direction!r}"
+            )
+        if not isinstance(self.watch_metrics, bool):
+            problems.append(f"watch_metrics must be a bool, got {self.watch_metrics!r}")
         ints = {
             "warmup_events": (self.warmup_events, 0),
             "reference_events": (self.reference_events, 1),
@@ -587,8 +607,8 @@ class DriftMonitor:
 
     Examples
     --------
-    >>> cfg = DriftConfig(reference_events=200, window_events=100, check_every=20,
-    ...                   ks_samples=50)
+    >>> cfg = DriftConfig(warmup_events=0, reference_events=200, window_events=100,
+    ...                   check_every=20, ks_samples=50)
     >>> mon = DriftMonitor(cfg, ["cpu"])
     >>> records = []
     >>> for i in range(600):  # one event per second; +0.5 from t = 400 s
@@ -658,6 +678,11 @@ class DriftMonitor:
             cfg.psi_bins,
             cfg.ks_samples,
         )
+
+    @property
+    def watched(self) -> list[str]:
+        """The names of the watched series, sorted."""
+        return [s.name for s in self._series]
 
     def _find(self, name: str) -> _Series | None:
         for s in self._series:
@@ -741,7 +766,9 @@ class DriftMonitor:
         if score.flags & (_PSI | _KS):
             return True
         seen, last = self._ph_state[0], self._ph_state[1]
-        return last >= 0 and seen - last <= self.cfg.window_events
+        # A Page-Hinkley rise counts while recent and when no alert came after it (a rise the
+        # detector alerted on is an incident it saw, not a blind detector).
+        return last >= 0 and seen - last <= self.cfg.window_events and seen - last < self._since_alert
 
     def reset_reference(self) -> None:
         """Forget the reference and the current windows; rebuild them from the next values.
@@ -879,13 +906,15 @@ class DriftMonitor:
             st[6] = int(n)
         if not ph._drift_detected:
             return
+        up = ph._sum_increase - ph._min_increase
+        down = ph._max_decrease - ph._sum_decrease
+        if self.cfg.page_hinkley_direction == "up" and up <= self.cfg.page_hinkley_threshold:
+            return  # the score fell: the models fit better, nothing to read (it restarts)
         last = st[1]
         st[1] = st[0]
         if last >= 0 and st[0] - last <= self.cfg.window_events:
             return  # the same drift, still going on
         self._score_drift_ts = ts
-        up = ph._sum_increase - ph._min_increase
-        down = ph._max_decrease - ph._sum_decrease
         cp_ts, cp_n = (st[3], st[4]) if up >= down else (st[5], st[6])
         out.append(
             self._drift_record(

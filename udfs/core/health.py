@@ -115,7 +115,7 @@ class Health:
     def start_drift(self, metrics: list[str]) -> None:
         """On the entity's first event: watch its metrics and its score."""
         if self.drift is None and self.cfg.drift.enabled:
-            self.drift = DriftMonitor(self.cfg.drift, [*(m for m in metrics if m != SCORE), SCORE])
+            self.drift = DriftMonitor(self.cfg.drift, _watched(self.cfg, metrics))
 
     def on_scored(
         self, ts: int, metrics: dict[str, float], score: float, anomalous: bool
@@ -180,12 +180,22 @@ class Health:
         health.drift_epoch = int(data["drift_epoch"])
         drift = data["drift"]
         if drift is not None and cfg.drift.enabled:
+            watched = _watched(cfg, metrics)
             try:
                 health.drift = DriftMonitor.restore(cfg.drift, drift)
+                if (health.drift.watched != [SCORE]) != cfg.drift.watch_metrics:
+                    raise ValueError("drift.watch_metrics changed")
             except ValueError:
                 # The drift layout changed with the configuration: start a new reference.
-                health.drift = DriftMonitor(cfg.drift, [*(m for m in metrics if m != SCORE), SCORE])
+                health.drift = DriftMonitor(cfg.drift, watched)
         return health
+
+
+def _watched(cfg: DetectorConfig, metrics: list[str]) -> list[str]:
+    """The series the drift monitor watches: the score, and the metrics if configured."""
+    if not cfg.drift.watch_metrics:
+        return [SCORE]
+    return [*(m for m in metrics if m != SCORE), SCORE]
 
 
 # A compiled copy of this file (scripts/build_native.py, mypyc) when one was built from these
