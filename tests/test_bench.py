@@ -13,6 +13,7 @@ import pytest
 
 from state.codec import encode
 from tools import bench
+from tools.bench.common import WITH_FEATURES
 from udfs.core.config import DetectorConfig
 from udfs.core.detector import EntityDetector
 from udfs.core.events import Event, ParseConfig, parse_line
@@ -107,12 +108,13 @@ def test_the_operator_loop_stores_what_the_operator_stores() -> None:
     bench.operator_loop(lines, DetectorConfig(), ParseConfig(), (), states_out=states)
     assert sorted(states) == [bench.entity_name(e) for e in range(4)]
     assert all(isinstance(v, bytes) and len(v) > 1000 for v in states.values())
-    # ... which is each entity's detector after all its events, encoded.
+    # ... which is each entity's detector (as the operator builds it) after all its events.
     detectors: dict[str, EntityDetector] = {}
     for line in lines:
         ev = parse_line(line, ParseConfig())
         assert isinstance(ev, Event)
-        detectors.setdefault(ev.entity, EntityDetector(ev.entity, DetectorConfig())).on_event(ev)
+        det = EntityDetector(ev.entity, DetectorConfig(), WITH_FEATURES)
+        detectors.setdefault(ev.entity, det).on_event(ev)
     assert {e: encode(d.snapshot()) for e, d in detectors.items()} == states
 
 
@@ -131,16 +133,17 @@ def test_state_growth_reports_the_encoded_size() -> None:
 
 
 def test_state_stops_growing_at_steady_state_hours_and_not_before() -> None:
-    """At the defaults (20 s apart) the drift monitor's samples arrive after 24 h + 3,172
-    events: a measure at 25 h, as the bench took before, misses about 2.8 KB per metric."""
+    """At the defaults (20 s apart) the drift monitor's samples are complete after 100 +
+    2,000 + 2,048 + 1,024 events, later than the 24 h window: a measure 10 h earlier misses
+    part of them."""
     cfg = DetectorConfig()
     hours = bench.steady_state_hours(cfg)
-    assert hours == 24 + 3172 * 20 / 3600 + 1
+    assert hours == 5172 * 20 / 3600 + 1
     steady = bench.state_growth(1, cfg, hours=hours)["steady_bytes"]
     later = bench.state_growth(1, cfg, hours=hours + 3)["steady_bytes"]
-    early = bench.state_growth(1, cfg, hours=25.0)["steady_bytes"]
+    early = bench.state_growth(1, cfg, hours=hours - 10)["steady_bytes"]
     assert abs(later - steady) <= 64
-    assert steady - early > 2_000
+    assert steady - early > 400
 
 
 def test_plan_sizes_are_whole_rounds_of_entities() -> None:
@@ -213,7 +216,7 @@ def test_main_writes_json_and_markdown_without_flink(
         job_seconds=0.01,
         base_seconds=0.01,
         state_hours=0.1,
-        profile_events=64,
+        profile_events=1_024,  # (enough 0.5 ms samples to see the parser every time)
     )
     monkeypatch.setattr(bench.Plan, "for_mode", classmethod(lambda cls, quick: tiny))
     monkeypatch.setattr(bench.run, "PROJECT_ROOT", tmp_path)  # bench/tmp goes there

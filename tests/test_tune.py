@@ -1,5 +1,5 @@
-"""``tools.tune`` on the demo stream: alert counts by target rate, and the injected incidents
-found at the default rate.
+"""``tools.tune`` on the demo stream: alert counts by threshold, and the injected incidents
+found at the default one.
 
 The labels are written here from what the demo stream is documented to contain (three
 incidents, at day 1 + 900 min, day 2 + 200 min and day 2 + 660 min, lasting 30, 45 and 20
@@ -21,7 +21,7 @@ from tools.tune import load_labels, main, tune
 DAY_MIN = 1440
 T0 = "2026-01-01T00:00:00Z"
 T0_MS = 1_767_225_600_000
-RATES = (0.0001, 0.0005, 0.001, 0.005)
+RARITIES = (1.25, 1.75, 2.5, 3.5)
 SLACK_MS = 10 * 60_000
 
 
@@ -62,15 +62,16 @@ def labels_file(demo: Path) -> Path:
 @pytest.fixture(scope="module")
 def sweep(demo: Path, labels_file: Path) -> dict[str, Any]:
     cfg = load_config(profile="default")
-    return tune(demo, cfg, RATES, load_labels(str(labels_file)), workers=2)
+    return tune(demo, cfg, RARITIES, load_labels(str(labels_file)), workers=2)
 
 
-def test_higher_target_rates_never_give_fewer_alerts(sweep: dict[str, Any]) -> None:
-    rows = sweep["rates"]
-    assert [r["target_alert_rate"] for r in rows] == sorted(RATES)
+def test_higher_thresholds_never_give_more_alerts(sweep: dict[str, Any]) -> None:
+    rows = sweep["rows"]
+    assert sweep["knob"] == "rarity"
+    assert [r["rarity"] for r in rows] == sorted(RARITIES)
     opened = [r["alerts_opened"] for r in rows]
-    assert all(a <= b for a, b in zip(opened, opened[1:], strict=False)), opened
-    assert opened[-1] > opened[0]
+    assert all(a >= b for a, b in zip(opened, opened[1:], strict=False)), opened
+    assert opened[0] > opened[-1]
     for r in rows:
         assert sum(r["per_entity"].values()) == r["alerts_opened"]
         assert r["per_entity_per_day_max"] >= r["per_entity_per_day_mean"]
@@ -78,9 +79,9 @@ def test_higher_target_rates_never_give_fewer_alerts(sweep: dict[str, Any]) -> N
     assert sweep["days"] == pytest.approx(3.0)
 
 
-def test_every_demo_incident_is_found_at_the_default_rate(sweep: dict[str, Any]) -> None:
-    (row,) = [r for r in sweep["rates"] if r["configured"]]
-    assert row["target_alert_rate"] == 0.001
+def test_every_demo_incident_is_found_at_the_default_threshold(sweep: dict[str, Any]) -> None:
+    (row,) = [r for r in sweep["rows"] if r["configured"]]
+    assert row["rarity"] == 1.75
     # Independently of tune's scoring: each incident has an episode of its entity opening
     # inside [start - slack, end].
     for entity, start, minutes in INCIDENTS:
@@ -127,14 +128,14 @@ def test_command_prints_a_table_and_writes_json(
     demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "tune.json"
-    argv = ["--input", str(demo), "--labels", "demo", "--rates", "0.001,0.005", "--limit", "3000"]
+    argv = ["--input", str(demo), "--labels", "demo", "--rarities", "1.75,3", "--limit", "3000"]
     assert main([*argv, "--workers", "1", "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "target rate" in text and "recall" in text and "0.001 *" in text
+    assert "threshold" in text and "recall" in text and "1.75 *" in text
     res = json.loads(out.read_text())
-    assert [r["target_alert_rate"] for r in res["rates"]] == [0.001, 0.005]
+    assert [r["rarity"] for r in res["rows"]] == [1.75, 3.0]
     assert res["limit"] == 3000 and res["events_scored"] <= 3000
-    # --set reaches the detector: the configured rate is marked.
+    # --set reaches the detector: the configured rate is marked, and rates are swept.
     assert (
         main(
             [
@@ -149,6 +150,7 @@ def test_command_prints_a_table_and_writes_json(
         )
         == 0
     )
-    assert "0.002 *" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "target rate" in text and "0.002 *" in text
     assert main(["--input", str(demo), "--rates", "abc"]) == 2
     assert "--rates" in capsys.readouterr().err

@@ -1,9 +1,11 @@
-"""``python -m job tune``: what each target alert rate would give on a sample of your data.
+"""``python -m job tune``: what each alert threshold would give on a sample of your data.
 
 The input is replayed through the detection core (:func:`udfs.core.replay.replay`, the same
-code the Flink job runs) once per candidate ``detector.threshold.target_alert_rate``; every
-other key comes from the profile, ``--config`` and ``--set`` as for ``replay``. For each
-rate the table shows:
+code the Flink job runs) once per candidate value of the threshold knob in use: the fixed
+threshold ``detector.threshold.rarity`` (decades; the default, ``--rarities``), or the
+target alert rate ``detector.threshold.target_alert_rate`` when one is configured or
+``--rates`` is given. Every other key comes from the profile, ``--config`` and ``--set`` as
+for ``replay``. For each candidate the table shows:
 
 - **opened**: alert episodes opened (``open`` records), all entities;
 - **per entity / day**: episodes opened per entity per day of event time, the mean over the
@@ -23,8 +25,8 @@ Labels: a JSON file ``[{"entity": "srv-2", "start": "2026-01-02T15:00:00Z", "end
 demo`` for the incidents injected into the bundled demo stream
 (:func:`job.demo_data.incidents`; ``end`` is the end of the incident's last minute).
 
-Rates run in parallel worker processes (``--workers``, default 2: the machine's cores are
-the limit; each worker reads and replays the input on its own). ``--json FILE`` writes the
+Candidates run in parallel worker processes (``--workers``, default 2: the machine's cores
+are the limit; each worker reads and replays the input on its own). ``--json FILE`` writes the
 whole result as JSON.
 """
 
@@ -44,12 +46,14 @@ from statistics import median
 from typing import Any
 
 __all__ = [
+    "DEFAULT_RARITIES",
     "DEFAULT_RATES",
     "add_arguments",
     "add_csv_arguments",
     "csv_options",
     "demo_labels",
     "format_table",
+    "knob_in_use",
     "load_labels",
     "main",
     "run_command",
@@ -57,6 +61,7 @@ __all__ = [
 ]
 
 DEFAULT_RATES = (0.0001, 0.0005, 0.001, 0.005)
+DEFAULT_RARITIES = (1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
 DEFAULT_SLACK_MINUTES = 10.0
 _DAY_MS = 86_400_000
 
@@ -100,10 +105,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "the demo stream's injected incidents",
     )
     p.add_argument(
-        "--rates",
-        help="comma-separated target alert rates (default: "
-        + ",".join(f"{r:g}" for r in DEFAULT_RATES)
+        "--rarities",
+        help="comma-separated fixed thresholds in decades (default: "
+        + ",".join(f"{r:g}" for r in DEFAULT_RARITIES)
         + " and the configured one)",
+    )
+    p.add_argument(
+        "--rates",
+        help="comma-separated target alert rates, instead (default when a target rate is "
+        "configured: " + ",".join(f"{r:g}" for r in DEFAULT_RATES) + " and the configured one)",
     )
     p.add_argument(
         "--slack-minutes",
@@ -121,17 +131,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         default=2,
-        help="parallel worker processes, one rate each at a time (default: %(default)s)",
+        help="parallel worker processes, one candidate each at a time (default: %(default)s)",
     )
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     add_csv_arguments(p)
 
 
-def _parse_rates(text: str | None, configured: float) -> list[float]:
+# The knobs a sweep can turn: (flag, default candidates, open interval of valid values).
+KNOBS = {
+    "rarity": ("--rarities", DEFAULT_RARITIES, (0.0, 20.0), "1.5,2"),
+    "target_alert_rate": ("--rates", DEFAULT_RATES, (0.0, 0.5), "0.0005,0.001"),
+}
+
+
+def knob_in_use(cfg: Any, rates: str | None = None, rarities: str | None = None) -> str:
+    """The threshold key a sweep turns: the one asked for, else the one configured."""
+    if rates is not None and rarities is not None:
+        raise ValueError("give --rates or --rarities, not both")
+    if rates is not None:
+        return "target_alert_rate"
+    if rarities is not None:
+        return "rarity"
+    return "target_alert_rate" if cfg.detector.threshold.target_alert_rate > 0 else "rarity"
+
+
+def _parse_values(knob: str, text: str | None, configured: float) -> list[float]:
+    flag, defaults, (lo, hi), example = KNOBS[knob]
     if text is None:
-        rates = set(DEFAULT_RATES) | {configured}
+        values = set(defaults) | {configured}
     else:
-        rates = set()
+        values = set()
         for part in text.split(","):
             part = part.strip()
             if not part:
@@ -140,14 +169,14 @@ def _parse_rates(text: str | None, configured: float) -> list[float]:
                 r = float(part)
             except ValueError:
                 raise ValueError(
-                    f"--rates: {part!r} is not a number (e.g. --rates 0.0005,0.001)"
+                    f"{flag}: {part!r} is not a number (e.g. {flag} {example})"
                 ) from None
-            if not 0.0 < r < 0.5:
-                raise ValueError(f"--rates: {part} is outside (0, 0.5)")
-            rates.add(r)
-        if not rates:
-            raise ValueError("--rates is empty (e.g. --rates 0.0005,0.001)")
-    return sorted(rates)
+            if not lo < r < hi:
+                raise ValueError(f"{flag}: {part} is outside ({lo:g}, {hi:g})")
+            values.add(r)
+        if not values:
+            raise ValueError(f"{flag} is empty (e.g. {flag} {example})")
+    return sorted(values)
 
 
 # -- labels -----------------------------------------------------------------------------------
@@ -217,7 +246,7 @@ def load_labels(spec: str) -> list[dict[str, Any]]:
     return labels
 
 
-# -- one rate ---------------------------------------------------------------------------------
+# -- one candidate ----------------------------------------------------------------------------
 
 
 def _replay_one(
@@ -272,7 +301,6 @@ def _replay_one(
         step = median(gaps[e]) if gaps.get(e) else 0
         days[e] = (last[e] - first[e] + step) / _DAY_MS
     return {
-        "target_alert_rate": detector_cfg.threshold.target_alert_rate,
         "scored": dict(scored),
         "days": days,
         "first_ms": min(first.values()) if first else None,
@@ -340,26 +368,31 @@ def _score_labels(
 def tune(
     input_path: str | Path,
     cfg: Any,
-    rates: list[float] | tuple[float, ...] | None = None,
+    values: list[float] | tuple[float, ...] | None = None,
     labels: list[dict[str, Any]] | None = None,
     slack_minutes: float = DEFAULT_SLACK_MINUTES,
     csv_opts: Any = None,
     limit: int | None = None,
     workers: int = 2,
+    knob: str | None = None,
 ) -> dict[str, Any]:
-    """Replay ``input_path`` once per target rate; the results as a plain dict.
+    """Replay ``input_path`` once per candidate value of ``detector.threshold.<knob>``; the
+    results as a plain dict.
 
-    ``cfg`` is a :class:`job.config.JobConfig`; only ``detector.threshold.target_alert_rate``
-    changes between rates. ``labels`` come from :func:`load_labels`.
+    ``cfg`` is a :class:`job.config.JobConfig`; ``knob`` is ``"rarity"`` or
+    ``"target_alert_rate"`` (default: :func:`knob_in_use`), the only key that changes
+    between candidates; sweeping rates on a configuration without one keeps its ``rarity``
+    as their floor. ``labels`` come from :func:`load_labels`.
     """
     path = Path(input_path)
     if not path.is_file():
         raise FileNotFoundError(f"input file not found: {path}")
-    configured = cfg.detector.threshold.target_alert_rate
-    rate_list = sorted(set(rates)) if rates else _parse_rates(None, configured)
+    knob = knob or knob_in_use(cfg)
+    configured = getattr(cfg.detector.threshold, knob)
+    value_list = sorted(set(values)) if values else _parse_values(knob, None, configured)
     detectors = [
-        replace(cfg.detector, threshold=replace(cfg.detector.threshold, target_alert_rate=r))
-        for r in rate_list
+        replace(cfg.detector, threshold=replace(cfg.detector.threshold, **{knob: v}))
+        for v in value_list
     ]
     jobs = [(str(path), csv_opts, cfg.parse, d, limit) for d in detectors]
     t0 = time.monotonic()
@@ -374,13 +407,13 @@ def tune(
     base = raw[0]
     entities = sorted(base["scored"])
     results = []
-    for r in raw:
+    for value, r in zip(value_list, raw, strict=True):
         per_entity = Counter(a["entity"] for a in r["opens"])
         per_day = {e: per_entity.get(e, 0) / r["days"][e] for e in entities if r["days"][e] > 0}
         worst = max(sorted(per_day), key=lambda e: per_day[e]) if per_day else None
         row: dict[str, Any] = {
-            "target_alert_rate": r["target_alert_rate"],
-            "configured": r["target_alert_rate"] == configured,
+            knob: value,
+            "configured": value == configured,
             "alerts_opened": len(r["opens"]),
             "by_severity": {
                 s: sum(1 for a in r["opens"] if a["severity"] == s)
@@ -407,7 +440,8 @@ def tune(
         "dead_letters": base["dead_letters"],
         "late": base["late"],
         "limit": limit,
-        "configured_rate": configured,
+        "knob": knob,
+        "configured_value": configured,
         "labels": [{k: v for k, v in lab.items() if k not in ("start", "end")} for lab in labels]
         if labels is not None
         else None,
@@ -415,7 +449,7 @@ def tune(
         "slack_ms": slack_ms,
         "workers": workers,
         "seconds": round(time.monotonic() - t0, 2),
-        "rates": results,
+        "rows": results,
     }
 
 
@@ -429,15 +463,16 @@ def format_table(res: dict[str, Any]) -> str:
     )
     if labelled:
         head += f"; {len(res['labels'])} labelled incidents, slack {res['slack_ms'] / 60_000:g} min"
-    cols = ["target rate", "opened", "info/warn/crit", "per entity/day mean", "max"]
+    knob = res["knob"]
+    cols = ["threshold" if knob == "rarity" else "target rate", "opened", "info/warn/crit", "per entity/day mean", "max"]
     if labelled:
         cols += ["TP", "FP", "precision", "recall", "F1", "found", "mean delay"]
     rows = []
-    for r in res["rates"]:
+    for r in res["rows"]:
         sev = r["by_severity"]
         worst = r["per_entity_per_day_max_entity"]
         row = [
-            f"{r['target_alert_rate']:g}" + (" *" if r["configured"] else ""),
+            f"{r[knob]:g}" + (" *" if r["configured"] else ""),
             f"{r['alerts_opened']:,}",
             f"{sev['info']}/{sev['warning']}/{sev['critical']}",
             f"{r['per_entity_per_day_mean']:.2f}",
@@ -467,7 +502,7 @@ def format_table(res: dict[str, Any]) -> str:
     lines = [head, "", fmt(cols), fmt(["-" * w for w in widths])]
     lines += [fmt(r) for r in rows]
     lines.append("")
-    lines.append("* the configured rate (detector.threshold.target_alert_rate)")
+    lines.append(f"* the configured value (detector.threshold.{knob})")
     if labelled:
         lines.append(
             "TP/FP: episodes opening inside [start - slack, end] of an incident of their entity, "
@@ -503,13 +538,16 @@ def run_command(args: argparse.Namespace, cfg: Any) -> int:
         raise ValueError("--workers must be >= 1")
     if not (args.slack_minutes >= 0 and math.isfinite(args.slack_minutes)):
         raise ValueError("--slack-minutes must be >= 0")
-    rates = _parse_rates(args.rates, cfg.detector.threshold.target_alert_rate)
+    knob = knob_in_use(cfg, args.rates, args.rarities)
+    text = args.rates if knob == "target_alert_rate" else args.rarities
+    values = _parse_values(knob, text, getattr(cfg.detector.threshold, knob))
     labels = load_labels(args.labels) if args.labels else None
     res = tune(
         path,
         cfg,
-        rates,
+        values,
         labels,
+        knob=knob,
         slack_minutes=args.slack_minutes,
         csv_opts=csv_options(args, path),
         limit=args.limit,

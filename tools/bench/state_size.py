@@ -20,17 +20,17 @@ from udfs.parse import handoff
 def steady_state_hours(cfg: DetectorConfig, interval_ms: int = 20_000) -> float:
     """Event-time hours after which an entity's state stops growing, plus one hour.
 
-    The longest window must be covered before the entity is warm; the drift monitor is fed
-    only ready events (warm and ``min_calibration_events`` calibrated), and its state is
-    complete once its warm-up, its reference and its first current window have passed
-    (``udfs.core.drift``). At the defaults and 20 s: 24 h + 3,172 events, about 42.6 h.
+    The windows grow until the longest is covered; the drift monitor is fed only ready
+    events (``min_calibration_events`` calibrated), and its state is complete once its
+    warm-up, its reference and its first current window have passed (``udfs.core.drift``).
+    The later of the two, plus an hour: at the defaults and 20 s, 5,172 events (28.7 h).
     """
     longest = max(w.length_ms for w in cfg.features.windows)
     events = cfg.model.min_calibration_events
     if cfg.drift.enabled:
         d = cfg.drift
         events += d.warmup_events + d.reference_events + d.window_events
-    return (longest + events * interval_ms) / 3_600_000 + 1.0
+    return max(longest, events * interval_ms) / 3_600_000 + 1.0
 
 
 def state_growth(

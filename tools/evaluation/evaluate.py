@@ -219,7 +219,7 @@ def nab_metrics(series: list[Series], runs: dict[str, EntityRun], nab_dir: Path)
     from job import nab_scoring as ns
 
     bench = ns.load_benchmark(nab_dir)
-    if len(series) != len(bench.files()):
+    if len(series) != len(bench.files):
         # A subset (--quick): the benchmark is that subset (windows, probation, normalisation).
         keep = {s.name for s in series}
         bench = ns.NabBenchmark(
