@@ -36,9 +36,9 @@ COMMANDS: dict[str, Command] = {
     "replay": Command("job.commands.replay", "run the same detection core in plain Python over a file (the oracle)"),
     "config": Command("job.commands.config", "print the effective configuration, or the reference of every key"),
     "eval": Command("tools.evaluation.evaluate", "detection quality on NAB, ASD and SKAB with one configuration"),
-    "nab": Command("job.nab", "run the detection core over the Numenta Anomaly Benchmark and score it"),
+    "nab": Command("tools.evaluation.nab", "run the detection core over the Numenta Anomaly Benchmark and score it"),
     "report": Command("tools.report", "write an HTML report (charts, alerts and their explanations) of a run's outputs"),
-    "tune": Command("tools.tune", "replay a sample once per target alert rate: alerts per entity per day, precision / recall"),
+    "tune": Command("tools.tune", "replay a sample once per threshold: alerts per entity per day, precision / recall"),
     "train-filter": Command("tools.train_filter", "train the false-positive alert filter from alerts and operator verdicts"),
     "bench": Command("tools.bench.run", "measure throughput, latency and state size: the job vs the plain loop vs a naive baseline"),
     "upgrade-check": Command("tools.upgrade_check", "check that a savepoint of an older revision restores in this one, through Flink"),
@@ -49,7 +49,7 @@ configuration:
   --profile NAME      a profile from job/profiles/ (default: default)
   --config FILE       a YAML file applied over the profile
   --set KEY=VALUE     override one key, repeatable; VALUE is YAML
-                      e.g. --set detector.threshold.target_alert_rate=0.0005
+                      e.g. --set detector.threshold.rarity=2.0
                            --set execution.mode=process --set sink.dir=out/x
   `python -m job config --reference` lists every key with its type, default and description.
 """

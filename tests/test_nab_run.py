@@ -19,10 +19,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from job import nab_scoring as ns
 from job.cli import main
 from job.config import load_config, to_plain
-from job.nab import DETECTOR_NAME, discover_files, label_rows
+from tools.evaluation import nab_scoring as ns
+from tools.evaluation.nab import DETECTOR_NAME, discover_files, label_rows
 
 NAB_DIR = Path(os.environ.get("NAB_DIR", "/work/shared/data/nab"))
 FILES = [

@@ -1,4 +1,4 @@
-"""Tests of the NAB v1.1 scorer in ``job.nab_scoring``.
+"""Tests of the NAB v1.1 scorer in ``tools.evaluation.nab_scoring``.
 
 Synthetic, hand-checked cases run everywhere. The cases against published NAB results need
 the NAB data: its directory is read from the environment variable ``NAB_DIR`` (default
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from job import nab_scoring as ns
+from tools.evaluation import nab_scoring as ns
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NAB_DIR = Path(os.environ.get("NAB_DIR", REPO_ROOT.parent / "shared" / "data" / "nab"))

@@ -6,7 +6,7 @@ a labelled anomaly) and the first row that is scored, following each benchmark's
 
 - **NAB** (``nab/``, Numenta Anomaly Benchmark v1.1): 58 univariate series, each its own
   entity, metric ``value``; labels from ``labels/combined_windows.json`` (limits
-  included). NAB's own scoring (:mod:`job.nab_scoring`) decides which rows count.
+  included). NAB's own scoring (:mod:`tools.evaluation.nab_scoring`) decides which rows count.
 - **ASD** (``asd/``, six application servers): per server the train rows then the test rows
   as one stream at a 5-minute spacing from 2026-01-01T00:00Z (the files carry no time),
   19 metrics ``m0 .. m18``; only the test rows are scored.

@@ -7,7 +7,7 @@ Runs NAB, ASD and SKAB (:mod:`tools.evaluation.datasets`) through the pure detec
 
 - **NAB**: the normalised NAB score of each profile, with NAB's threshold sweep on
   ``anomaly_score`` and with the detector's own alerts (rows with an ``open`` or
-  ``escalate`` record), scored with NAB's rules (:mod:`job.nab_scoring`);
+  ``escalate`` record), scored with NAB's rules (:mod:`tools.evaluation.nab_scoring`);
 - **ASD, SKAB**: on the scored rows, ROC AUC, PR AUC and VUS-PR (:mod:`tools.evaluation.metrics`)
   of the rarity (``anomaly_score`` in decades), pooled over the rows of every series and
   as the mean over series; alert-level recall (anomaly windows in which an alert opens),
@@ -16,7 +16,8 @@ Runs NAB, ASD and SKAB (:mod:`tools.evaluation.datasets`) through the pure detec
 - **drift and health records** per entity per day on the stretches without a labelled
   anomaly (what an operator would read as noise);
 - with ``--ablation`` (the default of a full run), the same without each model of the
-  ensemble in turn: what each model contributes.
+  ensemble in turn, and with each known model it leaves out added (:func:`variants`):
+  what each model contributes.
 
 ``--quick``: NAB only on a fixed quarter of its files (every fourth, by name), ASD and SKAB
 whole, no ablation: a few minutes. A full run rewrites the detection-quality table of the
@@ -42,7 +43,7 @@ import numpy as np
 from tools.evaluation.datasets import Series, load_asd, load_nab, load_skab
 from tools.evaluation.metrics import alert_quality, pr_auc, roc_auc, vus_pr
 from tools.evaluation.runner import EntityRun, run_entity
-from udfs.core.config import DetectorConfig
+from udfs.core.config import MODEL_NAMES, DetectorConfig
 
 __all__ = ["evaluate", "main"]
 
@@ -216,7 +217,7 @@ def labelled_metrics(series: list[Series], runs: dict[str, EntityRun]) -> dict[s
 
 def nab_metrics(series: list[Series], runs: dict[str, EntityRun], nab_dir: Path) -> dict[str, Any]:
     """NAB's normalised scores (sweep and own alerts) of every profile."""
-    from job import nab_scoring as ns
+    from tools.evaluation import nab_scoring as ns
 
     bench = ns.load_benchmark(nab_dir)
     if len(series) != len(bench.files):
@@ -298,7 +299,7 @@ def _markdown(report: dict[str, Any]) -> str:
         table(res),
     ]
     if report.get("ablation"):
-        lines += ["", "## What each model contributes (the ensemble without it)", "", ablation_table(report)]
+        lines += ["", "## What each model contributes (the ensemble without it, or with it added)", "", ablation_table(report)]
     return "\n".join(lines) + "\n"
 
 
@@ -341,13 +342,27 @@ def table(res: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def variants(ensemble: tuple[str, ...]) -> list[tuple[str, tuple[str, ...]]]:
+    """The ablation's ensembles: without each model in turn (when more than one), and with
+    each known model it leaves out.
+
+    >>> variants(("extremes", "residual"))[0], variants(("extremes", "residual"))[-1]
+    (('without extremes', ('residual',)), ('with hst', ('extremes', 'residual', 'hst')))
+    """
+    out = []
+    if len(ensemble) > 1:
+        out += [(f"without {m}", tuple(x for x in ensemble if x != m)) for m in ensemble]
+    out += [(f"with {m}", (*ensemble, m)) for m in MODEL_NAMES if m not in ensemble]
+    return out
+
+
 def ablation_table(report: dict[str, Any]) -> str:
     rows = [
         "| ensemble | NAB sweep | NAB alerts | ASD ROC AUC | ASD recall / precision | SKAB ROC AUC |",
         "|---|---|---|---|---|---|",
     ]
     entries = [("all: " + ", ".join(report["ensemble"]), headline(report["results"]))]
-    entries += [(f"without {name}", h) for name, h in report["ablation"].items()]
+    entries += list(report["ablation"].items())
     for label, h in entries:
         rows.append(
             f"| {label} | {_fmt(h.get('nab_sweep'))} | {_fmt(h.get('nab_alerts'))} | "
@@ -416,13 +431,12 @@ def run_command(args: argparse.Namespace, cfg: DetectorConfig, sets: list[str]) 
     results = evaluate(cfg, data, args.quick, args.workers, progress, benchmarks)
     ablation: dict[str, Any] = {}
     do_ablation = (not args.quick) if args.ablation is None else args.ablation
-    if do_ablation and len(cfg.model.ensemble) > 1:
-        for name in cfg.model.ensemble:
-            rest = tuple(m for m in cfg.model.ensemble if m != name)
-            sub = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, ensemble=rest))
+    if do_ablation:
+        for label, ensemble in variants(cfg.model.ensemble):
+            sub = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, ensemble=ensemble))
             if progress:
-                print(f"without {name}:", file=sys.stderr)
-            ablation[name] = headline(evaluate(sub, data, args.quick, args.workers, progress, benchmarks))
+                print(f"{label}:", file=sys.stderr)
+            ablation[label] = headline(evaluate(sub, data, args.quick, args.workers, progress, benchmarks))
     report = {
         "date": dt.date.today().isoformat(),
         "revision": _revision(),
@@ -441,7 +455,8 @@ def run_command(args: argparse.Namespace, cfg: DetectorConfig, sets: list[str]) 
     md = _markdown(report)
     (out / f"{stem}.md").write_text(md)
     print(md)
-    if not args.quick and not sets and benchmarks == ("nab", "asd", "skab") and update_readme(table(results)):
+    readme_md = table(results) + ("\n\n" + ablation_table(report) if ablation else "")
+    if not args.quick and not sets and benchmarks == ("nab", "asd", "skab") and update_readme(readme_md):
         print("README: detection-quality table updated", file=sys.stderr)
     print(f"wrote {out / stem}.json and .md", file=sys.stderr)
     return 0

@@ -13,7 +13,7 @@ configuration. It writes:
 * ``OUT/scores.json``: per scoring profile, the normalised NAB score computed two ways:
 
   - ``swept``: NAB's own rule, one corpus-wide threshold on ``anomaly_score`` chosen to
-    maximise the total (:func:`job.nab_scoring.sweep`), with that threshold;
+    maximise the total (:func:`tools.evaluation.nab_scoring.sweep`), with that threshold;
     ``swept_ready_only`` the same with the rows the core marks not ready (``ready = 0``,
     warm-up) scored 0;
   - ``alerts``: the system's own decisions, no sweep: the rows on which the detector emitted
@@ -52,9 +52,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from job import nab_scoring as ns
 from job.config import JobConfig, to_plain
 from job.io import CsvOptions, read_records
+from tools.evaluation import nab_scoring as ns
 from udfs.core.config import DetectorConfig
 from udfs.core.detector import EntityDetector
 from udfs.core.events import DeadLetter, Event, ParseConfig
