@@ -134,14 +134,14 @@ def test_state_growth_reports_the_encoded_size() -> None:
 
 def test_state_stops_growing_at_steady_state_hours_and_not_before() -> None:
     """At the defaults (20 s apart) the drift monitor's samples are complete after 100 +
-    2,000 + 2,048 + 1,024 events, later than the 24 h window: a measure 10 h earlier misses
-    part of them."""
+    2,000 + 2,048 + 1,024 events and the extremes' 8 blocks after 20,000: the state no longer
+    grows after the later; 10 h before the drift monitor is complete it is clearly smaller."""
     cfg = DetectorConfig()
     hours = bench.steady_state_hours(cfg)
-    assert hours == 5172 * 20 / 3600 + 1
+    assert hours == 20_000 * 20 / 3600 + 1
     steady = bench.state_growth(1, cfg, hours=hours)["steady_bytes"]
     later = bench.state_growth(1, cfg, hours=hours + 3)["steady_bytes"]
-    early = bench.state_growth(1, cfg, hours=hours - 10)["steady_bytes"]
+    early = bench.state_growth(1, cfg, hours=5172 * 20 / 3600 + 1 - 10)["steady_bytes"]
     assert abs(later - steady) <= 64
     assert steady - early > 400
 

@@ -144,7 +144,7 @@ class _Collector:
 
 
 @pytest.mark.minicluster
-def test_a_running_job_takes_a_new_target_rate_and_its_alerts_say_so(tmp_path: Path) -> None:
+def test_a_running_job_takes_a_new_threshold_and_its_alerts_say_so(tmp_path: Path) -> None:
     from job.pipeline import _tagged, build_pipeline, create_environment, file_source
 
     events_dir, control_dir = tmp_path / "events", tmp_path / "control"
@@ -174,7 +174,7 @@ def test_a_running_job_takes_a_new_target_rate_and_its_alerts_say_so(tmp_path: P
         _drop(control_dir, "bad.jsonl", ['{"config_version": "x", "detector": {"model": {"combine": "max"}}}'])
         dead = got.wait_for("rejected change", lambda k, r: k == "dead_letter")
         assert dead["reason"] == "bad_control" and "not a live setting" in dead["detail"]
-        change = {"config_version": "2", "detector": {"threshold": {"target_alert_rate": 0.01}}}
+        change = {"config_version": "2", "detector": {"threshold": {"rarity": 1.25}}}
         _drop(control_dir, "change.jsonl", [json.dumps(change)])
         applied = got.wait_for(
             "config_applied", lambda k, r: k == "drift" and r.get("check") == "config_applied"
@@ -193,7 +193,7 @@ def test_a_running_job_takes_a_new_target_rate_and_its_alerts_say_so(tmp_path: P
     assert before and after
     assert {r["config_version"] for r in before} == {"1"}
     assert {r["config_version"] for r in after} == {"2"}
-    # A target rate ten times higher: the entity's threshold quantile sits lower.
+    # Half a decade lower: the entity's threshold sits lower.
     thr_before = {r["entity"]: r["threshold"] for r in before}
     lower = [r for r in after if r["entity"] in thr_before and r["threshold"] < thr_before[r["entity"]]]
     assert lower, (thr_before, [(r["entity"], r["threshold"]) for r in after])

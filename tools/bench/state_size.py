@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from state.codec import decode, encode
-from tools.bench.common import SNAPSHOT_EVERY
+from tools.bench.common import SNAPSHOT_EVERY, WITH_FEATURES
 from tools.bench.streams import entity_name, generate_events
 from udfs.core.config import DetectorConfig
 from udfs.core.detector import EntityDetector
@@ -22,14 +22,17 @@ def steady_state_hours(cfg: DetectorConfig, interval_ms: int = 20_000) -> float:
 
     The windows grow until the longest is covered; the drift monitor is fed only ready
     events (``min_calibration_events`` calibrated), and its state is complete once its
-    warm-up, its reference and its first current window have passed (``udfs.core.drift``).
-    The later of the two, plus an hour: at the defaults and 20 s, 5,172 events (28.7 h).
+    warm-up, its reference and its first current window have passed (``udfs.core.drift``);
+    the ``extremes`` model keeps ``blocks`` completed blocks of ``block_events``. The latest
+    of the three, plus an hour: at the defaults and 20 s, 20,000 events (112.1 h).
     """
     longest = max(w.length_ms for w in cfg.features.windows)
     events = cfg.model.min_calibration_events
     if cfg.drift.enabled:
         d = cfg.drift
         events += d.warmup_events + d.reference_events + d.window_events
+    if "extremes" in cfg.model.ensemble:
+        events = max(events, cfg.extremes.blocks * cfg.extremes.block_events)
     return max(longest, events * interval_ms) / 3_600_000 + 1.0
 
 
@@ -44,7 +47,7 @@ def state_growth(
     """
     steps = int(hours * 3_600_000 / interval_ms)
     lines = generate_events(steps, metrics=metrics, entities=1, interval_ms=interval_ms, seed=7)
-    det = EntityDetector(entity_name(0), cfg)
+    det = EntityDetector(entity_name(0), cfg, WITH_FEATURES)  # as the operator builds it
     pcfg = ParseConfig()
     checkpoints = {int(h * 3_600_000 / interval_ms): h for h in (1, 6, 12, 24) if h < hours}
     growth = []
