@@ -81,3 +81,18 @@ def test_an_entity_at_every_cap_stays_within_the_stated_bound(ensemble: tuple[st
     bound = largest_state_bytes(cfg, parse, SNAPSHOT_EVERY)
     assert measured <= bound, (measured, bound)
     assert measured > bound / 3, (measured, bound)  # the bound is not a vacuous one
+
+
+@pytest.mark.parametrize("ensemble", [("extremes", "residual"), ("extremes", "residual", "window")])
+def test_an_entity_with_ever_new_metric_names_stops_growing(ensemble: tuple[str, ...]) -> None:
+    """A label or a request id in the metric name: every event brings a new name. The names
+    kept are capped (the windows keep the most recently seen, the models their first), so
+    the state after 3,000 such events is the state after 1,000."""
+    cfg = dataclasses.replace(DetectorConfig(), model=ModelConfig(ensemble=ensemble))
+    det = EntityDetector("e", cfg, with_features=False)
+    sizes = {}
+    for i in range(3_000):
+        det.on_event(Event("e", T0 + i * MIN, {"cpu": 50.0 + i % 7, f"req_{i:05d}": float(i % 13)}))
+        if i + 1 in (1_000, 3_000):
+            sizes[i + 1] = len(encode(det.snapshot()))
+    assert abs(sizes[3_000] - sizes[1_000]) <= 2_048, sizes

@@ -34,7 +34,7 @@ def alert_id(entity: str, start_ts_ms: int) -> str:
     """Deterministic id of the episode of ``entity`` that started at ``start_ts_ms``.
 
     >>> alert_id("srv-1", 1767225600000)
-    'a3f2d2ab9c8e6b4b'
+    'c9415e2b49c2b9f3'
     """
     return hashlib.sha256(f"{entity}\x00{start_ts_ms}".encode()).hexdigest()[:16]
 

@@ -29,7 +29,7 @@ with, in bytes (a character of a name is at most 4 bytes of UTF-8; a number at m
 - ``J`` = ``(execution.snapshot_every - 1) · (parse.max_record_bytes + 64)``: the journal
   of raw lines between two snapshots.
 
-At the defaults that is about 75 MB, nearly all of it ``W · E``: an entity that sends 1,024
+At the defaults that is about 74 MB, nearly all of it ``W · E``: an entity that sends 1,024
 maximal lines within its out-of-order bound. Streams that cannot trust their producers
 should lower ``lateness.max_buffered_events`` or ``parse.max_record_bytes``; a steady entity
 holds a few KB (see ``docs/architecture.md``).
@@ -53,7 +53,7 @@ def largest_state_bytes(cfg: DetectorConfig, parse: ParseConfig, snapshot_every:
     """``S`` of the module docstring for ``cfg`` and ``parse``.
 
     >>> round(largest_state_bytes(DetectorConfig(), ParseConfig()) / 1e6, 1)
-    74.8
+    74.2
     """
     lateness = cfg.lateness
     event = parse.max_record_bytes + 16 * parse.max_metrics + 64

@@ -25,8 +25,7 @@ Examples
 ...     windows=(MaintenanceWindow("db-*", "2026-01-03T02:00:00Z", "2026-01-03T03:00:00Z"),),
 ...     recurring=(RecurringWindow("srv-*", days="sun", start="23:30", minutes=60),),
 ... )
->>> from udfs.core.checks import glob_problem
-from udfs.core.events import parse_timestamp as ts
+>>> from udfs.core.events import parse_timestamp as ts
 >>> in_maintenance(cfg, "db-1", ts("2026-01-03T02:00:00Z"))  # start: inside
 True
 >>> in_maintenance(cfg, "db-1", ts("2026-01-03T03:00:00Z"))  # end: outside

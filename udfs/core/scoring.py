@@ -46,7 +46,7 @@ def fisher(rarities: list[float]) -> float:
     unchanged; two that agree count for more than either alone.
 
     >>> round(fisher([3.0]), 9), round(fisher([3.0, 3.0]), 4), round(fisher([3.0, 0.0]), 4)
-    (3.0, 4.8346, 2.1017)
+    (3.0, 4.8293, 2.1019)
     """
     k = len(rarities)
     if k == 0:

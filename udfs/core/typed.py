@@ -8,7 +8,7 @@ by the workers for live configuration changes (:mod:`udfs.core.live`).
 >>> problems: list[str] = []
 >>> build(AlertConfig, {"cooldown_ms": "soon", "colour": 1}, "alerts", problems)
 >>> problems
-["alerts.cooldown_ms: expected an integer, got 'soon'", 'alerts.colour: unknown key (known: cooldown_ms, dashboard_url, global_max_per_hour, hysteresis_decades, max_alerts_per_hour, quiet_period_ms, runbook_url, top_features)']
+["alerts.cooldown_ms: expected an integer, got 'soon'", 'alerts.colour: unknown key (known: cooldown_ms, dashboard_url, global_max_per_hour, hysteresis_decades, max_alerts_per_hour, quiet_events, quiet_period_ms, runbook_url, top_features)']
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ def gate_factor(d: int, z: float) -> float:
     freedom (Wilson-Hilferty).
 
     >>> round(gate_factor(1, 2.0), 2), round(gate_factor(19, 2.0), 2)
-    (10.81, 1.81)
+    (10.83, 1.81)
     """
     q = 2.0 / (9.0 * d)
     return ((1.0 - q + z * math.sqrt(q)) / (1.0 - q)) ** 3
