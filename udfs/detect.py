@@ -2,8 +2,8 @@
 
 Thin by design: parse the line (the core's parser), load the entity's state, call the core,
 store the state, yield the outputs. No detection rule lives here. The lines come keyed by
-Flink SQL (job/pipeline.py ``front``): a Python parser ahead of this operator had cost a
-second Python operator per event. They come grouped: an entity's lines in one call, as the
+Flink SQL (job/pipeline.py ``front``), so no second Python operator parses ahead of this
+one. They come grouped: an entity's lines in one call, as the
 line batcher ahead of the key hands them over (``(entity, [line, ...])``, job/pipeline.py
 ``batch_lines``), or one line per call without it (``(entity, line)``). A group is processed
 line by line and the state is written once for it (the events and verdicts appended to the
@@ -45,9 +45,8 @@ was encoded from), so a hit reads no state at all: within one instance nothing e
 an entity's state, and an instance restored from a checkpoint, or given other keys after a
 rescale, starts with an empty cache. The one other change is the processing-time TTL
 backstop (:mod:`state.descriptors`), which can expire a value not written for
-``state_ttl_ms``: a cached entry older than that is not used, so the state decides. The
-read on every event (a call into the JVM and the unpickling of the 15-22 KB value) had cost
-about 5 % of the job's CPU time per event (``tools/bench_ab.py``).
+``state_ttl_ms``: a cached entry older than that is not used, so the state decides. A read
+on every event would cost a call into the JVM and the unpickling of the whole value.
 """
 
 from __future__ import annotations

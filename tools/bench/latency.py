@@ -14,6 +14,7 @@ from typing import Any
 from pyflink.datastream import MapFunction
 
 from state.codec import decode, encode
+from tools.bench.common import WITH_FEATURES
 from tools.bench.flink import bench_config, bench_environment, discard, execute_job
 from tools.bench.loops import operator_loop
 from tools.bench.stats import percentiles
@@ -250,7 +251,7 @@ def run_checkpoint_job(
     watermark = clock["ts"] - cfg.lateness.max_out_of_orderness_ms - 1
     for entity, data in states.items():
         if entity != "clock":  # what DetectAnomalies.on_timer does when the watermark passes
-            det = EntityDetector.restore(entity, cfg, decode(data))
+            det = EntityDetector.restore(entity, cfg, decode(data), WITH_FEATURES)
             det.on_watermark(watermark)
             data = encode(det.snapshot())
         values[entity] = len(data)

@@ -38,7 +38,7 @@ from tools.bench.latency import latency_stats, run_checkpoint_job, run_latency_j
 from tools.bench.loops import measure_plain, naive_plain_loop, plain_loop
 from tools.bench.machine import machine_info
 from tools.bench.plan import Plan
-from tools.bench.profile import profile_plain
+from tools.bench.profiling import profile_plain
 from tools.bench.render import (
     ALL_PARTS,
     QUICK_BUDGET_S,
