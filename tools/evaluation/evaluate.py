@@ -20,8 +20,9 @@ Runs NAB, ASD and SKAB (:mod:`tools.evaluation.datasets`) through the pure detec
   what each model contributes.
 
 ``--quick``: NAB only on a fixed quarter of its files (every fourth, by name), ASD and SKAB
-whole, no ablation: a few minutes. A full run rewrites the detection-quality table of the
-README (between ``<!-- eval:start -->`` and ``<!-- eval:end -->``).
+whole, no ablation: a few minutes. A full run of the defaults into ``eval/results`` rewrites
+the detection-quality table of the README (between ``<!-- eval:start -->`` and
+``<!-- eval:end -->``).
 """
 
 from __future__ import annotations
@@ -456,7 +457,8 @@ def run_command(args: argparse.Namespace, cfg: DetectorConfig, sets: list[str]) 
     (out / f"{stem}.md").write_text(md)
     print(md)
     readme_md = table(results) + ("\n\n" + ablation_table(report) if ablation else "")
-    if not args.quick and not sets and benchmarks == ("nab", "asd", "skab") and update_readme(readme_md):
+    whole = not args.quick and not sets and benchmarks == ("nab", "asd", "skab")
+    if whole and out.resolve() == (ROOT / "eval" / "results").resolve() and update_readme(readme_md):
         print("README: detection-quality table updated", file=sys.stderr)
     print(f"wrote {out / stem}.json and .md", file=sys.stderr)
     return 0
