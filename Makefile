@@ -67,6 +67,7 @@ test-e2e: native
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 ## JVM artifacts (Kafka connector, Kafka broker) from Maven Central, checksummed, into deps/.
 jars:

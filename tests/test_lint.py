@@ -1,4 +1,5 @@
-"""The project's own checks run with the suite: ruff on everything, strict mypy on the core."""
+"""The project's own checks run with the suite: ruff on everything, strict mypy on the core,
+import-linter's contracts on the layering."""
 
 from __future__ import annotations
 
@@ -17,3 +18,12 @@ def test_ruff_finds_nothing() -> None:
 def test_strict_mypy_passes_on_the_pure_core() -> None:
     out = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_import_contracts_hold() -> None:
+    """The layering of pyproject.toml's [tool.importlinter]: a pure core, pure state codec,
+    no offline tool on a TaskManager, the core's stages in their order."""
+    lint = Path(sys.executable).with_name("lint-imports")
+    out = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "4 kept, 0 broken" in out.stdout
