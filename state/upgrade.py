@@ -5,8 +5,10 @@ A snapshot (:meth:`udfs.core.detector.EntityDetector.snapshot`) is named plain d
 adapter decodes it (:mod:`state.codec`), passes it through :func:`upgrade`, and restores
 the detector from the result.
 
-Which layouts this release reads: its own (6) and the one of the release before it (5, a
-positional tuple of 19 fields, or 21 with the events held for their clock). Older layouts
+Which layouts this release reads: its own (6, also as the previous release wrote it, whose
+models and stages held fewer fields: a missing field starts fresh, a model of another
+ensemble is left behind) and the one of the release before that (5, a positional tuple of
+19 fields, or 21 with the events held for their clock). Older layouts
 were never released and are refused with a clear error; a state that cannot be upgraded is
 never guessed at. Each step is tested from a golden file written by the release that wrote
 that layout (``tests/layouts/golden/``).

@@ -1,5 +1,5 @@
-"""State written by the release before this one restores here and goes on exactly as it
-would have there: golden files written by that release (tests/layouts/make_golden.py)."""
+"""State written by the releases before this one restores here and goes on exactly as it
+would have there: golden files written by those releases (tests/layouts/make_golden.py)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,33 @@ def test_a_layout_5_state_goes_on_exactly_as_its_release_did(name: str, tmp_path
         expected = fh.read().splitlines()
     assert any('"kind": "open"' in r for r in expected)
     assert got == expected
+
+
+def test_a_layout_6_state_of_the_landed_release_goes_on_exactly_as_it_did(tmp_path: Path) -> None:
+    """Layout 6 as e392f74 wrote it (its window-only detector, before the models of this
+    release), restored here under that release's configuration."""
+    snap = decode((GOLDEN / "layout6-e392f74.bin").read_bytes())
+    assert isinstance(snap, dict) and snap["version"] == 6
+    det = EntityDetector.restore("srv-1", RELEASE5, upgrade(snap))
+    rest = _srv1(tmp_path)[CUT:]
+    got = list(records([o for ev in rest for o in det.on_event(ev)] + det.flush()))
+    with gzip.open(GOLDEN / "layout6-e392f74.records.jsonl.gz", "rt") as fh:
+        expected = fh.read().splitlines()
+    assert any('"kind": "open"' in r for r in expected)
+    assert got == expected
+
+
+def test_a_layout_6_state_restored_under_other_models_starts_them_fresh(tmp_path: Path) -> None:
+    """Under this release's defaults the window model's state is left behind and the
+    default models learn from the next event: scores go on, and alerts wait for them."""
+    snap = decode((GOLDEN / "layout6-e392f74.bin").read_bytes())
+    det = EntityDetector.restore("srv-1", DetectorConfig(), upgrade(snap))
+    assert sorted(det.snapshot()["scoring"]["models"]) == ["extremes", "residual"]
+    rest = _srv1(tmp_path)[CUT:]
+    scores = [r for ev in rest for k, r in det.on_event(ev) if k == "score"]
+    warm = DetectorConfig().model.min_calibration_events
+    assert len(scores) >= len(rest) - 1
+    assert not any(r["ready"] for r in scores[:warm]) and all(r["ready"] for r in scores[warm:])
 
 
 def test_the_current_layout_passes_unchanged_and_older_ones_are_refused() -> None:
