@@ -45,12 +45,12 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from job.commands.replay import add_csv_arguments, csv_options
+
 __all__ = [
     "DEFAULT_RARITIES",
     "DEFAULT_RATES",
     "add_arguments",
-    "add_csv_arguments",
-    "csv_options",
     "demo_labels",
     "format_table",
     "knob_in_use",
@@ -67,33 +67,6 @@ _DAY_MS = 86_400_000
 
 
 # -- arguments ------------------------------------------------------------------------------
-
-
-def add_csv_arguments(p: argparse.ArgumentParser) -> None:
-    """The CSV options of ``replay`` (``--ts-column``, ``--entity-column``, ``--entity``,
-    ``--metrics``)."""
-    p.add_argument(
-        "--ts-column", default="timestamp", help="CSV: timestamp column (default: %(default)s)"
-    )
-    p.add_argument("--entity-column", help="CSV: entity column")
-    p.add_argument("--entity", help="CSV: one entity name for the whole file")
-    p.add_argument(
-        "--metrics", help="CSV: comma-separated metric columns (default: all other columns)"
-    )
-
-
-def csv_options(args: argparse.Namespace, path: Path) -> Any:
-    """:class:`job.io.CsvOptions` for a ``.csv`` input, ``None`` for JSON lines."""
-    from job.io import CsvOptions
-
-    if path.suffix.lower() != ".csv":
-        return None
-    return CsvOptions(
-        ts_column=args.ts_column,
-        entity_column=args.entity_column,
-        entity=args.entity,
-        metrics=tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else (),
-    )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from job.config import JobConfig
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "add_csv_arguments", "csv_options", "run"]
 
 USES_CONFIG = True
 
@@ -22,6 +22,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--emit-features", action="store_true", help="add one column per feature to scores.csv"
     )
+    add_csv_arguments(p)
+
+
+def add_csv_arguments(p: argparse.ArgumentParser) -> None:
+    """The CSV options (``--ts-column``, ``--entity-column``, ``--entity``, ``--metrics``),
+    for every command that reads an input file."""
     p.add_argument(
         "--ts-column", default="timestamp", help="CSV: timestamp column (default: %(default)s)"
     )
@@ -32,18 +38,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def csv_options(args: argparse.Namespace, path: Path) -> Any:
+    """:class:`job.io.CsvOptions` for a ``.csv`` input, ``None`` for JSON lines."""
+    from job.io import CsvOptions
+
+    if path.suffix.lower() != ".csv":
+        return None
+    return CsvOptions(
+        ts_column=args.ts_column,
+        entity_column=args.entity_column,
+        entity=args.entity,
+        metrics=tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else (),
+    )
+
+
 def run(args: argparse.Namespace, cfg: JobConfig) -> int:
-    from job.io import CsvOptions, count_lines, input_metrics, read_records, write_replay
+    from job.io import count_lines, input_metrics, read_records, write_replay
 
     path = Path(args.input)
-    csv_opts = None
-    if path.suffix.lower() == ".csv":
-        csv_opts = CsvOptions(
-            ts_column=args.ts_column,
-            entity_column=args.entity_column,
-            entity=args.entity,
-            metrics=tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else (),
-        )
+    csv_opts = csv_options(args, path)
     if not path.is_file():
         raise FileNotFoundError(f"input file not found: {path}")
     verdicts_path = cfg.source.verdicts_path
