@@ -42,18 +42,24 @@ def _srv1(tmp_path: Path) -> list[Event]:
     return [e for e in parsed if isinstance(e, Event) and e.entity == "srv-1"]
 
 
+def _assert_goes_on_as(det: EntityDetector, golden_records: str, tmp_path: Path) -> None:
+    """The restored ``det`` gives, for the rest of srv-1's stream, the records its release
+    wrote (``golden_records``), alerts among them."""
+    rest = _srv1(tmp_path)[CUT:]
+    got = list(records([o for ev in rest for o in det.on_event(ev)] + det.flush()))
+    with gzip.open(GOLDEN / golden_records, "rt") as fh:
+        expected = fh.read().splitlines()
+    assert any('"kind": "open"' in r for r in expected)
+    assert got == expected
+
+
 @pytest.mark.parametrize("name", LAYOUT5)
 def test_a_layout_5_state_goes_on_exactly_as_its_release_did(name: str, tmp_path: Path) -> None:
     snap = decode((GOLDEN / name).read_bytes())
     assert isinstance(snap, tuple) and snap[0] == 5
     det = EntityDetector.restore("srv-1", RELEASE5, upgrade(snap))
     assert det.earliest_buffered_ms() is not None  # the waiting verdict (and buffered events)
-    rest = _srv1(tmp_path)[CUT:]
-    got = list(records([o for ev in rest for o in det.on_event(ev)] + det.flush()))
-    with gzip.open(GOLDEN / "layout5.records.jsonl.gz", "rt") as fh:
-        expected = fh.read().splitlines()
-    assert any('"kind": "open"' in r for r in expected)
-    assert got == expected
+    _assert_goes_on_as(det, "layout5.records.jsonl.gz", tmp_path)
 
 
 def test_a_layout_6_state_of_the_landed_release_goes_on_exactly_as_it_did(tmp_path: Path) -> None:
@@ -62,12 +68,7 @@ def test_a_layout_6_state_of_the_landed_release_goes_on_exactly_as_it_did(tmp_pa
     snap = decode((GOLDEN / "layout6-e392f74.bin").read_bytes())
     assert isinstance(snap, dict) and snap["version"] == 6
     det = EntityDetector.restore("srv-1", RELEASE5, upgrade(snap))
-    rest = _srv1(tmp_path)[CUT:]
-    got = list(records([o for ev in rest for o in det.on_event(ev)] + det.flush()))
-    with gzip.open(GOLDEN / "layout6-e392f74.records.jsonl.gz", "rt") as fh:
-        expected = fh.read().splitlines()
-    assert any('"kind": "open"' in r for r in expected)
-    assert got == expected
+    _assert_goes_on_as(det, "layout6-e392f74.records.jsonl.gz", tmp_path)
 
 
 def test_a_layout_6_state_restored_under_other_models_starts_them_fresh(tmp_path: Path) -> None:
