@@ -24,7 +24,7 @@ with, in bytes (a character of a name is at most 4 bytes of UTF-8; a number at m
   ``window`` or ``hst``, or features in score records) also ``features.max_metrics`` names;
 - ``X``: the models' numbers, 9 bytes each: ``extremes`` ``2 · blocks + 4`` per metric,
   ``residual`` ``4 d² + 60 d + 200`` for ``d = residual.max_metrics``; the window features
-  ``(4 · buckets + 8)`` per window and metric plus 2 per feature (bounded the same way);
+  ``4 · buckets + 8`` per window and metric plus two for each of a window's 16 features;
   ``hst`` its node masses, ``trees · 2^(height+1) · 4`` bytes;
 - ``J`` = ``(execution.snapshot_every - 1) · (parse.max_record_bytes + 64)``: the journal
   of raw lines between two snapshots.
@@ -75,7 +75,8 @@ def largest_state_bytes(cfg: DetectorConfig, parse: ParseConfig, snapshot_every:
         names += fc.max_metrics
         per_metric = sum(4 * w.buckets + 8 for w in fc.windows) + 2 * 16 * len(fc.windows)
         numbers += per_metric * fc.max_metrics
-    if "hst" in ensemble:
-        numbers += cfg.model.hst_trees * 2 ** (cfg.model.hst_height + 1) * 4 // NUMBER_BYTES + 1
+    masses = cfg.model.hst_trees * 2 ** (cfg.model.hst_height + 1) * 4 if "hst" in ensemble else 0
     journal = (snapshot_every - 1) * (parse.max_record_bytes + 64)
-    return FIXED_BYTES + waiting + verdicts + names * name + numbers * NUMBER_BYTES + journal
+    return (
+        FIXED_BYTES + waiting + verdicts + names * name + numbers * NUMBER_BYTES + masses + journal
+    )

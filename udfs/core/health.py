@@ -180,14 +180,15 @@ class Health:
         health.drift_epoch = int(data["drift_epoch"])
         drift = data["drift"]
         if drift is not None and cfg.drift.enabled:
-            watched = _watched(cfg, metrics)
+            monitor: DriftMonitor | None
             try:
-                health.drift = DriftMonitor.restore(cfg.drift, drift)
-                if (health.drift.watched != [SCORE]) != cfg.drift.watch_metrics:
-                    raise ValueError("drift.watch_metrics changed")
+                monitor = DriftMonitor.restore(cfg.drift, drift)
             except ValueError:
+                monitor = None
+            if monitor is None or (monitor.watched != [SCORE]) != cfg.drift.watch_metrics:
                 # The drift layout changed with the configuration: start a new reference.
-                health.drift = DriftMonitor(cfg.drift, watched)
+                monitor = DriftMonitor(cfg.drift, _watched(cfg, metrics))
+            health.drift = monitor
         return health
 
 
