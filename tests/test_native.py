@@ -91,6 +91,28 @@ def test_every_compiled_module_is_built_and_its_classes_used(name: str) -> None:
         assert getattr(module, cls) is getattr(copy, cls)
 
 
+@pytest.mark.parametrize("name", sorted(HOT))
+def test_a_compiled_class_keeps_its_docstring_and_its_examples(name: str) -> None:
+    import doctest
+    import importlib
+
+    from udfs.core.native import pure
+
+    module = importlib.import_module(f"udfs.core.{name}")
+    found = {test.name for test in doctest.DocTestFinder().find(module) if test.examples}
+    source_text = Path(module.__file__ or "").read_text()
+    for cls in HOT[name]:
+        original = pure(name, cls)
+        assert original is not getattr(module, cls)
+        assert original.__doc__ and getattr(module, cls).__doc__ == original.__doc__
+        for attr, value in vars(original).items():
+            doc = getattr(value, "__doc__", None) if callable(value) or attr == "__doc__" else None
+            if isinstance(doc, str) and ">>>" in doc:
+                owner = f"udfs.core.{name}.__test__.{cls}"
+                assert any(t.startswith(owner) for t in found), (cls, attr)
+    assert (">>>" in source_text) <= bool(found)
+
+
 def test_the_compiled_core_gives_the_records_and_state_of_the_pure_core(tmp_path: Path) -> None:
     runs = {}
     for mode in ("pure", "compiled"):

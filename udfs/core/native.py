@@ -69,12 +69,25 @@ _PURE: dict[tuple[str, str], Any] = {}
 
 def bind(namespace: dict[str, Any], path: str, name: str) -> None:
     """Put the hot classes of the compiled copy of module ``name`` (source at ``path``) in
-    ``namespace`` (the module's globals) when a copy of these very bytes was built."""
+    ``namespace`` (the module's globals) when a copy of these very bytes was built.
+
+    This is the pattern of the standard library's optional accelerators (``heapq`` ends by
+    importing ``_heapq``'s functions over its own): the module is written and read as pure
+    Python, and its last lines swap in the faster equal. The compiled class keeps the pure
+    one's docstring, and the pure class stays in the module's ``__test__`` so its doctest
+    examples run (against the compiled class, which is what the job uses)."""
     copy = compiled(path, name)
     if copy is not None:
+        tests = namespace.setdefault("__test__", {})
         for cls in HOT[name]:
-            _PURE[(name, cls)] = namespace[cls]
-            namespace[cls] = getattr(copy, cls)
+            original = namespace[cls]
+            fast = getattr(copy, cls)
+            _PURE[(name, cls)] = original
+            # mypyc keeps only a signature as the class's docstring: give help() the real
+            # one, and keep the pure class's examples collected by doctest (``__test__``).
+            fast.__doc__ = original.__doc__
+            tests[cls] = original
+            namespace[cls] = fast
 
 
 def pure(name: str, cls: str) -> Any:
