@@ -2,7 +2,7 @@
 and description, and a JSON Schema of the configuration file for editors.
 
 The descriptions are the ``Parameters`` sections of the configuration classes' docstrings
-(numpydoc), so they live with the code: ``tests/cli/test_config_reference.py`` fails when a
+(numpydoc), so they live with the code: ``tests/adapters/test_config_reference.py`` fails when a
 key has none, and when ``docs/configuration.md`` or ``job/schemas/config.schema.json`` are
 not what this module writes (``python -m job config --reference`` / ``--schema``).
 """

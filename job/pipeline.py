@@ -141,7 +141,7 @@ def collection_source(env: StreamExecutionEnvironment, lines: Iterable[str]) -> 
 # ISO-8601 timestamps the front reads in Java: date, time to the second, an optional fraction
 # and an optional offset (Z or +hh:mm). Python's parser reads more forms (udfs/core/events.py
 # parse_timestamp); over the ones this matches, the two agree to the millisecond
-# (tests/test_front.py).
+# (tests/minicluster/test_front.py).
 _ISO = "^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})?$"
 _ISO_MS = (
     "(UNIX_TIMESTAMP(SUBSTRING(s FROM 1 FOR 10) || ' ' || SUBSTRING(s FROM 12 FOR 8),"

@@ -31,7 +31,7 @@ Each alert becomes the feature vector :data:`FEATURES`:
 
 The model is ``StandardScaler`` + ``LogisticRegression(class_weight="balanced")``. It was
 picked by 5-fold cross-validated average precision on the synthetic labelled alerts of
-``tests/test_train_filter.py`` (15 % of the false positives indistinguishable from true ones;
+``tests/offline/test_train_filter.py`` (15 % of the false positives indistinguishable from true ones;
 3 seeds at 300, 600 and 2,000 alerts): 0.927-0.936 for it against 0.931-0.934 for
 ``HistGradientBoostingClassifier(class_weight="balanced")``, a tie within seed noise, while the
 linear model trains 10 to 100 times faster, its coefficients can be read, and the job's

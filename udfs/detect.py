@@ -9,7 +9,7 @@ line batcher ahead of the key hands them over (``(entity, [line, ...])``, job/pi
 line by line and the state is written once for it (the events and verdicts appended to the
 journal in order), so what a call costs besides the lines (PyFlink's call, the cache, the
 state write, the timers) is paid once per group; the records are those of one call per line
-(tests/test_operator.py). Two event-time timers per entity at most:
+(tests/adapters/test_operator.py). Two event-time timers per entity at most:
 
 - the *release* timer at or before the oldest buffered timestamp: when the watermark passes
   it, the detector may release buffered events without waiting for the entity's next event.

@@ -41,7 +41,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from job.config import JobConfig, load_config
 from tests.configs import FAST
 from tests.e2e.kafka_helpers import create_topics, unique
-from tests.test_flink_job import MALFORMED, _stream
+from tests.minicluster.test_flink_job import MALFORMED, _stream
 from udfs.core.detector import EntityDetector
 from udfs.core.events import DeadLetter, Event, parse_line
 from udfs.detect import score_row

@@ -6,7 +6,7 @@ the average precision of a range-aware precision/recall curve, averaged over buf
 lengths ``0 .. window`` around each labelled range. It is written here with numpy (the
 maintained implementation, the ``TSB-AD`` package, depends on PyTorch) and agrees with
 TSB-AD 1.5's ``get_metrics(...)["VUS-PR"]`` (``version="opt"``, 250 thresholds) on the toy
-cases of ``tests/test_eval_metrics.py`` to 1e-12.
+cases of ``tests/offline/test_eval_metrics.py`` to 1e-12.
 
 >>> import numpy as np
 >>> labels = np.array([0, 0, 1, 1, 0, 0, 0, 0])

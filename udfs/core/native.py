@@ -6,7 +6,7 @@ source's SHA-256. The module, at its end, asks :func:`compiled` for the copy of 
 bytes and, when there is one, binds its hot classes to the compiled ones. An edited source
 has another digest, so a stale build is never used: the module runs as written until the
 copy is built again. Without a C compiler, or on another platform, there is no copy and the
-pure module runs. The two give the same results to the bit (``tests/test_native.py``).
+pure module runs. The two give the same results to the bit (``tests/core/test_native.py``).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from pyflink.datastream import MapFunction, RuntimeContext
 from job.config import load_config
 from job.pipeline import build_pipeline, collect_to_files, create_environment, file_source
 from tests.configs import FAST
-from tests.test_flink_job import _replay_outputs, _stream
+from tests.minicluster.test_flink_job import _replay_outputs, _stream
 
 pytestmark = pytest.mark.minicluster
 

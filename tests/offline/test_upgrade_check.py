@@ -1,8 +1,8 @@
 """`python -m job upgrade-check` (tools/upgrade_check.py) on this revision against itself: a job stopped with a savepoint
 part way through a stream, resumed from it, gives the uninterrupted replay's records, every
 one once and to the bit (MiniCluster, thread mode). Against older revisions the script needs
-their git history; the state formats they wrote are checked in tests/test_features.py and
-tests/test_operator.py."""
+their git history; the state formats they wrote are checked in tests/core/test_features.py and
+tests/adapters/test_operator.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import pytest
 
 pytestmark = pytest.mark.minicluster
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_savepoint_resumed_gives_the_replays_records_once_and_to_the_bit(tmp_path: Path) -> None:

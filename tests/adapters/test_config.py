@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from job.config import ConfigError, JobConfig, load_config
+from tests import ROOT
 from udfs.core.features import WindowSpec
 
-ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"
 
 

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests import ROOT
 from tools.evaluation import nab_scoring as ns
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-NAB_DIR = Path(os.environ.get("NAB_DIR", REPO_ROOT.parent / "shared" / "data" / "nab"))
+NAB_DIR = Path(os.environ.get("NAB_DIR", ROOT.parent / "shared" / "data" / "nab"))
 DETECTOR = "windowedGaussian"
 PROFILES = ["standard", "reward_low_FP_rate", "reward_low_FN_rate"]
 

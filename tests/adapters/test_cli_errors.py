@@ -22,8 +22,8 @@ import pytest
 import job.kafka_io as kio
 from job.cli import _first_words
 from job.kafka_io import KafkaConfig, KafkaPreflightError
+from tests import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"
 TRACES = ("Traceback", "Exception", "at org.apache", "py4j")
 

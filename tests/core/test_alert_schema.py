@@ -8,19 +8,19 @@ import dataclasses
 import json
 import random
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 
 from job.config import load_config
+from tests import ROOT
 from tests.configs import FAST
 from udfs.core.alerts import ALERT_SCHEMA_VERSION, EpisodeTracker
 from udfs.core.events import Event
 from udfs.core.replay import replay
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "job" / "schemas" / "alert.schema.json"
+SCHEMA_PATH = ROOT / "job" / "schemas" / "alert.schema.json"
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 

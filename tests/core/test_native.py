@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_features import GRID_CFG, _stream, pure_features
+from tests.core.test_features import GRID_CFG, _stream, pure_features
 from udfs.core import features
 from udfs.core.feature_config import FeatureConfig
 from udfs.core.native import HOT, compiled

@@ -12,7 +12,6 @@ import math
 import pickle
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -20,6 +19,7 @@ import pandas as pd
 import pytest
 from numpy.typing import NDArray
 
+from tests import DATA
 from udfs.core import features as features_module
 from udfs.core.features import (
     EntityFeatures,
@@ -36,7 +36,6 @@ Out = tuple[dict[str, float], dict[str, bool]]
 
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % 3_600_000  # on every bucket grid used here
 STATS = ("mean", "std", "min", "max", "count")
-DATA = Path(__file__).parent / "data"
 
 # Every bucket is 2 s wide, so timestamps on a 2 s grid are exactly pandas' windows.
 GRID_CFG = FeatureConfig(
@@ -732,7 +731,7 @@ def test_yaml_style_lists_and_mappings_are_accepted_as_config() -> None:
 
 def pure_features() -> ModuleType:
     """udfs/core/features.py loaded under another name, so that it keeps its own classes
-    rather than the compiled copy (udfs/core/native.py; tests/test_native.py)."""
+    rather than the compiled copy (udfs/core/native.py; tests/core/test_native.py)."""
     spec = importlib.util.spec_from_file_location("features_pure_for_test", features_module.__file__)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

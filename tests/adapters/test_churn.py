@@ -6,7 +6,7 @@ entities arrive ten per second. So at any moment about 600 entities are younger 
 every other entity's state must be gone.
 
 1. The operator, driven like Flink drives it (fakes of keyed state and event-time timers, as
-   in ``tests/test_operator.py``), over 20,000 such entities: the number of keys holding state never
+   in ``tests/adapters/test_operator.py``), over 20,000 such entities: the number of keys holding state never
    exceeds the entities active within the TTL, every entity is scored exactly once, and once
    the watermark passes the last entity's TTL no state and no timer is left.
 2. The real job on a local MiniCluster with checkpoints (hashmap backend, full snapshots):
@@ -32,7 +32,7 @@ import pytest
 
 from job.config import load_config
 from state.codec import encode
-from tests.test_operator import Backend, FakeContext, FakeRuntimeContext, FakeTimerService
+from tests.fakes import Backend, FakeContext, FakeRuntimeContext, FakeTimerService
 from udfs.core.detector import EntityDetector
 from udfs.core.events import Event
 from udfs.detect import DetectAnomalies

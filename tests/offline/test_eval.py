@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from job.cli import main
+from tests import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(
     os.environ.get("DATA_DIR", Path(os.environ.get("NAB_DIR", ROOT.parent / "shared" / "data" / "nab")).parent)
 )

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests import ROOT
 
 
 def test_ruff_finds_nothing() -> None:
@@ -27,3 +27,12 @@ def test_the_import_contracts_hold() -> None:
     out = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "4 kept, 0 broken" in out.stdout
+
+
+def test_no_test_folder_shadows_a_top_level_package() -> None:
+    """``tests/`` is shipped to the Python workers by MiniCluster tests, where it is on the
+    import path: a ``tests/job`` there would hide the job's own ``job`` package."""
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests"}
+    folders = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and not p.is_symlink()}
+    assert packages >= {"job", "udfs", "state", "tools"}
+    assert not packages & folders

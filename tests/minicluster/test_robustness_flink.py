@@ -16,13 +16,13 @@ import pytest
 from job.config import load_config
 from job.demo_data import incidents, write_demo
 from job.pipeline import build_pipeline, collect_to_files, create_environment, file_source
+from tests import ROOT
 from udfs.core.events import ParseConfig, parse_line
 from udfs.core.replay import replay
 from udfs.detect import score_row
 
 pytestmark = pytest.mark.minicluster
 
-ROOT = Path(__file__).resolve().parent.parent
 DIGITS = '{"entity": "srv-3", "ts": "' + "1" * 5_000 + '", "metrics": {"cpu": 1}}'
 WRONG_CLOCK = {"entity": "srv-1", "ts": "2099-01-01T00:00:00Z", "metrics": {"cpu": 50}}
 

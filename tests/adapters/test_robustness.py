@@ -1,6 +1,6 @@
 """No single record, clock or setting can stop the job or blind it (the pure core and the
 operator with fakes; the same cases through a real Flink job are in
-tests/test_robustness_flink.py).
+tests/minicluster/test_robustness_flink.py).
 
 - Whatever one line holds, it ends as a score, a late record or a dead letter: property-based
   over arbitrary bytes, arbitrary JSON and the hostile cases, at the parser and the operator.
@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.test_operator import CFG, SEC, T0, Harness, normalised, per_entity_and_kind, stream
+from tests.fakes import CFG, SEC, T0, Harness, normalised, per_entity_and_kind, stream
 from udfs.core import detector as detector_module
 from udfs.core import native
 from udfs.core import replay as replay_module

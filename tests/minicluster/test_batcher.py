@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +24,7 @@ from job.pipeline import (
     key_by_entity,
     with_event_time,
 )
+from tests import ROOT
 from udfs.tags import BATCH_TYPE
 
 pytestmark = pytest.mark.minicluster
@@ -58,7 +58,7 @@ def test_groups_keep_every_line_once_in_order_and_never_cross_a_watermark() -> N
     ] + ["not json"]
     cfg = load_config(None, ["execution.parallelism=1"])
     env = create_environment(cfg)
-    env.add_python_file(str(Path(__file__).resolve().parent))
+    env.add_python_file(str(ROOT / "tests"))
     env.get_config().set_auto_watermark_interval(5)
     timed = with_event_time(env, front(env, collection_source(env, lines), cfg.parse), BOUND, cfg.execution)
     # A flush timer that never fires in this run: groups leave at watermarks, at max_lines
