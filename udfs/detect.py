@@ -56,7 +56,7 @@ import os
 import pickle
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
@@ -357,7 +357,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         release_timer = watch_timer = _NO_TIMER
         given: list[Step] = []  # what took effect in this call, in order (the journal's)
 
-        def rebuild(steps: list[Step]) -> EntityDetector:
+        def rebuild(steps: Sequence[Step]) -> EntityDetector:
             return self._rebuild(entity, [*given, *steps])
 
         for line in lines:

@@ -71,7 +71,8 @@ class GateAlerts(KeyedProcessFunction):  # type: ignore[misc]
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
         gate, waiting = self._load()
-        due, rest = [], []
+        due: list[tuple[dict[str, Any], str]] = []
+        rest: list[tuple[dict[str, Any], str]] = []
         for raw in waiting:
             rec = json.loads(raw)
             (due if rec["ts_ms"] <= timestamp else rest).append((rec, raw))

@@ -1,4 +1,4 @@
-"""The project's own checks run with the suite: ruff on everything, strict mypy on the core,
+"""The project's own checks run with the suite: ruff on everything, strict mypy on the job,
 import-linter's contracts on the layering."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ def test_ruff_finds_nothing() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_strict_mypy_passes_on_the_pure_core() -> None:
+def test_strict_mypy_passes_on_the_job_the_adapters_and_the_core() -> None:
     out = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
 
