@@ -338,40 +338,13 @@ def build_pipeline(
     )
     # (The live path, with its broadcast control input, takes one line per call.)
     keyed = key_lines(env, timed, cfg.execution, grouped=control is None)
-    sink = cfg.sink
-    if control is None:
-        detected = (
-            keyed.process(
-                DetectAnomalies(
-                    det,
-                    emit_scores=sink.emit_scores,
-                    emit_features=sink.emit_features,
-                    snapshot_every=cfg.execution.snapshot_every,
-                    parse=cfg.parse,
-                ),
-                output_type=Types.STRING(),
-            )
-            .name("detect")
-            .uid("detect")
-        )
-    else:
-        live = DetectAnomaliesLive(
-            det, emit_scores=sink.emit_scores, emit_features=sink.emit_features, parse=cfg.parse
-        )
+    if control is not None:
         control = (
             control.assign_timestamps_and_watermarks(control_watermark_strategy())
             .name("control-watermarks")
             .uid("control-watermarks")
         )
-        detected = (
-            keyed.connect(control.broadcast(live_config_descriptor()))
-            .process(live, output_type=Types.STRING())
-            .name("detect")
-            .uid("detect")
-            .process(SplitOutputs(), output_type=Types.STRING())
-            .name("detect-outputs")
-            .uid("detect-outputs")
-        )
+    detected = _detect(keyed, cfg, control)
     outputs = {
         "alerts": detected,
         # Bad input, and verdicts the detectors cannot place in time.
@@ -401,36 +374,75 @@ def build_pipeline(
     if cfg.sink.emit_scores:
         outputs["scores"] = detected.get_side_output(SCORES_TAG)
     if cfg.summaries.enabled:
-        sc = cfg.summaries
-        late_tag = summary_late_tag()
-        windowed = (
-            # Events only (parsed again: summaries are opt-in).
-            timed.flat_map(SummaryEvents(cfg.parse), output_type=EVENT_TYPE)
-            .name("summaries-events")
-            .uid("summaries-events")
-            .key_by(lambda e: e[0], key_type=Types.STRING())
-            .window(SlidingEventTimeWindows.of(Time.milliseconds(sc.size_ms), Time.milliseconds(sc.slide_ms)))
-            .side_output_late_data(late_tag)
-        )
-        summaries = (
-            windowed.aggregate(
-                SummaryAggregate(sc.alpha),
-                SummaryWindow(),
-                accumulator_type=Types.PICKLED_BYTE_ARRAY(),
-                output_type=Types.STRING(),
-            )
-            .name("summaries")
-            .uid("summaries")
-        )
-        late_for_windows = (
-            summaries.get_side_output(late_tag)
-            .map(summary_late_record, output_type=Types.STRING())
-            .name("summaries-late")
-            .uid("summaries-late")
-        )
-        outputs["summaries"] = summaries
+        outputs["summaries"], late_for_windows = _summaries(timed, cfg)
         outputs["late"] = outputs["late"].union(late_for_windows)
     return outputs
+
+
+def _detect(keyed: KeyedStream, cfg: JobConfig, control: DataStream | None) -> DataStream:
+    """The detect operator over the keyed lines: grouped lines and a journal without live
+    changes, one line per call with the broadcast control input otherwise."""
+    det, sink = cfg.detector, cfg.sink
+    if control is None:
+        return (
+            keyed.process(
+                DetectAnomalies(
+                    det,
+                    emit_scores=sink.emit_scores,
+                    emit_features=sink.emit_features,
+                    snapshot_every=cfg.execution.snapshot_every,
+                    parse=cfg.parse,
+                ),
+                output_type=Types.STRING(),
+            )
+            .name("detect")
+            .uid("detect")
+        )
+    live = DetectAnomaliesLive(
+        det, emit_scores=sink.emit_scores, emit_features=sink.emit_features, parse=cfg.parse
+    )
+    return (
+        keyed.connect(control.broadcast(live_config_descriptor()))
+        .process(live, output_type=Types.STRING())
+        .name("detect")
+        .uid("detect")
+        .process(SplitOutputs(), output_type=Types.STRING())
+        .name("detect-outputs")
+        .uid("detect-outputs")
+    )
+
+
+def _summaries(timed: DataStream, cfg: JobConfig) -> tuple[DataStream, DataStream]:
+    """The opt-in sliding-window summaries of each entity's events, and the records of the
+    events that came too late for their windows."""
+    sc = cfg.summaries
+    late_tag = summary_late_tag()
+    windowed = (
+        # Events only (parsed again: summaries are opt-in).
+        timed.flat_map(SummaryEvents(cfg.parse), output_type=EVENT_TYPE)
+        .name("summaries-events")
+        .uid("summaries-events")
+        .key_by(lambda e: e[0], key_type=Types.STRING())
+        .window(SlidingEventTimeWindows.of(Time.milliseconds(sc.size_ms), Time.milliseconds(sc.slide_ms)))
+        .side_output_late_data(late_tag)
+    )
+    summaries = (
+        windowed.aggregate(
+            SummaryAggregate(sc.alpha),
+            SummaryWindow(),
+            accumulator_type=Types.PICKLED_BYTE_ARRAY(),
+            output_type=Types.STRING(),
+        )
+        .name("summaries")
+        .uid("summaries")
+    )
+    late_for_windows = (
+        summaries.get_side_output(late_tag)
+        .map(summary_late_record, output_type=Types.STRING())
+        .name("summaries-late")
+        .uid("summaries-late")
+    )
+    return summaries, late_for_windows
 
 
 def _tagged(stream: DataStream, kind: str) -> DataStream:

@@ -3,92 +3,14 @@
 Pure Python (no pyflink, no numpy): one :class:`EntityFeatures` object holds,
 for one entity (a server, a user, ...), the state of every metric seen so far
 and turns each event ``(ts_ms, {metric: value})`` into a flat feature dict.
+The window semantics (which earlier events a window covers, and its two
+approximations), undefined values and readiness, the input contract, the
+numerics and the state and cost per window are described in
+``docs/features.md``.
 
-Window semantics
-----------------
-For an event of value ``x`` at event time ``t`` (int epoch milliseconds) and a
-window ``W`` of length ``L`` split into ``W.buckets`` buckets of width
-``w = L // buckets`` (buckets aligned to the epoch, bucket id ``ts // w``), the
-statistics of ``W`` cover the *earlier* events of the metric whose timestamp
-lies in::
-
-    [t - L - (t mod w), t)
-
-i.e. the ``L / w + 1`` buckets ``t // w - L / w ... t // w``.  The event itself
-and every other event at exactly the same timestamp ``t`` (duplicates) are
-excluded.  When ``t`` is a multiple of ``w`` this is exactly pandas'
-``series.rolling(f"{L}ms", closed="left")``.
-
-**Approximation 1 (window edge).**  When ``t`` is not a multiple of ``w`` the
-window reaches back by ``t mod w`` (< ``w``) extra milliseconds: it always
-contains pandas' ``[t - L, t)`` window and is always contained in pandas'
-``[t - L - w, t)`` window, so e.g. ``count_pandas(L) <= count <=
-count_pandas(L + w)``.  ``rate`` is nevertheless ``count / (L / 1000)``.
-
-**Approximation 2 (robust z).**  Each bucket of a window listed in
-``robust_windows`` retains at most ``robust_samples_per_bucket`` (``k``)
-values: the first ``k`` events that fell into the bucket, in arrival order.
-``rzscore`` uses the median / MAD of the retained values, so it is exact when no
-bucket of the window received more than ``k`` events; otherwise it is the
-median / MAD of a deterministic per-bucket subsample.
-
-Undefined values and readiness
-------------------------------
-The feature dict always holds floats.  Raw statistics that are undefined are
-``NaN``: ``mean``/``min``/``max`` of an empty window, ``std`` with fewer than 2
-events (sample std, ``ddof=1``), ``delta``/``roc``/``dt`` on the first event of a
-metric, a cross ratio whose denominator is 0.  ``count`` and ``rate`` are
-always defined.  Derived *scores* are always finite and neutral when they
-cannot be computed: ``zscore`` is 0.0 when ``std`` is 0 or undefined,
-``rzscore`` is 0.0 when the MAD is 0 or there are no samples, a window ratio is
-1.0 when either mean is undefined or the long mean is 0, ``roc`` is 0.0 when
-``dt`` is 0.  Whether a value can be trusted is told by the separate readiness
-dict keyed ``"<metric>.<window>"``: a window is ready when ``count >=
-min_count`` and it is fully covered by the metric's history, i.e. ``t - L >=
-ready_from`` where ``ready_from`` (one per window) is the metric's first
-timestamp, reset to ``t`` by any event that follows a gap longer than
-``max(max_gap_ms, max_gap_fraction * L)`` since the previous event of that
-metric: a gap spoils the windows it is large against, not the longer ones.
-
-Input contract and output shape
--------------------------------
-Timestamps must be non-decreasing per entity (the caller buffers and sorts);
-a decreasing timestamp raises :class:`ValueError` naming the metric (or, if
-only the entity went back in time, the event's metrics) and both timestamps,
-and leaves the state untouched.  A metric absent from an event, or whose value
-is not finite (``NaN``/``inf``), is treated as missing for that event: its
-state is untouched and it yields no features and no readiness entries; the
-other metrics update normally.  New metric names are accepted at any time.
-The feature dict holds the features of the metrics present in the event, in
-:func:`feature_names` order (metrics sorted); a cross ratio is emitted when
-both of its metrics are present (``NaN`` if the denominator is 0).  For a
-fixed-width vector use ``[feats.get(n, nan) for n in feature_names(cfg,
-names)]``.
-
-Numerics
---------
-Values match pandas up to floating-point rounding, not bit for bit: bucket and
-window aggregates are combined with the pairwise (Chan) update of count, mean
-and M2, which stays accurate when the values are large relative to their
-spread.
-
-State and cost
---------------
-Per (metric, window) a ring of ``L / w + 1`` buckets stores count, mean, M2
-(Welford), min, max and, for robust windows, up to ``k`` samples.  The window's
-aggregate is kept in two stacks (Tangwongsan et al., sliding-window aggregation):
-the older, final buckets (the *front*) each hold the aggregate of themselves and
-every newer front bucket, and a running aggregate covers the newer buckets (the
-*back*), which each flushed group of events is merged into (Chan et al.).  A
-bucket rotating out of the window is dropped from the front; only when the back
-is reached do its final buckets become the new front, folded newest first.  So
-there is never a subtraction, rounding error cannot accumulate, and each bucket
-is folded about once per pass through its window (a rotation had refolded every
-bucket: 9 % of the plain detection loop's instructions at 4 metrics, measured
-with ``valgrind --tool=cachegrind``).  Events sharing a timestamp are accumulated in a pending group (an
-aggregate plus at most ``k`` samples) that is flushed into the buckets when a
-later timestamp arrives.  The state therefore depends only on the number of
-metrics, windows, buckets and ``k``, never on the number or rate of events.
+The window class and the entity class stay in this one module: mypyc compiles
+it as one unit (:mod:`udfs.core.native`), so the calls between them on every
+event are native calls.
 """
 
 from __future__ import annotations
@@ -930,7 +852,6 @@ class EntityFeatures:
             )
         self = cls(cfg)
         self._last_ts = None if snap[2] is None else int(snap[2])
-        nwin = len(cfg.windows)
         # The windows as they were stored: robust windows and ``k`` may differ from ``cfg``;
         # each window is unpacked in its stored shape, then takes the configured one.
         stored = (
@@ -944,56 +865,74 @@ class EntityFeatures:
         )
         stored_k = int(got[1])
         for ms in snap[3]:
-            if len(ms) != 11 or isinstance(ms[10], bytes) != packed or (
-                not packed and len(ms[10]) != nwin
-            ):
-                raise ValueError("snapshot: malformed metric entry")
-            m = self._new_metric(str(ms[0]))
-            if stored is not cfg:
-                wanted = m.wins
-                m.wins = [
-                    _Window(w, stored_k if w.name in stored.robust_windows else 0)
-                    for w in cfg.windows
-                ]
-            m.last_ts = int(ms[1])
-            m.last_x = float(ms[2])
-            rf = ms[3]
-            m.ready_from = (
-                [int(rf)] * nwin if isinstance(rf, int) else [int(v) for v in rf]
+            self._load_metric(
+                ms, packed=packed, with_front=with_front, stored=stored, stored_k=stored_k
             )
-            if len(m.ready_from) != nwin:
-                raise ValueError("snapshot: malformed metric entry")
-            m.p_cnt = int(ms[4])
-            m.p_mean = float(ms[5])
-            m.p_m2 = float(ms[6])
-            m.p_min = float(ms[7])
-            m.p_max = float(ms[8])
-            m.p_samp.extend(float(v) for v in ms[9])
-            wdata = ms[10]
-            if isinstance(wdata, bytes):
-                blob = memoryview(wdata)
-                pos = 0
-                try:
-                    for w in m.wins:
-                        pos = w.unpack(blob, pos, with_front)
-                except struct.error as exc:
-                    raise ValueError(f"snapshot: malformed metric entry ({exc})") from None
-                if pos != len(blob):
-                    raise ValueError("snapshot: malformed metric entry")
-            else:
-                for w, data in zip(m.wins, wdata, strict=True):
-                    w.load(data, with_front)
-            if stored is not cfg:
-                for w, fresh in zip(m.wins, wanted, strict=True):
-                    fresh.take(w)
-                m.wins = wanted
-                if not self._has_robust:
-                    m.p_samp.clear()
-                else:
-                    del m.p_samp[self._k :]
         return self
 
     # -- internals -----------------------------------------------------------
+
+    def _load_metric(
+        self,
+        ms: Sequence[Any],
+        *,
+        packed: bool,
+        with_front: bool,
+        stored: FeatureConfig,
+        stored_k: int,
+    ) -> None:
+        """Add one metric of a :meth:`snapshot` or :meth:`pack` (see :meth:`restore`);
+        ``stored`` is the configuration its windows were stored under."""
+        cfg = self.cfg
+        nwin = len(cfg.windows)
+        reshape = stored is not cfg
+        if len(ms) != 11 or isinstance(ms[10], bytes) != packed or (
+            not packed and len(ms[10]) != nwin
+        ):
+            raise ValueError("snapshot: malformed metric entry")
+        m = self._new_metric(str(ms[0]))
+        if reshape:
+            wanted = m.wins
+            m.wins = [
+                _Window(w, stored_k if w.name in stored.robust_windows else 0)
+                for w in cfg.windows
+            ]
+        m.last_ts = int(ms[1])
+        m.last_x = float(ms[2])
+        rf = ms[3]
+        m.ready_from = (
+            [int(rf)] * nwin if isinstance(rf, int) else [int(v) for v in rf]
+        )
+        if len(m.ready_from) != nwin:
+            raise ValueError("snapshot: malformed metric entry")
+        m.p_cnt = int(ms[4])
+        m.p_mean = float(ms[5])
+        m.p_m2 = float(ms[6])
+        m.p_min = float(ms[7])
+        m.p_max = float(ms[8])
+        m.p_samp.extend(float(v) for v in ms[9])
+        wdata = ms[10]
+        if isinstance(wdata, bytes):
+            blob = memoryview(wdata)
+            pos = 0
+            try:
+                for w in m.wins:
+                    pos = w.unpack(blob, pos, with_front)
+            except struct.error as exc:
+                raise ValueError(f"snapshot: malformed metric entry ({exc})") from None
+            if pos != len(blob):
+                raise ValueError("snapshot: malformed metric entry")
+        else:
+            for w, data in zip(m.wins, wdata, strict=True):
+                w.load(data, with_front)
+        if reshape:
+            for w, fresh in zip(m.wins, wanted, strict=True):
+                fresh.take(w)
+            m.wins = wanted
+            if not self._has_robust:
+                m.p_samp.clear()
+            else:
+                del m.p_samp[self._k :]
 
     def _raise_decreasing(
         self, t: int, last: int, metrics: Mapping[str, float]
@@ -1067,6 +1006,8 @@ class EntityFeatures:
         self, m: _Metric, t: int, x: float, out: dict[str, float],
         ready: dict[str, bool], full: bool,
     ) -> None:
+        """Features of metric ``m``'s value ``x`` at ``t`` into ``out``, readiness into
+        ``ready``; ``full``: the per-value ones too (z, extremes, count, rate, robust z)."""
         lt = m.last_ts
         flush = t > lt
         ready_from = m.ready_from
@@ -1134,12 +1075,7 @@ class EntityFeatures:
                     out[wk[7]] = (x - med) / scale if scale > 0.0 else 0.0
             ready[wk[8]] = c >= min_count and t - w.length >= ready_from[j]
         if keys.ratio_keys:
-            idx = self._ratio_idx
-            for rk, (si, li) in zip(keys.ratio_keys, idx, strict=True):
-                s = means[si]
-                lg = means[li]
-                # NaN compares False: undefined means give the neutral 1.0
-                out[rk] = s / lg if (lg != 0.0 and lg == lg and s == s) else 1.0
+            self._ratios(keys.ratio_keys, means, out)
         if full:
             delta = x - m.last_x
             dt = (t - lt) / 1000.0
@@ -1148,6 +1084,19 @@ class EntityFeatures:
             out[keys.dt] = dt
         m.last_ts = t
         m.last_x = x
+        self._pend(m, x, flush)
+
+    def _ratios(self, ratio_keys: tuple[str, ...], means: list[float], out: dict[str, float]) -> None:
+        """The ratios of the short window's mean to the long one's (1.0 when undefined)."""
+        for rk, (si, li) in zip(ratio_keys, self._ratio_idx, strict=True):
+            s = means[si]
+            lg = means[li]
+            # NaN compares False: undefined means give the neutral 1.0
+            out[rk] = s / lg if (lg != 0.0 and lg == lg and s == s) else 1.0
+
+    def _pend(self, m: _Metric, x: float, flush: bool) -> None:
+        """Count ``x`` in the metric's pending bucket (its current second), which a later
+        second's first value (``flush``) closes into the windows and restarts."""
         if flush:
             m.p_cnt = 1
             m.p_mean = x
