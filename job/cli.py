@@ -39,6 +39,7 @@ COMMANDS: dict[str, Command] = {
     "nab": Command("tools.evaluation.nab", "run the detection core over the Numenta Anomaly Benchmark and score it"),
     "report": Command("tools.report", "write an HTML report (charts, alerts and their explanations) of a run's outputs"),
     "tune": Command("tools.tune", "replay a sample once per threshold: alerts per entity per day, precision / recall"),
+    "train-model": Command("tools.train_model", "fit an Isolation Forest or One-Class SVM per entity on history; write an artifact the job scores"),
     "train-filter": Command("tools.train_filter", "train the false-positive alert filter from alerts and operator verdicts"),
     "bench": Command("tools.bench.run", "measure throughput, latency and state size: the job vs the plain loop vs a naive baseline"),
     "upgrade-check": Command("tools.upgrade_check", "check that a savepoint of an older revision restores in this one, through Flink"),

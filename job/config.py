@@ -28,6 +28,9 @@ from udfs.core.typed import plain as _plain
 
 __all__ = [
     "ConfigError",
+    "artifact_bytes",
+    "check_custom_models",
+    "check_river_mode",
     "ExecutionConfig",
     "JobConfig",
     "SinkConfig",
@@ -313,7 +316,52 @@ def load_config(
     cfg = _build(JobConfig, data, "", problems)
     if problems:
         raise ConfigError(problems)
-    return _with_filter(typing.cast(JobConfig, cfg))
+    cfg = _with_filter(typing.cast(JobConfig, cfg))
+    check_custom_models(cfg)
+    return cfg
+
+
+def check_custom_models(cfg: JobConfig) -> None:
+    """Build each ``detector.model.custom`` model once, in the client: a River spec that
+    names anything but River's estimators, or an artifact that is not one, stops the job
+    before it starts, with one line naming the key."""
+    problems = []
+    for i, spec in enumerate(cfg.detector.model.custom):
+        key = f"detector.model.custom[{i}]"
+        try:
+            if spec.kind == "river":
+                from udfs.core.models.river_spec import build_spec
+
+                build_spec(spec.spec)
+            else:
+                from udfs.core.models.artifact import load_artifact
+
+                load_artifact(spec.path)
+        except ValueError as exc:
+            what = "spec" if spec.kind == "river" else "path"
+            problems.append(f"{key}.{what}: {exc}")
+    if problems:
+        raise ConfigError(problems)
+
+
+def check_river_mode(cfg: JobConfig) -> None:
+    """River models run in process mode only (River's anomaly module imports scipy.stats,
+    which hangs a thread-mode worker)."""
+    for i, spec in enumerate(cfg.detector.model.custom):
+        if spec.kind == "river" and cfg.execution.mode != "process":
+            raise ConfigError([
+                f"detector.model.custom[{i}].kind: a River model needs execution.mode=process "
+                "(River imports scipy.stats, which hangs a thread-mode Python worker)"
+            ])
+
+
+def artifact_bytes(det: DetectorConfig) -> dict[str, bytes]:
+    """The bytes of every artifact of ``det.model.custom``, by path, for the workers."""
+    return {
+        spec.path: Path(spec.path).read_bytes()
+        for spec in det.model.custom
+        if spec.kind == "artifact"
+    }
 
 
 def _with_filter(cfg: JobConfig) -> JobConfig:

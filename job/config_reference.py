@@ -106,20 +106,27 @@ def _object_schema(cls: Any) -> dict[str, Any]:
     docs = describe(cls)
     try:
         default = cls()
-    except TypeError:  # every field required (a window, a rule): no defaults to show
+    except (TypeError, ValueError):  # fields without defaults (a window, a rule, a model)
         default = None
     props: dict[str, Any] = {}
+    required = []
     for f in dataclasses.fields(cls):
         schema = _schema_of(hints[f.name])
-        if default is not None and not dataclasses.is_dataclass(hints[f.name]):
-            schema["default"] = to_plain(getattr(default, f.name))
+        given = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        if not given:
+            required.append(f.name)
+        if not dataclasses.is_dataclass(hints[f.name]):
+            if default is not None:
+                schema["default"] = to_plain(getattr(default, f.name))
+            elif f.default is not dataclasses.MISSING:
+                schema["default"] = to_plain(f.default)
         if docs.get(f.name):
             schema["description"] = " ".join(docs[f.name].split())
         props[f.name] = schema
     summary = inspect.cleandoc(cls.__doc__ or "").split("\n\n")[0].replace("\n", " ")
     out = {"type": "object", "description": summary, "properties": props, "additionalProperties": False}
     if default is None:
-        out["required"] = [f.name for f in dataclasses.fields(cls)]
+        out["required"] = required
     return out
 
 

@@ -28,7 +28,13 @@ from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
 from pyflink.datastream.window import SlidingEventTimeWindows
 from pyflink.java_gateway import get_gateway
 
-from job.config import ExecutionConfig, JobConfig, python_executable
+from job.config import (
+    ExecutionConfig,
+    JobConfig,
+    artifact_bytes,
+    check_river_mode,
+    python_executable,
+)
 from job.jvm import configured_jars, operators_jar
 from udfs.core.events import ParseConfig
 from udfs.detect import DetectAnomalies
@@ -383,6 +389,7 @@ def _detect(keyed: KeyedStream, cfg: JobConfig, control: DataStream | None) -> D
     """The detect operator over the keyed lines: grouped lines and a journal without live
     changes, one line per call with the broadcast control input otherwise."""
     det, sink = cfg.detector, cfg.sink
+    check_river_mode(cfg)
     if control is None:
         return (
             keyed.process(
@@ -392,6 +399,7 @@ def _detect(keyed: KeyedStream, cfg: JobConfig, control: DataStream | None) -> D
                     emit_features=sink.emit_features,
                     snapshot_every=cfg.execution.snapshot_every,
                     parse=cfg.parse,
+                    artifacts=artifact_bytes(det),
                 ),
                 output_type=Types.STRING(),
             )
@@ -399,7 +407,8 @@ def _detect(keyed: KeyedStream, cfg: JobConfig, control: DataStream | None) -> D
             .uid("detect")
         )
     live = DetectAnomaliesLive(
-        det, emit_scores=sink.emit_scores, emit_features=sink.emit_features, parse=cfg.parse
+        det, emit_scores=sink.emit_scores, emit_features=sink.emit_features, parse=cfg.parse,
+        artifacts=artifact_bytes(det),
     )
     return (
         keyed.connect(control.broadcast(live_config_descriptor()))

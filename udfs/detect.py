@@ -69,6 +69,7 @@ from udfs.core.detector import EntityDetector, Output
 from udfs.core.events import AMBIGUOUS_ENTITY, DeadLetter, Event, ParseConfig
 from udfs.core.feedback import Verdict, parse_event_or_verdict
 from udfs.core.guard import Discard, Step, apply, feed, internal_error
+from udfs.core.models.artifact import load_artifact
 from udfs.metrics import DeadLetterCounters, DetectorMetrics
 from udfs.parse import dead_letter_json, handoff
 from udfs.tags import DEAD_LETTER_TAG, DRIFT_TAG, LATE_TAG, SCORES_TAG
@@ -195,6 +196,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         cache_size: int = 4096,
         snapshot_every: int = 16,
         parse: ParseConfig | None = None,
+        artifacts: dict[str, bytes] | None = None,
     ) -> None:
         if snapshot_every < 1:
             raise ValueError(f"snapshot_every must be >= 1, got {snapshot_every}")
@@ -206,6 +208,9 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         self._state_ttl_ms = state_ttl_ms
         self._cache_size = cache_size
         self._snapshot_every = snapshot_every
+        # The bytes of the custom models' artifacts (detector.model.custom), read by the
+        # client: the workers need no shared file system, and score what was checked.
+        self._artifacts = dict(artifacts or {})
         self._stamp = config_stamp(cfg)
         self._state: Any = None
         self._metrics: Any = None
@@ -217,6 +222,8 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         self._missed = True
 
     def open(self, runtime_context: RuntimeContext) -> None:
+        for path, content in self._artifacts.items():
+            load_artifact(path, content)
         self._state = runtime_context.get_state(entity_state_descriptor(self._state_ttl_ms))
         # A read cache: per entity, what this instance last wrote to its state and the
         # detector that was encoded from (see the module docstring). The state is still

@@ -20,7 +20,7 @@ from udfs.core.drift import DriftConfig
 from udfs.core.features import FeatureConfig
 from udfs.core.feedback import FeedbackConfig
 from udfs.core.maintenance import MaintenanceConfig
-from udfs.core.model_config import ExtremesConfig, ResidualConfig
+from udfs.core.model_config import CustomModel, ExtremesConfig, ResidualConfig
 from udfs.core.rules import RulesConfig
 from udfs.core.staleness import StalenessConfig
 from udfs.core.typed import build, merge, plain
@@ -150,6 +150,11 @@ class ModelConfig:
         When true, an event judged unusual enters a calibration at most at the raw score of
         the current threshold, so an incident does not teach the entity that its own
         extremes are ordinary.
+    custom
+        Models you bring, run beside ``ensemble`` and combined with it the same way: River
+        estimators by spec, or offline-trained scikit-learn models as artifacts of ``python
+        -m job train-model`` (each entry: ``name``, ``kind``, ``spec`` or ``path``,
+        ``input``; see ``docs/custom-models.md``).
     """
 
     ensemble: tuple[str, ...] = ("extremes", "residual")
@@ -166,6 +171,7 @@ class ModelConfig:
     std_floor_fraction: float = 0.5
     learn_anomalies: bool = False
     clip_calibration: bool = False
+    custom: tuple[CustomModel, ...] = ()
 
     def __post_init__(self) -> None:
         problems = []
@@ -184,6 +190,10 @@ class ModelConfig:
             problems.append(
                 f"ensemble must name distinct models of {', '.join(MODEL_NAMES)}; got {list(ensemble)}"
             )
+        names = [c.name for c in self.custom]
+        clash = sorted({n for n in names if n in MODEL_NAMES or names.count(n) > 1})
+        if clash:
+            problems.append(f"custom model names must be distinct and not built-in: {clash}")
         if self.combine not in ("fisher", "max", "mean"):
             problems.append(f"combine must be one of fisher, max, mean; got {self.combine!r}")
         if self.score_smoothing < 1:

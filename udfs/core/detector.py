@@ -226,6 +226,13 @@ class EntityDetector:
                 decider.learn(scored.u, decision)
         contributions = scorer.explain(scored) if decision.anomalous else []
         records, anomalous = decider.alerts(ts, scored.u, decision, contributions, maintenance)
+        if records and cfg.model.custom:
+            # With models the user brought, an alert says which models (and which artifact
+            # versions) saw the event as how rare.
+            rarities = scorer.rarity_record(scored)
+            for rec in records:
+                if rec.get("kind") in ("open", "escalate"):
+                    rec["models"] = rarities
         out.extend(("alert", rec) for rec in records)
         score = rarity_to_score(scored.score)
         if scored.ready and self.health.drift is not None:

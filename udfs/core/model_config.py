@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ExtremesConfig", "ResidualConfig"]
+__all__ = ["CustomModel", "ExtremesConfig", "ResidualConfig"]
 
 
 def _check(problems: list[str]) -> None:
@@ -131,4 +131,61 @@ class ResidualConfig:
         _at_least(problems, "gate_half_life", self.gate_half_life, 1)
         _at_least(problems, "exclude_after", self.exclude_after, 1)
         _at_least(problems, "smoothing", self.smoothing, 1)
+        _check(problems)
+
+
+@dataclass(frozen=True)
+class CustomModel:
+    """A model the user brings (:mod:`udfs.core.models.external`), run beside the ensemble.
+
+    Parameters
+    ----------
+    name
+        The model's name in score records and explanations (not one of the built-in names).
+    kind
+        ``river`` (a River estimator per entity, from ``spec``; needs ``execution.mode:
+        process``: River's anomaly module imports scipy.stats, which hangs a thread-mode
+        worker) or ``artifact`` (an offline-trained model from ``path``).
+    spec
+        ``kind: river``: River's pipeline notation, e.g. ``preprocessing.StandardScaler() |
+        anomaly.OneClassSVM(nu=0.02)`` (parsed, never evaluated: River estimators and
+        literal arguments only), or ``module:function``, a factory of your own returning a
+        fresh River estimator.
+    path
+        ``kind: artifact``: the file ``python -m job train-model`` wrote (read by the
+        client at start-up and shipped to the workers with the job).
+    input
+        ``metrics`` (the event's raw values) or ``features`` (its window features; River
+        only: an artifact is trained on metrics).
+    """
+
+    name: str
+    kind: str
+    spec: str = ""
+    path: str = ""
+    input: str = "metrics"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
+            problems.append(f"name must be letters, digits, - or _, got {self.name!r}")
+        if self.kind not in ("river", "artifact"):
+            problems.append(f"kind must be river or artifact, got {self.kind!r}")
+        if self.input not in ("metrics", "features"):
+            problems.append(f"input must be metrics or features, got {self.input!r}")
+        if self.kind == "river":
+            from udfs.core.models.river_spec import is_factory, parse_spec
+
+            if not self.spec:
+                problems.append("spec is required when kind is river")
+            elif not is_factory(self.spec):
+                try:
+                    parse_spec(self.spec)
+                except ValueError as exc:
+                    problems.append(f"spec: {exc}")
+        if self.kind == "artifact":
+            if not self.path:
+                problems.append("path is required when kind is artifact")
+            if self.input != "metrics":
+                problems.append("input must be metrics for an artifact (it is trained on metrics)")
         _check(problems)

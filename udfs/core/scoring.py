@@ -132,7 +132,7 @@ class Scorer:
         self.cfg = cfg
         self.with_features = with_features
         self.features = EntityFeatures(cfg.features)
-        self.models: list[Model] = build_models(cfg)
+        self.models: list[Model] = build_models(cfg, entity)
         self.hists = [_histogram(m.calibration) for m in self.models]
         # A second calibration for a model whose ranking reads its smoothed score.
         self.smooth_hists: list[DecayedHistogram | None] = [
@@ -145,7 +145,7 @@ class Scorer:
         self._windows = tuple((w.name, w.length_ms) for w in cfg.features.windows)
         # The window features are kept when a model reads them, or score records carry them.
         self._needs_windows = with_features or any(
-            m.name in ("window", "hst") for m in self.models
+            m.name in ("window", "hst") or getattr(m, "reads_windows", False) for m in self.models
         )
 
     def score(self, ev: Event, learn: bool) -> Scored:
@@ -241,6 +241,14 @@ class Scorer:
     def raw_record(self, scored: Scored) -> dict[str, float]:
         """The raw scores by model name (for the score record)."""
         return {m.name: r for m, r in zip(self.models, scored.raw, strict=True) if r is not None}
+
+    def rarity_record(self, scored: Scored) -> dict[str, float]:
+        """Each scoring model's rarity of the event (decades), by model name."""
+        return {
+            m.name: round(u, 4)
+            for m, r, u in zip(self.models, scored.raw, scored.rarity, strict=True)
+            if r is not None
+        }
 
     # -- state ----------------------------------------------------------------------------
 

@@ -11,7 +11,9 @@ name              what it scores
 ``hst``           Half-Space Trees over the squashed window z's and ratios (equal to River's)
 ================  ===========================================================================
 
-``model.ensemble`` names the models an entity runs; :func:`build_models` builds them.
+``model.ensemble`` names the models an entity runs, ``model.custom`` adds models the user
+brings (:mod:`udfs.core.models.external`: River estimators, offline-trained artifacts);
+:func:`build_models` builds them.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from udfs.core.models.window import WindowModel
 __all__ = ["MODEL_NAMES", "build_models"]
 
 
-def build_models(cfg: DetectorConfig) -> list[Model]:
-    """The models of ``cfg.model.ensemble``, in that order, fresh."""
+def build_models(cfg: DetectorConfig, entity: str = "") -> list[Model]:
+    """The models of ``cfg.model.ensemble``, in that order, then ``cfg.model.custom``'s, fresh
+    for ``entity``."""
     longest = max(cfg.features.windows, key=lambda w: w.length_ms).name
     names = tuple(w.name for w in cfg.features.windows)
     mc = cfg.model
@@ -51,4 +54,11 @@ def build_models(cfg: DetectorConfig) -> list[Model]:
             out.append(ResidualModel(cfg.residual, cal))
         else:  # (ModelConfig validates the names)
             raise ValueError(f"unknown model {name!r} (known: {', '.join(MODEL_NAMES)})")
+    if mc.custom:
+        from udfs.core.models.external import build_custom
+
+        for spec in mc.custom:
+            out.append(
+                build_custom(spec, entity, mc.calibration_half_life, mc.min_calibration_events, mc.learn_anomalies)
+            )
     return out
