@@ -7,17 +7,15 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
-from pyflink.common.typeinfo import Types
 
 from job.config import JobConfig, load_config
 from job.io import read_records
-from job.pipeline import build_pipeline, collect_to_files, create_environment, file_source
+from job.pipeline import build_pipeline, collect_to_files, create_environment
 from tests.configs import FAST
 from tests.minicluster.test_flink_job import _replay_outputs, _run_job, _stream
-from tests.minicluster.test_recovery import FailOnce
+from tests.minicluster.test_recovery import failing_source
 from tools.train_model import fit
 from udfs.core.events import Event, parse_line
 
@@ -88,12 +86,7 @@ def test_a_custom_model_gives_the_replays_records_after_a_restore_from_a_checkpo
     markers = tmp_path / "markers"
     markers.mkdir()
     env = create_environment(cfg)
-    source: Any = (
-        file_source(env, str(src))
-        .map(FailOnce(str(markers), fail_at=int(len(stream) * 0.5), pace_s=0.002), output_type=Types.STRING())
-        .name("fail-once")
-        .uid("fail-once")
-    )
+    source = failing_source(env, src, markers, int(len(stream) * 0.5), 0.002)
     collect_to_files(build_pipeline(env, cfg, source), tmp_path / "out", "custom-recovery")
     assert (markers / "failed").exists(), "the failure was not injected"
     attempts = sorted(markers.glob("attempt-*"))

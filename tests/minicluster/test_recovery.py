@@ -62,6 +62,16 @@ class FailOnce(MapFunction):  # type: ignore[misc]
         (Path(self.marker_dir) / f"attempt-{self.attempt}").write_text(str(self.seen))
 
 
+def failing_source(env: Any, src: Path, markers: Path, fail_at: int, pace_s: float) -> Any:
+    """The lines of ``src`` through :class:`FailOnce`: the job fails once at ``fail_at``."""
+    return (
+        file_source(env, str(src))
+        .map(FailOnce(str(markers), fail_at=fail_at, pace_s=pace_s), output_type=Types.STRING())
+        .name("fail-once")
+        .uid("fail-once")
+    )
+
+
 def test_restore_from_checkpoint_gives_the_uninterrupted_alerts(tmp_path: Path) -> None:
     lines = _stream(seed=9, entities=3, minutes=400)
     cfg = load_config(
@@ -80,15 +90,7 @@ def test_restore_from_checkpoint_gives_the_uninterrupted_alerts(tmp_path: Path) 
     markers.mkdir()
 
     env = create_environment(cfg)
-    source: Any = (
-        file_source(env, str(src))
-        .map(
-            FailOnce(str(markers), fail_at=int(len(lines) * 0.6), pace_s=0.0015),
-            output_type=Types.STRING(),
-        )
-        .name("fail-once")
-        .uid("fail-once")
-    )
+    source = failing_source(env, src, markers, int(len(lines) * 0.6), 0.0015)
     outputs = build_pipeline(env, cfg, source)
     collect_to_files(outputs, tmp_path / "out", "recovery-test")
 
