@@ -199,3 +199,50 @@ def test_a_river_state_of_another_river_version_is_refused_with_one_line() -> No
         EntityDetector.restore("srv-1", cfg, snap)
     message = str(refused.value)
     assert "\n" not in message and "River 0.19.0" in message and "'svm'" in message
+
+
+def test_a_new_artifact_is_rolled_out_live_and_the_alerts_name_its_version(tmp_path: Path) -> None:
+    from udfs.core.events import DeadLetter
+    from udfs.core.live import judge_control, resolve
+
+    history = stream(500, seed=4)
+    paths = []
+    for i, part in enumerate((history[:250], history[250:])):
+        path = tmp_path / f"iforest-{i}.json"
+        path.write_text(json.dumps(fit(part, "isolation_forest", [], None)))
+        paths.append(path)
+    versions = [parse_artifact(p.read_bytes()).version for p in paths]
+    assert versions[0] != versions[1]
+    base = with_custom(CustomModel(name="iforest", kind="artifact", path=str(paths[0])))
+    events = stream(900, seed=5, start=history[-1].ts_ms + 1000, shift={300: {"cpu": 30.0}, **{i: {"cpu": 60.0, "mem": 40.0} for i in range(800, 806)}})
+    det = EntityDetector("srv-1", base)
+    opened: list[dict[str, Any]] = []
+    for ev in events[:600]:
+        opened += [a for a in of_kind(det.on_event(ev), "alert") if a["kind"] == "open"]
+    change = {"config_version": "2", "detector": {"model": {"custom": [
+        {"name": "iforest", "kind": "artifact", "path": str(paths[1])}]}}}
+    stored, ack = judge_control(base, None, json.dumps(change))
+    assert stored is not None and isinstance(ack, dict) and ack["check"] == "config_applied"
+    live, problems = resolve(base, json.loads(stored)["overrides"], "2")
+    assert live is not None and not problems
+    det = EntityDetector.restore("srv-1", live, det.snapshot())  # as the live operator does
+    for ev in events[600:]:
+        opened += [a for a in of_kind(det.on_event(ev), "alert") if a["kind"] == "open"]
+    before = [a for a in opened if a["ts_ms"] < events[600].ts_ms]
+    after = [a for a in opened if a["ts_ms"] >= events[600].ts_ms]
+    assert before and after
+    assert {k for a in before for k in a["models"] if k.startswith("iforest")} == {f"iforest@{versions[0]}"}
+    assert {k for a in after for k in a["models"] if k.startswith("iforest")} == {f"iforest@{versions[1]}"}
+    assert {a["config_version"] for a in after} == {"2"}
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    for custom, problem in (
+        ({"name": "iforest", "kind": "artifact", "path": str(bad)}, "detector.model.custom[0].path: not an artifact"),
+        ({"name": "svm", "kind": "river", "spec": SVM_SPEC}, "a River model cannot be added or changed live"),
+    ):
+        rejected, dead = judge_control(base, stored, json.dumps(
+            {"config_version": "3", "detector": {"model": {"custom": [custom]}}}))
+        assert rejected is None and isinstance(dead, DeadLetter) and problem in dead.detail
+    rejected, dead = judge_control(base, stored, '{"config_version": "3", "detector": {"model": {"ensemble": ["window"]}}}')
+    assert rejected is None and isinstance(dead, DeadLetter) and "detector.model.ensemble: fixed at start" in dead.detail

@@ -71,7 +71,8 @@ def test_malformed_control_records_are_dead_letters(raw: str, expected: str) -> 
     [
         ({"threshold": {"target_alert_rate": 2.0}}, "detector.threshold"),
         ({"threshold": {"colour": 1}}, "detector.threshold.colour: unknown key"),
-        ({"model": {"combine": "max"}}, "detector.model: not a live setting"),
+        ({"model": {"combine": "max"}}, "detector.model.combine: fixed at start"),
+        ({"features": {"min_count": 2}}, "detector.features: not a live setting"),
         ({"alerts": {"global_max_per_hour": 3}}, "fixed at start"),
     ],
 )
@@ -171,7 +172,7 @@ def test_a_running_job_takes_a_new_threshold_and_its_alerts_say_so(tmp_path: Pat
             and r["entity"] == "e2"
             and r["ts_ms"] >= T0 + 380 * MIN,
         )
-        _drop(control_dir, "bad.jsonl", ['{"config_version": "x", "detector": {"model": {"combine": "max"}}}'])
+        _drop(control_dir, "bad.jsonl", ['{"config_version": "x", "detector": {"features": {"min_count": 2}}}'])
         dead = got.wait_for("rejected change", lambda k, r: k == "dead_letter")
         assert dead["reason"] == "bad_control" and "not a live setting" in dead["detail"]
         change = {"config_version": "2", "detector": {"threshold": {"rarity": 1.25}}}
@@ -248,5 +249,5 @@ def test_judging_a_control_record_accumulates_through_the_stored_state() -> None
         "alerts": {"cooldown_ms": 5},
         "threshold": {"target_alert_rate": 0.01},
     }
-    rejected, dead = judge_control(base, stored2, '{"config_version": "4", "detector": {"model": {}}}')
+    rejected, dead = judge_control(base, stored2, '{"config_version": "4", "detector": {"features": {}}}')
     assert rejected is None and isinstance(dead, DeadLetter) and dead.reason == "bad_control"

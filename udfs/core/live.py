@@ -16,7 +16,9 @@ then decide under it and stamp ``config_version`` on their alerts and drift reco
 
 Only the sections that change decisions, not the layout of the state, can change live:
 :data:`LIVE_SECTIONS` (target alert rate and severity tiers, alerting, rules, maintenance
-calendars, feedback, drift thresholds and actions). Raising ``drift.reset_epoch`` is the
+calendars, feedback, drift thresholds and actions, and the artifacts of ``model.custom``: a
+new artifact is rolled out by naming its file, which every TaskManager must be able to read;
+its model starts a fresh calibration under its new ``name@version``). Raising ``drift.reset_epoch`` is the
 operator's command to rebuild drift references (of the entities matching
 ``drift.reset_entities``). Windows, models, lateness and drift sizes need a restart from a
 savepoint; ``alerts.global_max_per_hour`` belongs to the alert gate operator and is
@@ -31,16 +33,16 @@ Examples
 >>> cfg.threshold.target_alert_rate, cfg.config_version, problems
 (0.01, '2', [])
 >>> resolve(base, {"features": {"windows": []}}, "3")[1]
-['detector.features: not a live setting (live: threshold, alerts, rules, maintenance, feedback, drift; the rest needs a restart from a savepoint)']
+['detector.features: not a live setting (live: threshold, alerts, rules, maintenance, feedback, drift, model; the rest needs a restart from a savepoint)']
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
-from udfs.core.config import DetectorConfig
+from udfs.core.config import DetectorConfig, ModelConfig
 from udfs.core.events import INVALID_JSON, NOT_AN_OBJECT, OVERSIZED, DeadLetter
 from udfs.core.typed import build, merge, plain
 
@@ -54,9 +56,11 @@ __all__ = [
     "resolve",
 ]
 
-LIVE_SECTIONS = ("threshold", "alerts", "rules", "maintenance", "feedback", "drift")
+LIVE_SECTIONS = ("threshold", "alerts", "rules", "maintenance", "feedback", "drift", "model")
 _FIXED_KEYS = {
     ("alerts", "global_max_per_hour"),
+    # Of the models, only the custom ones the user brings (a new artifact) change live.
+    *(("model", f.name) for f in fields(ModelConfig) if f.name != "custom"),
     # The drift monitor's layout and existence (udfs/core/drift.py DriftMonitor.restore).
     *(
         ("drift", k)
@@ -128,7 +132,28 @@ def resolve(
     data = merge(plain(base), overrides)
     data["config_version"] = version
     cfg = build(DetectorConfig, data, "detector", problems)
+    if cfg is not None and not problems:
+        problems += _custom_problems(base, cfg)
     return (cfg if not problems else None), problems
+
+
+def _custom_problems(base: DetectorConfig, cfg: DetectorConfig) -> list[str]:
+    """A live ``model.custom`` may roll out artifacts (each must load here, from a path
+    every TaskManager can read); a River model cannot be added or changed live."""
+    from udfs.core.models.artifact import load_artifact
+
+    problems = []
+    rivers = {c for c in base.model.custom if c.kind == "river"}
+    for i, spec in enumerate(cfg.model.custom):
+        key = f"detector.model.custom[{i}]"
+        if spec.kind == "river" and spec not in rivers:
+            problems.append(f"{key}: a River model cannot be added or changed live (restart from a savepoint)")
+        elif spec.kind == "artifact":
+            try:
+                load_artifact(spec.path)
+            except ValueError as exc:
+                problems.append(f"{key}.path: {exc}")
+    return problems
 
 
 def accumulate(previous: dict[str, Any], update: ControlUpdate) -> dict[str, Any]:
