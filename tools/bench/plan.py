@@ -32,6 +32,7 @@ class Plan:
     floor_seconds: float = 10.0
     embedded_events: int = 20_000
     embedded_reps: int = 3
+    custom_events: int = 20_000
 
     @classmethod
     def for_mode(cls, quick: bool) -> Plan:
@@ -54,6 +55,7 @@ class Plan:
             floor_seconds=3.0,
             embedded_events=8000,
             embedded_reps=2,
+            custom_events=4_000,
         )
 
     def sizes(self, rate: float) -> tuple[int, int]:

@@ -121,8 +121,8 @@ def fmt(x: Any, digits: int = 0) -> str:
     return f"{x:,}" if isinstance(x, int) else str(x)
 
 
-def render_markdown(rep: dict[str, Any]) -> str:
-    """The report as markdown tables (also what the console shows)."""
+def _headline(rep: dict[str, Any]) -> list[str]:
+    """The headline table (the targets and how far this run got) and the throughput table's head."""
     out = [
         f"# Benchmark {rep.get('date', '')} ({'quick' if rep.get('quick') else 'full'} run, "
         f"{fmt(rep.get('duration_s'))} s)",
@@ -170,6 +170,12 @@ def render_markdown(rep: dict[str, Any]) -> str:
         "| what | mode | metrics | N1 | N2 | events/s (wall) | events/CPU-s | cores busy | fixed cost s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    return out
+
+
+def _throughput(rep: dict[str, Any]) -> list[str]:
+    """The rows of the plain loops, the jobs and the naive baseline, and their ratios."""
+    out: list[str] = []
     for p in rep.get("plain", []):
         out.append(
             f"| plain loop {p['variant']} | - | {p['metrics']} | {p['n1']:,} | {p['n2']:,} | "
@@ -200,6 +206,12 @@ def render_markdown(rep: dict[str, Any]) -> str:
     if ratios:
         out += ["", "| job / plain (core) | metrics | wall | per CPU-second |", "|---|---|---|---|"]
         out += [f"| {m} | {k} | {fmt(a, 2)} | {fmt(b, 2)} |" for m, k, a, b in ratios]
+    return out
+
+
+def _bounds(rep: dict[str, Any]) -> list[str]:
+    """What bounds the job: the floor shapes, the embedded core loop, idle cores."""
+    out: list[str] = []
     emb = rep.get("embedded")
     if rep.get("floor") or emb:
         out += [
@@ -249,6 +261,12 @@ def render_markdown(rep: dict[str, Any]) -> str:
             + "): the CPU meter missed part of that job's work (its Python alone keeps a core "
             "busy): trust its wall-clock rate only.",
         ]
+    return out
+
+
+def _latency(rep: dict[str, Any]) -> list[str]:
+    """Event-to-score latency at half the maximum rate."""
+    out: list[str] = []
     lat = rep.get("latency")
     if lat:
         fs, sc = lat["from_send_ms"], lat["from_schedule_ms"]
@@ -268,6 +286,12 @@ def render_markdown(rep: dict[str, Any]) -> str:
         for extra in lat.get("variants", []):
             e = extra["from_send_ms"]
             out.append(f"| send ({extra['label']}) | {fmt(e['p50'], 1)} | {fmt(e['p90'], 1)} | {fmt(e['p99'], 1)} | {fmt(e['max'], 1)} |")
+    return out
+
+
+def _state(rep: dict[str, Any]) -> list[str]:
+    """State per entity, its totals and the checkpoints."""
+    out: list[str] = []
     st = rep.get("state")
     if st:
         out += [
@@ -296,6 +320,12 @@ def render_markdown(rep: dict[str, Any]) -> str:
             f"{c['metrics']} metrics: {c['checkpoint_bytes']:,} bytes; encoded values {c['encoded_values_bytes']:,} bytes "
             f"(mean {fmt(c['mean_encoded_value_bytes'])}); Flink overhead {fmt(c['overhead_bytes_per_key'])} bytes per key.",
         ]
+    return out
+
+
+def _cluster_and_profile(rep: dict[str, Any]) -> list[str]:
+    """The standalone cluster and the profile of the plain loop."""
+    out: list[str] = []
     cl = rep.get("cluster")
     if cl:
         out += ["", "## Standalone cluster (2 TaskManagers x 1 slot)", "", "| parallelism | events/s (job duration, marginal) | events/s (submit wall) |", "|---|---|---|"]
@@ -311,6 +341,25 @@ def render_markdown(rep: dict[str, Any]) -> str:
         out += [f"| {r_['what']} | {r_['share'] * 100:.1f} % |" for r_ in pr["by_phase"]]
         if rep["machine"].get("compiled_core"):
             out += ["", "Compiled modules have no Python frames: their time counts under their callers."]
+    return out
+
+
+def _custom(rep: dict[str, Any]) -> list[str]:
+    """What each kind of custom model costs beside the default (plain loop)."""
+    cm = rep.get("custom_models")
+    if not cm:
+        return []
+    out = ["", "## Custom models (detector.model.custom, plain loop, per CPU-second)", "",
+           "| kind | events / CPU-s | ratio to default | state bytes per entity |", "|---|---|---|---|"]
+    for kind, r in cm["kinds"].items():
+        out.append(f"| {kind} | {r['eps_per_cpu_s']:,} | {r['ratio_to_default']:.2f} | {r['state_bytes_per_entity']:,} |")
+    return out
+
+
+def render_markdown(rep: dict[str, Any]) -> str:
+    """The report as markdown tables (also what the console shows)."""
+    out = _headline(rep) + _throughput(rep) + _bounds(rep) + _latency(rep) + _state(rep)
+    out += _custom(rep) + _cluster_and_profile(rep)
     errors = rep.get("errors")
     if errors:
         out += ["", "## Parts that failed", ""] + [f"- {e}" for e in errors]
@@ -318,7 +367,8 @@ def render_markdown(rep: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+
 QUICK_BUDGET_S = 250.0  # --quick starts no part after this (the machine may be loaded)
-ALL_PARTS = ("state", "profile", "plain", "thread", "floor", "naive", "latency", "checkpoint", "process", "cluster")
+ALL_PARTS = ("state", "profile", "plain", "thread", "floor", "naive", "latency", "checkpoint", "process", "custom", "cluster")
 
 
