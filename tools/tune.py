@@ -370,38 +370,14 @@ def tune(
     jobs = [(str(path), csv_opts, cfg.parse, d, limit) for d in detectors]
     t0 = time.monotonic()
     workers = max(1, min(workers, len(jobs), os.cpu_count() or 1))
-    if workers == 1:
-        raw = [_replay_one(*j) for j in jobs]
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_replay_one, *j) for j in jobs]
-            raw = [f.result() for f in futures]
+    raw = _replay_all(jobs, workers)
     slack_ms = int(round(slack_minutes * 60_000))
     base = raw[0]
     entities = sorted(base["scored"])
-    results = []
-    for value, r in zip(value_list, raw, strict=True):
-        per_entity = Counter(a["entity"] for a in r["opens"])
-        per_day = {e: per_entity.get(e, 0) / r["days"][e] for e in entities if r["days"][e] > 0}
-        worst = max(sorted(per_day), key=lambda e: per_day[e]) if per_day else None
-        row: dict[str, Any] = {
-            knob: value,
-            "configured": value == configured,
-            "alerts_opened": len(r["opens"]),
-            "by_severity": {
-                s: sum(1 for a in r["opens"] if a["severity"] == s)
-                for s in ("info", "warning", "critical")
-            },
-            "per_entity": {e: per_entity.get(e, 0) for e in entities},
-            "per_entity_per_day_mean": (sum(per_day.values()) / len(per_day)) if per_day else 0.0,
-            "per_entity_per_day_max": per_day[worst] if worst else 0.0,
-            "per_entity_per_day_max_entity": worst,
-            "opens": r["opens"],
-            "seconds": r["seconds"],
-        }
-        if labels is not None:
-            row.update(_score_labels(r["opens"], labels, slack_ms))
-        results.append(row)
+    results = [
+        _row(knob, value, value == configured, r, entities, labels, slack_ms)
+        for value, r in zip(value_list, raw, strict=True)
+    ]
     unknown = sorted({lab["entity"] for lab in labels or []} - set(entities))
     return {
         "input": str(path),
@@ -424,6 +400,43 @@ def tune(
         "seconds": round(time.monotonic() - t0, 2),
         "rows": results,
     }
+
+
+def _replay_all(jobs: list[tuple[Any, ...]], workers: int) -> list[dict[str, Any]]:
+    """:func:`_replay_one` of each job, in order, over ``workers`` processes."""
+    if workers == 1:
+        return [_replay_one(*j) for j in jobs]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_replay_one, *j) for j in jobs]
+        return [f.result() for f in futures]
+
+
+def _row(
+    knob: str, value: float, configured: bool, r: dict[str, Any], entities: list[str],
+    labels: list[dict[str, Any]] | None, slack_ms: int,
+) -> dict[str, Any]:
+    """One candidate value's row: alerts opened, per entity and day, against the labels."""
+    per_entity = Counter(a["entity"] for a in r["opens"])
+    per_day = {e: per_entity.get(e, 0) / r["days"][e] for e in entities if r["days"][e] > 0}
+    worst = max(sorted(per_day), key=lambda e: per_day[e]) if per_day else None
+    row: dict[str, Any] = {
+        knob: value,
+        "configured": configured,
+        "alerts_opened": len(r["opens"]),
+        "by_severity": {
+            s: sum(1 for a in r["opens"] if a["severity"] == s)
+            for s in ("info", "warning", "critical")
+        },
+        "per_entity": {e: per_entity.get(e, 0) for e in entities},
+        "per_entity_per_day_mean": (sum(per_day.values()) / len(per_day)) if per_day else 0.0,
+        "per_entity_per_day_max": per_day[worst] if worst else 0.0,
+        "per_entity_per_day_max_entity": worst,
+        "opens": r["opens"],
+        "seconds": r["seconds"],
+    }
+    if labels is not None:
+        row.update(_score_labels(r["opens"], labels, slack_ms))
+    return row
 
 
 def format_table(res: dict[str, Any]) -> str:

@@ -215,46 +215,12 @@ def run_checkpoint_job(
         discard(stream, out_name)
     client = env.execute_async("bench-checkpoint")
     result = client.get_job_execution_result()
-    sizes: dict[int, tuple[int, int]] = {}
-    deadline = time.monotonic() + 600
-    after: int | None = None
-    chosen: int | None = None  # the newest full checkpoint when the tail is released
-    while time.monotonic() < deadline:
-        done = _completed_checkpoints(chk_dir)
-        for cid, size in done.items():
-            sizes[cid] = size
-        if after is None and (markers / "tail-started").exists():
-            after = max(_checkpoint_ids(chk_dir), default=0)
-        # Settled: two checkpoints taken after the tail started hold the same bytes (the
-        # watermark, emitted every 200 ms, has fired every release timer by then).
-        late = sorted(cid for cid in sizes if after is not None and cid > after)
-        if chosen is None and len(late) >= 2 and sizes[late[-1]] == sizes[late[-2]]:
-            chosen = late[-1]
-            (markers / "release").touch()
-        if result.done():
-            break
-        time.sleep(0.05)
-    result.result()  # raises if the job failed
-    if chosen is None:
-        raise RuntimeError("no checkpoint completed with every entity in state")
+    sizes, chosen = _settled_checkpoint(chk_dir, markers, result)
     # (After the release the input ends, the final watermark fires the idle timers, every
     # entity's state is cleared, and a last checkpoint holds nothing.)
     chk_id = chosen
     chk_bytes, meta_bytes = sizes[chk_id]
-    # The same events through the plain operator loop, every entity but the clock released as the
-    # watermark released it in the job: the encoded values Flink held.
-    cfg = DetectorConfig()
-    assert isinstance(clock["ts"], int)
-    states: dict[str, bytes] = {}
-    operator_loop(lines, cfg, ParseConfig(), (), states_out=states)
-    values = {}
-    watermark = clock["ts"] - cfg.lateness.max_out_of_orderness_ms - 1
-    for entity, data in states.items():
-        if entity != "clock":  # what DetectAnomalies.on_timer does when the watermark passes
-            det = EntityDetector.restore(entity, cfg, decode(data), WITH_FEATURES)
-            det.on_watermark(watermark)
-            data = encode(det.snapshot())
-        values[entity] = len(data)
+    values = _encoded_values(lines, int(clock["ts"]))
     values_total = sum(values.values())
     keys = len(values)
     return {
@@ -297,3 +263,47 @@ def _completed_checkpoints(chk_dir: Path) -> dict[int, tuple[int, int]]:
     return out
 
 
+def _settled_checkpoint(chk_dir: Path, markers: Path, result: Any) -> tuple[dict[int, tuple[int, int]], int]:
+    """Follow the job's checkpoints until two taken after the tail started hold the same
+    bytes (the watermark, emitted every 200 ms, has fired every release timer by then);
+    release the tail; return every checkpoint's sizes and the settled one's id."""
+    sizes: dict[int, tuple[int, int]] = {}
+    deadline = time.monotonic() + 600
+    after: int | None = None
+    chosen: int | None = None  # the newest full checkpoint when the tail is released
+    while time.monotonic() < deadline:
+        done = _completed_checkpoints(chk_dir)
+        for cid, size in done.items():
+            sizes[cid] = size
+        if after is None and (markers / "tail-started").exists():
+            after = max(_checkpoint_ids(chk_dir), default=0)
+        # Settled: two checkpoints taken after the tail started hold the same bytes (the
+        # watermark, emitted every 200 ms, has fired every release timer by then).
+        late = sorted(cid for cid in sizes if after is not None and cid > after)
+        if chosen is None and len(late) >= 2 and sizes[late[-1]] == sizes[late[-2]]:
+            chosen = late[-1]
+            (markers / "release").touch()
+        if result.done():
+            break
+        time.sleep(0.05)
+    result.result()  # raises if the job failed
+    if chosen is None:
+        raise RuntimeError("no checkpoint completed with every entity in state")
+    return sizes, chosen
+
+
+def _encoded_values(lines: list[str], clock_ts: int) -> dict[str, int]:
+    """Encoded state bytes per entity after ``lines`` through the plain operator loop, every
+    entity but the clock released as the watermark released it in the job."""
+    cfg = DetectorConfig()
+    states: dict[str, bytes] = {}
+    operator_loop(lines, cfg, ParseConfig(), (), states_out=states)
+    values = {}
+    watermark = clock_ts - cfg.lateness.max_out_of_orderness_ms - 1
+    for entity, data in states.items():
+        if entity != "clock":  # what DetectAnomalies.on_timer does when the watermark passes
+            det = EntityDetector.restore(entity, cfg, decode(data), WITH_FEATURES)
+            det.on_watermark(watermark)
+            data = encode(det.snapshot())
+        values[entity] = len(data)
+    return values

@@ -230,6 +230,50 @@ def run_file(
     with open(path, newline="") as f:
         raw_rows = [(row["timestamp"], row["value"]) for row in csv.DictReader(f)]
     n = len(raw_rows)
+    events, late_rows, dead, score_recs = _replay_rows(path, rel, cfg, parse)
+    if len(events) + dead != n:
+        raise AssertionError(f"{rel}: read {len(events) + dead} records from {n} rows")
+
+    scored = [(row, ev) for row, ev in events if row not in late_rows]
+    order = sorted(scored, key=lambda item: (item[1].ts_ms, item[1].to_json()))
+    if len(order) != len(score_recs):
+        raise AssertionError(f"{rel}: {len(order)} events released, {len(score_recs)} scores")
+    score = np.zeros(n)
+    is_alert = np.zeros(n, dtype=bool)
+    opened = np.zeros(n, dtype=bool)
+    escalated = np.zeros(n, dtype=bool)
+    ready = np.zeros(n, dtype=bool)
+    for (row, ev), (ts_ms, s, alert, op, esc, rdy) in zip(order, score_recs, strict=True):
+        if ev.ts_ms != ts_ms:
+            raise AssertionError(f"{rel}: row {row} has ts_ms={ev.ts_ms}, its score ts_ms={ts_ms}")
+        score[row] = s
+        is_alert[row] = alert
+        opened[row] = op
+        escalated[row] = esc
+        ready[row] = rdy
+
+    timestamps = pd.to_datetime([ts for ts, _ in raw_rows]).as_unit("ns").to_numpy()
+    if out_dir is not None:
+        _write_result(Path(out_dir), rel, raw_rows, score.tolist(), label_rows(timestamps, windows).tolist())
+    return FileRun(
+        rel,
+        timestamps,
+        score,
+        is_alert,
+        opened,
+        escalated,
+        ready,
+        len(late_rows),
+        dead,
+        time.monotonic() - t0,
+    )
+
+
+def _replay_rows(
+    path: Path, rel: str, cfg: DetectorConfig, parse: ParseConfig
+) -> tuple[list[tuple[int, Event]], set[int], int, list[tuple[int, float, bool, bool, bool, bool]]]:
+    """One file's rows through a fresh detector: the events by row, the rows that were late,
+    the dead letters, and per score record ``(ts_ms, score, alert, opened, escalated, ready)``."""
     det = EntityDetector(rel, cfg)
     events: list[tuple[int, Event]] = []
     late_rows: set[int] = set()
@@ -264,49 +308,20 @@ def run_file(
         events.append((row, rec))
         consume(det.on_event(rec), row)
     consume(det.flush(), -1)
-    if len(events) + dead != n:
-        raise AssertionError(f"{rel}: read {len(events) + dead} records from {n} rows")
+    return events, late_rows, dead, score_recs
 
-    scored = [(row, ev) for row, ev in events if row not in late_rows]
-    order = sorted(scored, key=lambda item: (item[1].ts_ms, item[1].to_json()))
-    if len(order) != len(score_recs):
-        raise AssertionError(f"{rel}: {len(order)} events released, {len(score_recs)} scores")
-    score = np.zeros(n)
-    is_alert = np.zeros(n, dtype=bool)
-    opened = np.zeros(n, dtype=bool)
-    escalated = np.zeros(n, dtype=bool)
-    ready = np.zeros(n, dtype=bool)
-    for (row, ev), (ts_ms, s, alert, op, esc, rdy) in zip(order, score_recs, strict=True):
-        if ev.ts_ms != ts_ms:
-            raise AssertionError(f"{rel}: row {row} has ts_ms={ev.ts_ms}, its score ts_ms={ts_ms}")
-        score[row] = s
-        is_alert[row] = alert
-        opened[row] = op
-        escalated[row] = esc
-        ready[row] = rdy
 
-    timestamps = pd.to_datetime([ts for ts, _ in raw_rows]).as_unit("ns").to_numpy()
-    if out_dir is not None:
-        labels = label_rows(timestamps, windows)
-        target = _result_path(Path(out_dir), rel)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "w", newline="") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(RESULT_COLUMNS)
-            for (ts, value), s, lab in zip(raw_rows, score.tolist(), labels.tolist(), strict=True):
-                writer.writerow((ts, value, repr(s), lab))
-    return FileRun(
-        rel,
-        timestamps,
-        score,
-        is_alert,
-        opened,
-        escalated,
-        ready,
-        len(late_rows),
-        dead,
-        time.monotonic() - t0,
-    )
+def _write_result(
+    out_dir: Path, rel: str, raw_rows: list[tuple[str, str]], scores: list[float], labels: list[int]
+) -> None:
+    """The NAB result file of one data file (timestamp, value, anomaly_score, label)."""
+    target = _result_path(out_dir, rel)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(RESULT_COLUMNS)
+        for (ts, value), s, lab in zip(raw_rows, scores, labels, strict=True):
+            writer.writerow((ts, value, repr(s), lab))
 
 
 def _run_file_job(
@@ -407,6 +422,34 @@ def _diagnostics(
     return {"threshold": threshold, "per_category": per_category, "per_file": per_file}
 
 
+def _profile_scores(runs: dict[str, FileRun], bench: ns.NabBenchmark, name: str) -> dict[str, Any]:
+    """One profile's scores: swept over one corpus-wide threshold (all rows, and ready rows
+    only) and for each way the job's own alerts detect."""
+    scores = {p: r.anomaly_score for p, r in runs.items()}
+    best = ns.sweep(scores, bench, name)
+    entry: dict[str, Any] = {
+        "swept": {
+            "score": best.normalised_score,
+            "threshold": best.threshold,
+            "raw_score": best.raw_score,
+        }
+    }
+    ready_only = ns.sweep(
+        {p: np.where(r.ready, r.anomaly_score, 0.0) for p, r in runs.items()}, bench, name
+    )
+    entry["swept_ready_only"] = {
+        "score": ready_only.normalised_score,
+        "threshold": ready_only.threshold,
+        "raw_score": ready_only.raw_score,
+    }
+    for variant in DETECTION_VARIANTS:
+        res = ns.score_detections(
+            {p: r.detections(variant) for p, r in runs.items()}, bench, name
+        )
+        entry[variant] = {"score": res.normalised_score, "raw_score": res.raw_score}
+    return entry
+
+
 def run_nab(
     nab_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -434,31 +477,7 @@ def run_nab(
     bench = ns.NabBenchmark(
         {p: r.timestamps for p, r in runs.items()}, {p: windows[p] for p in runs}, profiles
     )
-    scores = {p: r.anomaly_score for p, r in runs.items()}
-    per_profile: dict[str, Any] = {}
-    for name in profiles:
-        best = ns.sweep(scores, bench, name)
-        entry: dict[str, Any] = {
-            "swept": {
-                "score": best.normalised_score,
-                "threshold": best.threshold,
-                "raw_score": best.raw_score,
-            }
-        }
-        ready_only = ns.sweep(
-            {p: np.where(r.ready, r.anomaly_score, 0.0) for p, r in runs.items()}, bench, name
-        )
-        entry["swept_ready_only"] = {
-            "score": ready_only.normalised_score,
-            "threshold": ready_only.threshold,
-            "raw_score": ready_only.raw_score,
-        }
-        for variant in DETECTION_VARIANTS:
-            res = ns.score_detections(
-                {p: r.detections(variant) for p, r in runs.items()}, bench, name
-            )
-            entry[variant] = {"score": res.normalised_score, "raw_score": res.raw_score}
-        per_profile[name] = entry
+    per_profile = {name: _profile_scores(runs, bench, name) for name in profiles}
     refs, refs_source = load_references(nab)
     elapsed = time.monotonic() - t0
     report: dict[str, Any] = {
