@@ -55,9 +55,9 @@ import pandas as pd
 from job.config import JobConfig, to_plain
 from job.io import CsvOptions, read_records
 from tools.evaluation import nab_scoring as ns
+from tools.evaluation.runner import run_entity
 from udfs.core.config import DetectorConfig
-from udfs.core.detector import EntityDetector
-from udfs.core.events import DeadLetter, Event, ParseConfig
+from udfs.core.events import DeadLetter, ParseConfig
 
 __all__ = [
     "DETECTOR_NAME",
@@ -229,86 +229,27 @@ def run_file(
     path = Path(nab_dir) / "data" / rel
     with open(path, newline="") as f:
         raw_rows = [(row["timestamp"], row["value"]) for row in csv.DictReader(f)]
-    n = len(raw_rows)
-    events, late_rows, dead, score_recs = _replay_rows(path, rel, cfg, parse)
-    if len(events) + dead != n:
-        raise AssertionError(f"{rel}: read {len(events) + dead} records from {n} rows")
-
-    scored = [(row, ev) for row, ev in events if row not in late_rows]
-    order = sorted(scored, key=lambda item: (item[1].ts_ms, item[1].to_json()))
-    if len(order) != len(score_recs):
-        raise AssertionError(f"{rel}: {len(order)} events released, {len(score_recs)} scores")
-    score = np.zeros(n)
-    is_alert = np.zeros(n, dtype=bool)
-    opened = np.zeros(n, dtype=bool)
-    escalated = np.zeros(n, dtype=bool)
-    ready = np.zeros(n, dtype=bool)
-    for (row, ev), (ts_ms, s, alert, op, esc, rdy) in zip(order, score_recs, strict=True):
-        if ev.ts_ms != ts_ms:
-            raise AssertionError(f"{rel}: row {row} has ts_ms={ev.ts_ms}, its score ts_ms={ts_ms}")
-        score[row] = s
-        is_alert[row] = alert
-        opened[row] = op
-        escalated[row] = esc
-        ready[row] = rdy
+    opts = CsvOptions(ts_column="timestamp", entity=rel, metrics=("value",))
+    events = [None if isinstance(rec, DeadLetter) else rec for rec in read_records(path, parse, opts)]
+    if len(events) != len(raw_rows):
+        raise AssertionError(f"{rel}: read {len(events)} records from {len(raw_rows)} rows")
+    run = run_entity(rel, events, cfg)
 
     timestamps = pd.to_datetime([ts for ts, _ in raw_rows]).as_unit("ns").to_numpy()
     if out_dir is not None:
-        _write_result(Path(out_dir), rel, raw_rows, score.tolist(), label_rows(timestamps, windows).tolist())
+        _write_result(Path(out_dir), rel, raw_rows, run.score.tolist(), label_rows(timestamps, windows).tolist())
     return FileRun(
         rel,
         timestamps,
-        score,
-        is_alert,
-        opened,
-        escalated,
-        ready,
-        len(late_rows),
-        dead,
+        run.score,
+        run.is_alert,
+        run.opened,
+        run.escalated,
+        run.ready,
+        run.late,
+        sum(ev is None for ev in events),
         time.monotonic() - t0,
     )
-
-
-def _replay_rows(
-    path: Path, rel: str, cfg: DetectorConfig, parse: ParseConfig
-) -> tuple[list[tuple[int, Event]], set[int], int, list[tuple[int, float, bool, bool, bool, bool]]]:
-    """One file's rows through a fresh detector: the events by row, the rows that were late,
-    the dead letters, and per score record ``(ts_ms, score, alert, opened, escalated, ready)``."""
-    det = EntityDetector(rel, cfg)
-    events: list[tuple[int, Event]] = []
-    late_rows: set[int] = set()
-    dead = 0
-    score_recs: list[tuple[int, float, bool, bool, bool, bool]] = []
-    pending: set[str] = set()
-
-    def consume(outputs: list[tuple[str, dict[str, Any]]], row: int) -> None:
-        for kind, rec in outputs:
-            if kind == "score":
-                score_recs.append(
-                    (
-                        rec["ts_ms"],
-                        rec["anomaly_score"],
-                        bool(rec["is_alert"]),
-                        "open" in pending,
-                        "escalate" in pending,
-                        bool(rec["ready"]),
-                    )
-                )
-                pending.clear()
-            elif kind == "alert":
-                pending.add(rec["kind"])
-            elif kind == "late":
-                late_rows.add(row)
-
-    opts = CsvOptions(ts_column="timestamp", entity=rel, metrics=("value",))
-    for row, rec in enumerate(read_records(path, parse, opts)):
-        if isinstance(rec, DeadLetter):
-            dead += 1
-            continue
-        events.append((row, rec))
-        consume(det.on_event(rec), row)
-    consume(det.flush(), -1)
-    return events, late_rows, dead, score_recs
 
 
 def _write_result(

@@ -33,7 +33,8 @@ class EntityRun:
 
     ``score``: ``anomaly_score`` (0 for rows not scored); ``rarity``: the same in decades;
     ``opened`` / ``escalated``: an ``open`` / ``escalate`` alert record on that row;
-    ``ready``: the core's readiness; ``drift_ms``: times of the drift and health records
+    ``ready``: the core's readiness; ``is_alert``: the row's score record alerted;
+    ``drift_ms``: times of the drift and health records
     (``type`` drift or health); ``late``: rows the core did not score.
     """
 
@@ -44,6 +45,7 @@ class EntityRun:
     escalated: BoolArray
     ready: BoolArray
     drift: list[tuple[int, str, str]] = field(default_factory=list)  # (ts_ms, type, check)
+    is_alert: BoolArray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     late: int = 0
     seconds: float = 0.0
 
@@ -53,7 +55,7 @@ def run_entity(name: str, events: Sequence[Event | None], cfg: DetectorConfig) -
     t0 = time.monotonic()
     n = len(events)
     det = EntityDetector(name, cfg, with_features=False)
-    score_recs: list[tuple[int, float, bool, bool, bool]] = []
+    score_recs: list[tuple[int, float, bool, bool, bool, bool]] = []
     drift: list[tuple[int, str, str]] = []
     late: set[int] = set()
     pending: set[str] = set()
@@ -63,7 +65,7 @@ def run_entity(name: str, events: Sequence[Event | None], cfg: DetectorConfig) -
             if kind == "score":
                 score_recs.append(
                     (rec["ts_ms"], rec["anomaly_score"], "open" in pending, "escalate" in pending,
-                     bool(rec["ready"]))
+                     bool(rec["ready"]), bool(rec["is_alert"]))
                 )
                 pending.clear()
             elif kind == "alert":
@@ -85,15 +87,17 @@ def run_entity(name: str, events: Sequence[Event | None], cfg: DetectorConfig) -
     opened = np.zeros(n, dtype=bool)
     escalated = np.zeros(n, dtype=bool)
     ready = np.zeros(n, dtype=bool)
-    for (row, ev), (ts_ms, s, op, esc, rdy) in zip(rows, score_recs, strict=True):
+    is_alert = np.zeros(n, dtype=bool)
+    for (row, ev), (ts_ms, s, op, esc, rdy, alert) in zip(rows, score_recs, strict=True):
         if ev.ts_ms != ts_ms:
             raise AssertionError(f"{name}: row {row} has ts_ms={ev.ts_ms}, its score {ts_ms}")
         score[row] = s
         opened[row] = op
         escalated[row] = esc
         ready[row] = rdy
+        is_alert[row] = alert
     with np.errstate(divide="ignore"):
         rarity = -np.log10(np.maximum(1.0 - score, 1e-300))
     return EntityRun(
-        name, score, rarity, opened, escalated, ready, drift, len(late), time.monotonic() - t0
+        name, score, rarity, opened, escalated, ready, drift, is_alert, len(late), time.monotonic() - t0
     )
