@@ -6,7 +6,10 @@
   value-only string deserializer and no watermarks: the pipeline assigns event time after
   parsing, so a malformed record never touches the watermark).
 - :func:`attach_kafka_sinks`: one ``KafkaSink`` per output stream (``alerts``,
-  ``dead_letter``, ``late``, ``scores``, ...) to ``<output>_topic``.
+  ``dead_letter``, ``late``, ``scores``, ...) to ``<output>_topic``. Every record's key is
+  its ``entity`` (:func:`entity_key_schema`), so one entity's records stay in one partition,
+  in the order the job wrote them, whatever the topics' partition counts; a record with no
+  entity (a dead letter of a line that named none) has no key.
 
 Exactly-once end to end (``delivery: exactly_once``, the default) needs checkpointing: the
 source's offsets and the detectors' state are checkpointed together and each sink writes in a
@@ -415,6 +418,20 @@ def kafka_source(env: Any, cfg: KafkaConfig, control: bool = False) -> Any:
     return env.from_source(builder.build(), WatermarkStrategy.no_watermarks(), name).uid(uid)
 
 
+def entity_key_schema() -> Any:
+    """The key serializer of every output record: its ``entity``
+    (``udfs/jvm/flinkanomaly/EntityKey.java``), or None when the job's JVM operators were not
+    built (no JDK: the records then have no key)."""
+    from pyflink.common.serialization import SerializationSchema
+    from pyflink.java_gateway import get_gateway
+
+    from job.jvm import operators_jar
+
+    if operators_jar() is None:
+        return None
+    return SerializationSchema(j_serialization_schema=get_gateway().jvm.flinkanomaly.EntityKey())
+
+
 def attach_kafka_sinks(
     outputs: Mapping[str, Any], cfg: KafkaConfig, bounded_input: bool = False
 ) -> dict[str, str]:
@@ -457,17 +474,20 @@ def attach_kafka_sinks(
         "none": DeliveryGuarantee.NONE,
     }[cfg.delivery]
     topics: dict[str, str] = {}
+    key = entity_key_schema()
     for name, stream in outputs.items():
         topic = getattr(cfg, f"{name}_topic")
+        serializer = (
+            KafkaRecordSerializationSchema.builder()
+            .set_topic(topic)
+            .set_value_serialization_schema(SimpleStringSchema())
+        )
+        if key is not None:
+            serializer = serializer.set_key_serialization_schema(key)
         builder = (
             KafkaSink.builder()
             .set_bootstrap_servers(cfg.bootstrap_servers)
-            .set_record_serializer(
-                KafkaRecordSerializationSchema.builder()
-                .set_topic(topic)
-                .set_value_serialization_schema(SimpleStringSchema())
-                .build()
-            )
+            .set_record_serializer(serializer.build())
             .set_delivery_guarantee(guarantee)
         )
         if cfg.delivery == "exactly_once":
