@@ -22,7 +22,8 @@ venv: $(STAMP)
 
 ## The compiled copy of the window features (mypyc; about 2.5x fewer instructions), for the
 ## source as it is now; without a C compiler the pure module runs (scripts/build_native.py).
-## The jar of the line batcher (udfs/jvm, javac); without a JDK the job runs unbatched.
+## The jar of the JVM operators (udfs/jvm, javac: line batcher, clock-guarded watermarks,
+## the Kafka record key); without a JDK the job runs without them.
 native: $(STAMP)
 	@$(PY) scripts/build_native.py
 	@$(PY) scripts/build_jvm.py
@@ -32,7 +33,8 @@ demo: native
 	$(PY) -m job demo --out out/demo
 
 ## The whole suite: unit, MiniCluster and end-to-end (real Kafka, real standalone cluster).
-test: native
+## The pinned JVM artifacts first: the CLI's tests of Kafka errors need the connector jar.
+test: native jars
 	$(PY) -m pytest
 
 ## Unit tests only (no JVM).
