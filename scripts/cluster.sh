@@ -18,6 +18,8 @@
 #                       DIR/flink-conf (FLINK_CONF_DIR)  DIR/flink-log (FLINK_LOG_DIR)
 #                       DIR/flink-lib (FLINK_LIB_DIR: the wheel's lib/ + opt/flink-python, see below)
 #                       DIR/flink-pid  DIR/flink-checkpoints  DIR/flink-savepoints
+#   --metrics-ports R Prometheus reporter ports, a range such as 9249-9269 (default: config.yaml's);
+#                     each JobManager/TaskManager takes the first free one (scripts/ops.sh finds them)
 #   --timeout S       bounded wait for the REST API to report all TaskManagers/slots (default 120)
 #
 # FLINK_HOME is the `pyflink` package folder of the venv (VENV, default <project>/.venv).
@@ -40,12 +42,13 @@ die() { echo "cluster.sh: $*" >&2; exit 1; }
 usage() { sed -n '2,32p' "$0"; }
 
 cmd="${1:-}"; [[ $# -gt 0 ]] && shift
-TMS=1; REST_PORT=""; RPC_PORT=""; BUILD="$ROOT/build"; TIMEOUT=120; PASS=()
+TMS=1; REST_PORT=""; RPC_PORT=""; METRICS_PORTS=""; BUILD="$ROOT/build"; TIMEOUT=120; PASS=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --taskmanagers) TMS="$2"; shift 2 ;;
     --rest-port) REST_PORT="$2"; shift 2 ;;
     --rpc-port) RPC_PORT="$2"; shift 2 ;;
+    --metrics-ports) METRICS_PORTS="$2"; shift 2 ;;
     --build-dir) BUILD="$2"; shift 2 ;;
     --timeout) TIMEOUT="$2"; shift 2 ;;
     --) shift; PASS=("$@"); break ;;
@@ -77,6 +80,9 @@ export FLINK_IDENT_STRING="anomaly"
 # flink-python, so PEMJA is loaded once per JVM by the parent classloader. The wheel is untouched:
 # $BUILD/flink-lib holds symlinks.
 export FLINK_LIB_DIR="$BUILD/flink-lib"
+# The plugin folder: the wheel's plugins, with the project's loopback Prometheus reporter
+# (scripts/build_jvm.py) beside Flink's reporter jar, so that both load in one class loader.
+export FLINK_PLUGINS_DIR="$BUILD/flink-plugins"
 CONNECTOR_JAR="$(ls "$ROOT"/deps/flink-sql-connector-kafka-*.jar 2>/dev/null | head -n1 || true)"
 
 # Render flink-conf/config.yaml -> $FLINK_CONF_DIR/config.yaml (flat keys, whole-line replacement).
@@ -87,12 +93,29 @@ render() {
   ln -s "$FLINK_HOME"/lib/*.jar "$FLINK_LIB_DIR"/
   compgen -G "$FLINK_HOME/opt/flink-python-*.jar" >/dev/null || die "no opt/flink-python-*.jar in $FLINK_HOME"
   ln -s "$FLINK_HOME"/opt/flink-python-*.jar "$FLINK_LIB_DIR"/
+  rm -rf "$FLINK_PLUGINS_DIR"; mkdir -p "$FLINK_PLUGINS_DIR"
+  local plugin reporter
+  for plugin in "$FLINK_HOME"/plugins/*/; do
+    plugin="$(basename "$plugin")"
+    [[ "$plugin" == metrics-prometheus ]] || ln -s "$FLINK_HOME/plugins/$plugin" "$FLINK_PLUGINS_DIR/$plugin"
+  done
+  mkdir -p "$FLINK_PLUGINS_DIR/metrics-prometheus"
+  ln -s "$FLINK_HOME"/plugins/metrics-prometheus/*.jar "$FLINK_PLUGINS_DIR/metrics-prometheus/"
+  reporter="$("$PY" -c "import sys; sys.path.insert(0, '$ROOT/scripts'); import build_jvm; print(build_jvm.reporter_jar())")"
+  [[ -f "$reporter" ]] || "$PY" "$ROOT/scripts/build_jvm.py" >&2
+  if [[ -f "$reporter" ]]; then
+    ln -s "$reporter" "$FLINK_PLUGINS_DIR/metrics-prometheus/"
+  else
+    echo "cluster.sh: no Prometheus reporter jar (a JDK's javac is needed): metrics are not exported" >&2
+    reporter=""
+  fi
   for f in log4j.properties log4j-cli.properties log4j-console.properties log4j-session.properties \
            logback.xml logback-console.xml logback-session.xml; do
     [[ -f "$FLINK_HOME/conf/$f" ]] && cp -f "$FLINK_HOME/conf/$f" "$FLINK_CONF_DIR/$f"
   done
-  local prev_rest="" prev_rpc=""
+  local prev_rest="" prev_rpc="" prev_metrics=""
   if [[ -f "$FLINK_CONF_DIR/config.yaml" ]]; then
+    prev_metrics="$(sed -n 's/^metrics\.reporter\.prom\.port: *//p' "$FLINK_CONF_DIR/config.yaml")"
     prev_rest="$(sed -n 's/^rest\.port: *//p' "$FLINK_CONF_DIR/config.yaml")"
     prev_rpc="$(sed -n 's/^jobmanager\.rpc\.port: *//p' "$FLINK_CONF_DIR/config.yaml")"
   fi
@@ -110,9 +133,14 @@ overrides = {
 rest, rpc = "${REST_PORT:-$prev_rest}", "${RPC_PORT:-$prev_rpc}"
 if rest: overrides["rest.port"] = rest
 if rpc: overrides["jobmanager.rpc.port"] = rpc
+metrics = "${METRICS_PORTS:-$prev_metrics}"
+if metrics: overrides["metrics.reporter.prom.port"] = metrics
+drop = set() if "$reporter" else {"metrics.reporters", "metrics.reporter.prom.factory.class"}
 out, seen = [], set()
 for line in text.splitlines():
     m = re.match(r"^([A-Za-z0-9_.-]+):\s", line)
+    if m and m.group(1) in drop:
+        continue
     if m and m.group(1) in overrides:
         k = m.group(1); seen.add(k)
         line = f"{k}: {overrides[k]}"
