@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 NAB_DIR ?= $(abspath ../shared/data/nab)
 export NAB_DIR
 
-.PHONY: demo test test-fast test-e2e lint venv native jars kafka-start kafka-stop kafka-status cluster-start cluster-stop cluster-status clean report tune bench eval
+.PHONY: demo test test-fast test-e2e lint venv native jars kafka-start kafka-stop kafka-status cluster-start cluster-stop cluster-status ops-bin ops-start ops-stop ops-status clean report tune bench eval
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v java >/dev/null || { echo "error: java (JDK 17) is needed by Flink: install it (apt-get install openjdk-17-jdk-headless) and run again"; exit 1; }
@@ -93,5 +93,19 @@ kafka-status:
 cluster-status:
 	VENV=$(abspath $(VENV)) scripts/cluster.sh status
 
-clean: cluster-stop kafka-stop
+## Prometheus (scraping the cluster's reporters and the alert forwarder) and Alertmanager, on
+## 127.0.0.1:9090 and :9093 (scripts/ops.sh; binaries pinned by scripts/fetch_ops.sh).
+ops-bin:
+	scripts/fetch_ops.sh
+
+ops-start: ops-bin $(STAMP)
+	scripts/ops.sh start
+
+ops-stop:
+	scripts/ops.sh stop
+
+ops-status:
+	scripts/ops.sh status
+
+clean: ops-stop cluster-stop kafka-stop
 	rm -rf out build .pytest_cache
