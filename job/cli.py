@@ -34,6 +34,7 @@ COMMANDS: dict[str, Command] = {
     "run": Command("job.commands.run", "run the Flink job (local MiniCluster unless submitted with `flink run`)"),
     "demo": Command("tools.demo", "write the demo stream, run the Flink job on it, print a summary and write a report"),
     "replay": Command("job.commands.replay", "run the same detection core in plain Python over a file (the oracle)"),
+    "forward-alerts": Command("job.commands.forward_alerts", "send the job's committed alerts from Kafka to Alertmanager (v2 API), idempotently by alert_id"),
     "config": Command("job.commands.config", "print the effective configuration, or the reference of every key"),
     "eval": Command("tools.evaluation.evaluate", "detection quality on NAB, ASD and SKAB with one configuration"),
     "nab": Command("tools.evaluation.nab", "run the detection core over the Numenta Anomaly Benchmark and score it"),
