@@ -50,6 +50,28 @@ def run_script(args: list[str], timeout: float, log: pathlib.Path) -> subprocess
     return proc
 
 
+def free_port_range(n: int) -> str:
+    """``lo-hi``: n consecutive loopback ports free now (Flink's metrics reporters take them)."""
+    import random
+
+    rng = random.Random()
+    for _ in range(200):
+        lo = rng.randrange(20000, 60000 - n)
+        socks = []
+        try:
+            for p in range(lo, lo + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return f"{lo}-{lo + n - 1}"
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {n} consecutive free ports")
+
+
 @dataclasses.dataclass(frozen=True)
 class Broker:
     bootstrap: str
@@ -61,6 +83,7 @@ class Broker:
 class Cluster:
     rest_url: str
     build_dir: pathlib.Path
+    metrics_ports: str  # the Prometheus reporters' port range, e.g. "41000-41007"
 
     def script(self, *args: str) -> list[str]:
         return [str(SCRIPTS / "cluster.sh"), *args]
@@ -116,13 +139,15 @@ def flink_cluster(e2e_build_dir: pathlib.Path, pinned_jars: pathlib.Path):
     while rpc == rest:
         rpc = free_port()
     log = e2e_build_dir / "cluster-script.log"
+    metrics = free_port_range(8)
     try:
         run_script(
             [str(SCRIPTS / "cluster.sh"), "start", "--taskmanagers", "1", "--rest-port", str(rest),
-             "--rpc-port", str(rpc), "--build-dir", str(bdir), "--timeout", "150"],
+             "--rpc-port", str(rpc), "--metrics-ports", metrics, "--build-dir", str(bdir),
+             "--timeout", "150"],
             timeout=240, log=log,
         )
-        yield Cluster(rest_url=f"http://127.0.0.1:{rest}", build_dir=bdir)
+        yield Cluster(rest_url=f"http://127.0.0.1:{rest}", build_dir=bdir, metrics_ports=metrics)
     finally:
         subprocess.run([str(SCRIPTS / "cluster.sh"), "stop", "--build-dir", str(bdir)],
                        capture_output=True, timeout=120)

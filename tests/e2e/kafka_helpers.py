@@ -13,10 +13,12 @@ def unique(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:8]}"
 
 
-def create_topics(bootstrap: str, *topics: str, partitions: int = 1, timeout: float = 30) -> None:
+def create_topics(bootstrap: str, *topics: str, partitions: int = 1, timeout: float = 30,
+                  config: dict[str, str] | None = None) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics(
-        [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics],
+        [NewTopic(t, num_partitions=partitions, replication_factor=1, config=config or {})
+         for t in topics],
         operation_timeout=timeout, request_timeout=timeout,
     )
     for f in futures.values():
