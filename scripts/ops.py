@@ -104,7 +104,8 @@ def render(d: Path, a: argparse.Namespace) -> None:
             f"    webhook_configs:\n      - url: {json.dumps(a.webhook)}\n        send_resolved: true"
             if a.webhook else "    # no notifier: alerts are listed in the UI and the API only"
         )
-        am = (ROOT / "ops" / "alertmanager.yml").read_text().replace("@RECEIVERS@", receivers)
+        am = re.sub(r"^@RECEIVERS@$", lambda _: receivers,
+                    (ROOT / "ops" / "alertmanager.yml").read_text(), flags=re.M)
     (d / "alertmanager.yml").write_text(am)
 
 

@@ -399,3 +399,37 @@ def check_alertmanager(am: str, hook: Webhook, alerts: list[str],
         assert note["annotations"]["dashboard_url"] == ep[0]["dashboard_url"]
         assert note["generatorURL"] == ep[0]["dashboard_url"]
         assert note["startsAt"].startswith(ep[0]["start_ts"][:19])
+
+
+def test_ops_start_renders_a_valid_default_configuration(tmp_path):
+    """`scripts/ops.sh start` as `make ops-start` runs it (the shipped Alertmanager routes with
+    a webhook, the shipped rules): both become ready, Prometheus accepts its configuration
+    and rules (promtool), Alertmanager runs the webhook route, and stop ends both."""
+    subprocess.run([str(ROOT / "scripts" / "fetch_ops.sh")], check=True, timeout=600,
+                   capture_output=True)
+    script = [str(ROOT / "scripts" / "ops.sh")]
+    d = tmp_path / "ops"
+    hook = "http://127.0.0.1:9/hook"
+    try:
+        out = subprocess.run(
+            [*script, "start", "--dir", str(d), "--prometheus-port", str(free_port()),
+             "--alertmanager-port", str(free_port()), "--webhook", hook],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        prom, am = out.stdout.split()
+        check = subprocess.run([str(ROOT / "deps" / "ops" / "bin" / "promtool"), "check", "config",
+                                str(d / "prometheus.yml")], capture_output=True, text=True)
+        assert check.returncode == 0 and "6 rules found" in check.stdout, check.stdout + check.stderr
+        assert hook in (d / "alertmanager.yml").read_text()
+        running = http_json(f"{am}/api/v2/status")["config"]["original"]  # (its URL is secret)
+        assert "webhook_configs" in running and "send_resolved: true" in running
+        rules = http_json(f"{prom}/api/v1/rules")["data"]["groups"]
+        assert {r["name"] for g in rules for r in g["rules"]} >= {
+            "AnomalyDetectorDown", "AnomalyAlertsUndelivered", "AnomalyForwarderDown"}
+        pids = [int((d / f"{n}.pid").read_text()) for n in ("prometheus", "alertmanager")]
+    finally:
+        subprocess.run([*script, "stop", "--dir", str(d)], capture_output=True, timeout=60)
+    for pid in pids:
+        assert not pathlib.Path(f"/proc/{pid}").exists() or b"zombie" in pathlib.Path(
+            f"/proc/{pid}/status").read_bytes().lower(), f"pid {pid} still running"
