@@ -200,3 +200,13 @@ def test_compose_creates_the_input_topic_before_submitting(compose: dict[str, An
     assert cfg.kafka.preflight
     submit_needs = compose["services"]["submit"]["depends_on"]
     assert submit_needs["topics"]["condition"] == "service_completed_successfully"
+
+
+def test_compose_publishes_ports_on_the_loopback_interface_only(compose: dict[str, Any]) -> None:
+    """The REST API accepts jobs and Kafka's listener is plaintext: neither is published to a
+    network by default (a bare "8081:8081" binds every interface of the host)."""
+    published = [(name, port) for name, svc in compose["services"].items()
+                 for port in svc.get("ports", [])]
+    assert {name for name, _ in published} == {"kafka", "jobmanager"}
+    for name, port in published:
+        assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
