@@ -134,6 +134,15 @@ class KafkaConfig:
     properties
         ``[[key, value], ...]`` passed to the source's consumer and the sinks' producers
         (``security.protocol``, ``sasl.mechanism``, ``sasl.jaas.config``, ``ssl.*``, ...).
+        A value may name environment variables of the process that loads the configuration
+        (the client that submits the job), ``${env:NAME}``, so that no secret sits on a
+        command line or in a file under version control; ``python -m job config`` prints
+        secret values (``*password*``, ``*secret*``, ``sasl.jaas.config``, ...) masked.
+    properties_file
+        A Java-style properties file (``key=value`` lines, ``#`` comments) of client
+        properties read by the process that loads the configuration, e.g. a file only the
+        submitting user can read holding ``sasl.jaas.config``; keys also in ``properties``
+        take the value given there. ``${env:NAME}`` works in it too.
     preflight
         Before submitting the job, check from the client that a broker of
         ``bootstrap_servers`` accepts a connection and, when the source is Kafka, that
@@ -161,10 +170,12 @@ class KafkaConfig:
     transactional_id_prefix: str = "anomaly-detection"
     transaction_timeout_ms: int = BROKER_DEFAULT_MAX_TRANSACTION_TIMEOUT_MS
     properties: tuple[tuple[str, str], ...] = ()
+    properties_file: str = ""
     preflight: bool = True
 
     def __post_init__(self) -> None:
         problems: list[str] = []
+        object.__setattr__(self, "properties", _resolved_properties(self, problems))
         servers = [s.strip() for s in self.bootstrap_servers.split(",")]
         if not self.bootstrap_servers.strip() or not all(
             re.fullmatch(r"[^\s:]+:\d{1,5}", s) for s in servers
@@ -223,6 +234,58 @@ class KafkaConfig:
             keys.add(key)
         if problems:
             raise ValueError("; ".join(problems))
+
+
+_ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+_SECRET_KEY = re.compile(r"password|secret|jaas|token|credential|ssl\.key\.|\.key$", re.I)
+
+
+def read_properties(path: str) -> list[tuple[str, str]]:
+    """``key=value`` (or ``key: value``) lines of a Java-style properties file, in order;
+    blank lines and ``#``/``!`` comments skipped (no line continuations)."""
+    pairs = []
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if not line or line[0] in "#!":
+            continue
+        m = re.match(r"([^=:\s]+)\s*[=:]\s*(.*)$", line)
+        if m is None:
+            raise ValueError(f"not a key=value line: {line[:40]!r}")
+        pairs.append((m.group(1), m.group(2)))
+    return pairs
+
+
+def _resolved_properties(cfg: KafkaConfig, problems: list[str]) -> tuple[tuple[str, str], ...]:
+    """``properties``, then the keys of ``properties_file`` it lacks, ``${env:NAME}`` replaced."""
+    pairs = [tuple(p) for p in cfg.properties]
+    if cfg.properties_file:
+        try:
+            given = {p[0] for p in pairs if len(p) == 2}
+            pairs += [kv for kv in read_properties(cfg.properties_file) if kv[0] not in given]
+        except (OSError, ValueError) as exc:
+            problems.append(f"properties_file {cfg.properties_file}: "
+                            f"{getattr(exc, 'strerror', None) or exc}")
+    out = []
+    for pair in pairs:
+        if len(pair) == 2 and isinstance(pair[1], str):
+            key, value = pair
+            for name in _ENV_REF.findall(value):
+                if name not in os.environ:
+                    problems.append(f"properties {key}: environment variable {name} is not set")
+            value = _ENV_REF.sub(lambda m: os.environ.get(m.group(1), ""), value)
+            pair = (key, value)
+        out.append(pair)
+    return tuple(out)  # type: ignore[arg-type]
+
+
+def is_secret(key: str) -> bool:
+    """Whether a client property holds a secret (masked when the configuration is printed).
+
+    >>> [is_secret(k) for k in ("sasl.jaas.config", "ssl.keystore.password", "ssl.key.password",
+    ...                         "security.protocol", "ssl.truststore.location")]
+    [True, True, True, False, False]
+    """
+    return bool(_SECRET_KEY.search(key))
 
 
 def output_topics(cfg: KafkaConfig) -> dict[str, str]:

@@ -8,6 +8,7 @@ import json
 import yaml
 
 from job.config import JobConfig, to_plain
+from job.kafka_io import is_secret
 
 __all__ = ["add_arguments", "run"]
 
@@ -31,5 +32,8 @@ def run(args: argparse.Namespace, cfg: JobConfig) -> int:
 
         print(reference_markdown() if args.reference else json.dumps(json_schema(), indent=2))
         return 0
-    print(yaml.safe_dump(to_plain(cfg), sort_keys=False), end="")
+    plain = to_plain(cfg)
+    kafka = plain.get("kafka", {})
+    kafka["properties"] = [[k, "*****" if is_secret(k) else v] for k, v in kafka.get("properties", [])]
+    print(yaml.safe_dump(plain, sort_keys=False), end="")
     return 0

@@ -204,3 +204,46 @@ def test_exactly_once_without_checkpointing_is_refused_for_an_unbounded_input(
     ):
         with pytest.raises(PastTheCheck):  # got past the check, on to the connector
             attach_kafka_sinks(outputs, cfg, bounded_input=bounded)
+
+
+def test_client_secrets_from_a_properties_file_and_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """No secret on the command line: a properties file the submitting user can read, and
+    ${env:NAME} references; `python -m job config` prints secret values masked."""
+    props = tmp_path / "client.properties"
+    props.write_text(
+        "# SASL over TLS\nsecurity.protocol=SASL_SSL\nsasl.mechanism: SCRAM-SHA-512\n"
+        'sasl.jaas.config=ScramLoginModule required username="svc" password="${env:K_PASS}";\n'
+        "ssl.truststore.location=/etc/kafka/ca.jks\n"
+    )
+    monkeypatch.setenv("K_PASS", "s3cr3t-value")
+    cfg = load_config(None, [f"kafka.properties_file={props}",
+                             "kafka.properties=[[security.protocol, SASL_PLAINTEXT]]"])
+    got = dict(cfg.kafka.properties)
+    assert got["security.protocol"] == "SASL_PLAINTEXT"  # the explicit key wins
+    assert got["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert got["sasl.jaas.config"].endswith('password="s3cr3t-value";')
+    from job.cli import main
+
+    assert main(["config", "--set", f"kafka.properties_file={props}"]) == 0
+    printed = capsys.readouterr().out
+    assert "s3cr3t-value" not in printed and "*****" in printed
+    assert "/etc/kafka/ca.jks" in printed  # not a secret: shown
+
+
+def test_a_missing_variable_or_file_is_named_at_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("K_NOT_SET", raising=False)
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["kafka.properties=[[sasl.jaas.config, 'x password=${env:K_NOT_SET}']]",
+                           f"kafka.properties_file={tmp_path / 'absent.properties'}"])
+    text = str(err.value)
+    assert "sasl.jaas.config: environment variable K_NOT_SET is not set" in text
+    assert "absent.properties" in text and "No such file" in text
+    bad = tmp_path / "bad.properties"
+    bad.write_text("just words\n")
+    with pytest.raises(ConfigError, match="not a key=value line"):
+        load_config(None, [f"kafka.properties_file={bad}"])
+    reserved = tmp_path / "reserved.properties"
+    reserved.write_text("bootstrap.servers=elsewhere:9092\n")
+    with pytest.raises(ConfigError, match="use kafka.bootstrap_servers"):
+        load_config(None, [f"kafka.properties_file={reserved}"])
