@@ -43,6 +43,7 @@ COMMANDS: dict[str, Command] = {
     "train-model": Command("tools.train_model", "fit an Isolation Forest or One-Class SVM per entity on history; write an artifact the job scores"),
     "train-filter": Command("tools.train_filter", "train the false-positive alert filter from alerts and operator verdicts"),
     "bench": Command("tools.bench.run", "measure throughput, latency and state size: the job vs the plain loop vs a naive baseline"),
+    "dashboard-png": Command("tools.dashboard_png", "draw the Grafana dashboard's panels from a real Prometheus into a PNG"),
     "upgrade-check": Command("tools.upgrade_check", "check that a savepoint of an older revision restores in this one, through Flink"),
 }
 
