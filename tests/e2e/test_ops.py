@@ -285,7 +285,7 @@ def test_prometheus_and_alertmanager_see_the_job_through_kills(
         prefix = oracle([(lines[:sent], cfg)])
         reader.wait_counts(counts_of(prefix), 180, "the committed outputs at the pause")
         check_prometheus_counters(prom, reader)
-        check_dashboard(prom)
+        check_dashboard(prom, tmp_path / "dashboard.png")
 
         # the TaskManager is SIGKILLed and replaced; incident 3 and the rest of the stream
         [tm] = _taskmanager_pids(cluster)
@@ -359,8 +359,9 @@ def check_prometheus_counters(prom: str, reader: OutputReader) -> None:
         assert scalar(prom, f"sum({OP}dead_letters_{reason})") == n, reason
 
 
-def check_dashboard(prom: str) -> None:
-    """Every query of the dashboard parses and returns series of this running job."""
+def check_dashboard(prom: str, png: pathlib.Path) -> None:
+    """Every query of the dashboard parses and returns series of this running job, and
+    `dashboard-png` draws them."""
     dash = json.loads(DASHBOARD.read_text())
     empty = []
     for panel in dash["panels"]:
@@ -368,6 +369,11 @@ def check_dashboard(prom: str) -> None:
             if not promql(prom, target["expr"]):
                 empty.append(f"{panel['title']}: {target['expr']}")
     assert not empty, "dashboard queries with no data:\n" + "\n".join(empty)
+    drawn = subprocess.run([sys.executable, "-m", "job", "dashboard-png", "--prometheus", prom,
+                            "--minutes", "3", "--out", str(png)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert drawn.returncode == 0, drawn.stderr
+    assert f"{len(dash['panels'])} panels" in drawn.stdout and png.stat().st_size > 20_000
 
 
 def check_alertmanager(am: str, hook: Webhook, alerts: list[str],
