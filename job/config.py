@@ -104,12 +104,27 @@ class SinkConfig:
     Parameters
     ----------
     type
-        ``file``: ``alerts.jsonl``, ``drift.jsonl``, ``dead_letter.jsonl``, ``late.jsonl``
-        (and ``scores.jsonl`` with ``emit_scores``) written into ``dir`` by the client that
-        collects the job's results (bounded inputs, local runs and tests). ``kafka``: each
+        ``file``: each output into ``dir``, by the writer ``writer`` names. ``kafka``: each
         output to its topic of the ``kafka`` section (exactly-once with checkpointing).
     dir
-        Output folder of the file sink.
+        Output folder of the file sink (with ``writer: flink``, any Flink filesystem URI:
+        ``file:///``, ``s3://``, ``hdfs://``, ...).
+    writer
+        Who writes the files of ``type: file``. ``client``: the process that runs the job
+        collects every record and writes ``alerts.jsonl``, ``drift.jsonl``,
+        ``dead_letter.jsonl``, ``late.jsonl`` (``scores.jsonl`` with ``emit_scores``) into
+        ``dir``: for bounded inputs, local runs and tests (``python -m job run``, the
+        default there). ``flink``: Flink's ``FileSink`` on the TaskManagers writes each
+        output under ``dir/<output>/`` as part files (``<output>-<uuid>-<n>.jsonl``),
+        committed on checkpoints: exactly-once, nothing through the client; a file is
+        final once it is not hidden (``.<output>-...inprogress...``). The default of
+        ``flink run -py job/main.py``. An unbounded input needs checkpointing (the
+        cluster's ``execution.checkpointing.interval`` or ``execution.checkpoint_interval_ms``),
+        or no file is ever committed.
+    roll_interval_ms
+        With ``writer: flink``: a part file is closed after this long open, or this long
+        without records, or at 128 MB, and is visible at the next checkpoint after that.
+        Shorter: outputs visible sooner, more files.
     emit_scores
         Also emit one score record per scored event (for audits and equality tests).
     emit_features
@@ -118,12 +133,18 @@ class SinkConfig:
 
     type: str = "file"
     dir: str = "out/run"
+    writer: str = "client"
+    roll_interval_ms: int = 60_000
     emit_scores: bool = False
     emit_features: bool = False
 
     def __post_init__(self) -> None:
         if self.type not in ("file", "kafka"):
             raise ValueError(f"type must be file or kafka, got {self.type!r}")
+        if self.writer not in ("client", "flink"):
+            raise ValueError(f"writer must be client or flink, got {self.writer!r}")
+        if self.roll_interval_ms < 100:
+            raise ValueError(f"roll_interval_ms must be >= 100, got {self.roll_interval_ms}")
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,12 @@ def run_job(cfg: JobConfig, job_name: str = "anomaly-detection") -> Counter[str]
         attach_kafka_sinks(outputs, cfg.kafka, bounded_input=bounded)
         env.execute(job_name)  # detached under `flink run -d`: returns once submitted
         return Counter()
+    if cfg.sink.writer == "flink":
+        from job.pipeline import attach_file_sinks
+
+        attach_file_sinks(outputs, cfg.sink.dir, cfg.sink.roll_interval_ms)
+        env.execute(job_name)
+        return Counter()
     counts = collect_to_files(outputs, cfg.sink.dir, job_name)
     if cfg.source.type == "kafka":
         return counts
