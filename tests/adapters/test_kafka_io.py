@@ -152,7 +152,8 @@ def test_connector_is_shipped_once(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_main_py_runs_the_cli(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`flink run -py job/main.py ARGS` is `python -m job run ARGS`."""
+    """`flink run -py job/main.py ARGS` is `python -m job run --set sink.writer=flink ARGS`:
+    on a cluster Flink writes the files, and the user's own --set comes after (and wins)."""
     import runpy
 
     import job.cli
@@ -163,7 +164,7 @@ def test_main_py_runs_the_cli(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SystemExit) as info:
         runpy.run_path(str(Path(job.cli.__file__).parent / "main.py"), run_name="__main__")
     assert info.value.code == 0
-    assert seen == [["run", "--set", "sink.type=kafka"]]
+    assert seen == [["run", "--set", "sink.writer=flink", "--set", "sink.type=kafka"]]
 
 
 class _Checkpointing:
