@@ -165,6 +165,13 @@ class ExecutionConfig:
         ``config.yaml`` (off on a local MiniCluster).
     restart_attempts
         Fixed-delay restarts after a failure (with checkpointing, from the last checkpoint).
+    state_backend
+        ``""`` (the cluster's ``state.backend.type``; the heap on a local MiniCluster),
+        ``hashmap`` (state as objects on the TaskManager heap; full checkpoints) or
+        ``rocksdb`` (state on local disk through RocksDB, with incremental checkpoints: for
+        state larger than the heap, and checkpoints that upload only what changed). The same
+        outputs either way; ``scripts/cluster.sh start --state-backend rocksdb`` sets the
+        cluster's default.
     snapshot_every
         The detector's full state is encoded on every this many writes of an entity; the
         writes between append the event to a journal that a restore replays (udfs/detect.py).
@@ -196,6 +203,7 @@ class ExecutionConfig:
     python_executable: str = ""
     checkpoint_interval_ms: int = 0
     restart_attempts: int = 3
+    state_backend: str = ""
     snapshot_every: int = 16
     batch_lines: int = 4096
     batch_flush_ms: int = 50
@@ -214,6 +222,10 @@ class ExecutionConfig:
             )
         if self.restart_attempts < 0:
             problems.append(f"restart_attempts must be >= 0, got {self.restart_attempts}")
+        if self.state_backend not in ("", "hashmap", "rocksdb"):
+            problems.append(
+                f"state_backend must be hashmap or rocksdb (or empty), got {self.state_backend!r}"
+            )
         if self.snapshot_every < 1:
             problems.append(f"snapshot_every must be >= 1, got {self.snapshot_every}")
         if not 1 <= self.batch_lines <= 65_536:

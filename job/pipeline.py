@@ -88,6 +88,12 @@ def create_environment(cfg: JobConfig) -> StreamExecutionEnvironment:
     if cfg.execution.mode == "thread":
         # PEMJA's embedded interpreter needs the venv's site-packages on its path.
         conf.set_string("python.pythonpath", sysconfig.get_paths()["purelib"])
+    if cfg.execution.state_backend:
+        conf.set_string("state.backend.type", cfg.execution.state_backend)
+        conf.set_string(
+            "execution.checkpointing.incremental",
+            "true" if cfg.execution.state_backend == "rocksdb" else "false",
+        )
     if cfg.execution.checkpoint_interval_ms:
         conf.set_string("restart-strategy.type", "fixed-delay")
         conf.set_string(

@@ -20,6 +20,8 @@
 #                       DIR/flink-pid  DIR/flink-checkpoints  DIR/flink-savepoints
 #   --metrics-ports R Prometheus reporter ports, a range such as 9249-9269 (default: config.yaml's);
 #                     each JobManager/TaskManager takes the first free one (scripts/ops.sh finds them)
+#   --state-backend B hashmap (config.yaml's) or rocksdb: RocksDB on local disk with incremental
+#                     checkpoints and managed memory 0.4 of the TaskManager (the RocksDB profile)
 #   --timeout S       bounded wait for the REST API to report all TaskManagers/slots (default 120)
 #
 # FLINK_HOME is the `pyflink` package folder of the venv (VENV, default <project>/.venv).
@@ -42,13 +44,14 @@ die() { echo "cluster.sh: $*" >&2; exit 1; }
 usage() { sed -n '2,32p' "$0"; }
 
 cmd="${1:-}"; [[ $# -gt 0 ]] && shift
-TMS=1; REST_PORT=""; RPC_PORT=""; METRICS_PORTS=""; BUILD="$ROOT/build"; TIMEOUT=120; PASS=()
+TMS=1; REST_PORT=""; RPC_PORT=""; METRICS_PORTS=""; BACKEND=""; BUILD="$ROOT/build"; TIMEOUT=120; PASS=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --taskmanagers) TMS="$2"; shift 2 ;;
     --rest-port) REST_PORT="$2"; shift 2 ;;
     --rpc-port) RPC_PORT="$2"; shift 2 ;;
     --metrics-ports) METRICS_PORTS="$2"; shift 2 ;;
+    --state-backend) BACKEND="$2"; shift 2 ;;
     --build-dir) BUILD="$2"; shift 2 ;;
     --timeout) TIMEOUT="$2"; shift 2 ;;
     --) shift; PASS=("$@"); break ;;
@@ -57,6 +60,8 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 [[ "$TMS" =~ ^[1-9][0-9]*$ ]] || die "--taskmanagers must be a positive integer"
+[[ -z "$BACKEND" || "$BACKEND" == hashmap || "$BACKEND" == rocksdb ]] \
+  || die "--state-backend must be hashmap or rocksdb"
 
 [[ -x "$PY" ]] || die "no venv python at $PY (set VENV or create .venv)"
 mkdir -p "$BUILD"
@@ -113,8 +118,9 @@ render() {
            logback.xml logback-console.xml logback-session.xml; do
     [[ -f "$FLINK_HOME/conf/$f" ]] && cp -f "$FLINK_HOME/conf/$f" "$FLINK_CONF_DIR/$f"
   done
-  local prev_rest="" prev_rpc="" prev_metrics=""
+  local prev_rest="" prev_rpc="" prev_metrics="" prev_backend=""
   if [[ -f "$FLINK_CONF_DIR/config.yaml" ]]; then
+    prev_backend="$(sed -n 's/^state\.backend\.type: *//p' "$FLINK_CONF_DIR/config.yaml")"
     prev_metrics="$(sed -n 's/^metrics\.reporter\.prom\.port: *//p' "$FLINK_CONF_DIR/config.yaml")"
     prev_rest="$(sed -n 's/^rest\.port: *//p' "$FLINK_CONF_DIR/config.yaml")"
     prev_rpc="$(sed -n 's/^jobmanager\.rpc\.port: *//p' "$FLINK_CONF_DIR/config.yaml")"
@@ -133,6 +139,10 @@ overrides = {
 rest, rpc = "${REST_PORT:-$prev_rest}", "${RPC_PORT:-$prev_rpc}"
 if rest: overrides["rest.port"] = rest
 if rpc: overrides["jobmanager.rpc.port"] = rpc
+backend = "${BACKEND:-$prev_backend}"
+if backend == "rocksdb":
+    overrides.update({"state.backend.type": "rocksdb", "execution.checkpointing.incremental": "true",
+                      "taskmanager.memory.managed.fraction": "0.4"})
 metrics = "${METRICS_PORTS:-$prev_metrics}"
 if metrics: overrides["metrics.reporter.prom.port"] = metrics
 drop = set() if "$reporter" else {"metrics.reporters", "metrics.reporter.prom.factory.class"}

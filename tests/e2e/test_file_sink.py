@@ -95,9 +95,10 @@ def test_file_sink_on_the_cluster_commits_what_the_replay_finds(flink_cluster, e
 
 def test_file_sink_through_a_taskmanager_kill_commits_each_record_once(
         kafka_broker, flink_cluster, e2e_build_dir):
-    """Kafka in, files out, unbounded: the TaskManager is SIGKILLed mid-stream and replaced;
-    the job restores its checkpoint and the committed part files hold every record of the
-    oracle exactly once (what was written after the checkpoint is discarded, not kept)."""
+    """Kafka in, files out, unbounded, state in RocksDB with incremental checkpoints: the
+    TaskManager is SIGKILLed mid-stream and replaced; the job restores its checkpoint and the
+    committed part files hold every record of the oracle exactly once (what was written
+    after the checkpoint is discarded, not kept)."""
     bs, cluster = kafka_broker.bootstrap, flink_cluster
     topic = unique("fs-events")
     create_topics(bs, topic)
@@ -107,6 +108,7 @@ def test_file_sink_through_a_taskmanager_kill_commits_each_record_once(
     sets = [*FAST, "sink.emit_scores=true", "source.type=kafka", "sink.type=file",
             f"sink.dir={out}", "sink.roll_interval_ms=1000",
             "execution.checkpoint_interval_ms=1000", "execution.restart_attempts=30",
+            "execution.state_backend=rocksdb",
             f"kafka.bootstrap_servers={bs}", f"kafka.events_topic={topic}",
             f"kafka.group_id={topic}-job", "kafka.starting_offsets=earliest"]
     cfg = load_config(None, sets)
@@ -147,7 +149,11 @@ def test_file_sink_through_a_taskmanager_kill_commits_each_record_once(
             missing, extra = want - have, have - want
             assert not missing and not extra, (
                 f"{name}: {sum(missing.values())} missing, {sum(extra.values())} extra")
-        assert checkpoints(cluster, job)["latest"]["restored"], "the job did not restore"
+        cps = checkpoints(cluster, job)
+        assert cps["latest"]["restored"], "the job did not restore"
+        # incremental: a checkpoint uploads less than the whole state it describes
+        latest = cps["latest"]["completed"]
+        assert 0 < latest["checkpointed_size"] < latest["state_size"], latest
     finally:
         if paced is not None:
             paced.join(5)

@@ -130,10 +130,12 @@ def stream() -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("mode", "parallelism"), [("thread", 1), ("thread", 2), ("process", 1), ("process", 2)]
+    ("mode", "parallelism", "backend"),
+    [("thread", 1, ""), ("thread", 2, ""), ("process", 1, ""), ("process", 2, ""),
+     ("thread", 2, "rocksdb")],
 )
 def test_job_equals_replay_oracle(
-    stream: list[str], tmp_path: Path, mode: str, parallelism: int
+    stream: list[str], tmp_path: Path, mode: str, parallelism: int, backend: str
 ) -> None:
     cfg = load_config(
         None,
@@ -141,6 +143,7 @@ def test_job_equals_replay_oracle(
             *FAST,
             f"execution.mode={mode}",
             f"execution.parallelism={parallelism}",
+            f"execution.state_backend={backend}",
             "sink.emit_scores=true",
             "sink.emit_features=true",
         ],
@@ -163,7 +166,7 @@ def test_job_equals_replay_oracle(
     ]
     for name in ("alerts", "late", "dead_letter", "scores", "drift"):
         assert got[name] == expected[name], (
-            f"{name} differ between Flink ({mode}, p={parallelism}) and replay"
+            f"{name} differ between Flink ({mode}, p={parallelism}, {backend or 'heap'}) and replay"
         )
 
 
