@@ -62,7 +62,7 @@ eval: native
 bench: native
 	$(PY) -m job bench $(if $(FULL),,--quick)
 
-## End-to-end tests only (real Kafka broker + standalone Flink cluster, ~5 min).
+## End-to-end tests only (real Kafka broker, standalone Flink clusters, Prometheus, Alertmanager; ~10 min).
 test-e2e: native
 	$(PY) -m pytest -m e2e tests/e2e
 

@@ -6,11 +6,8 @@ replay oracle's outputs."""
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import signal
 import subprocess
-import time
 from collections import Counter
 
 import pytest
@@ -24,11 +21,9 @@ from tests.e2e.test_job_kafka import (
     PYFS,
     ROOT,
     PacedProducer,
-    _taskmanager_pids,
     cancel,
     checkpoints,
-    failures_since,
-    job_running,
+    kill_taskmanager,
     late_identity,
     oracle,
     produce,
@@ -128,14 +123,7 @@ def test_file_sink_through_a_taskmanager_kill_commits_each_record_once(
         paced.start()
         wait_until("part of the second half committed", lambda: sum(
             committed(out)[0]["scores"].values()) > sum(first["scores"].values()), 60)
-        [tm] = _taskmanager_pids(cluster)
-        kill_ms = time.time() * 1000
-        os.kill(tm, signal.SIGKILL)
-        subprocess.run(cluster.script("add-taskmanager", "--build-dir", str(cluster.build_dir)),
-                       check=True, capture_output=True, timeout=120)
-        wait_until("the job to restart after the kill",
-                   lambda: failures_since(cluster, job, kill_ms) > 0, 180)
-        wait_until("the job RUNNING again", lambda: job_running(cluster, job), 180)
+        kill_taskmanager(cluster, job)
         paced.finish()
         wait_until("every record committed", lambda: reached(expected), 240)
         before = checkpoints(cluster, job)["counts"]["completed"]

@@ -537,6 +537,29 @@ def _taskmanager_pids(cluster: Any) -> list[int]:
     return pids
 
 
+def kill_taskmanager(cluster: Any, job: str) -> tuple[float, float, float]:
+    """SIGKILL the cluster's one TaskManager, start another, and wait until the job has
+    restarted (a failure recorded after the kill) and runs again; return when (monotonic)
+    it was killed, its restart seen, and it ran again."""
+    [tm] = _taskmanager_pids(cluster)
+    kill_ms = time.time() * 1000
+    t_kill = time.monotonic()
+    os.kill(tm, signal.SIGKILL)
+    subprocess.run(cluster.script("add-taskmanager", "--build-dir", str(cluster.build_dir)),
+                   check=True, capture_output=True, timeout=120)
+
+    def restarted() -> bool:
+        state = job_state(cluster, job)
+        if state in ("FAILED", "CANCELED", "FINISHED"):
+            raise AssertionError(f"job {state}: {exceptions_of(cluster, job)}")
+        return failures_since(cluster, job, kill_ms) > 0
+
+    wait_until("the job to restart after the kill", restarted, 180)
+    t_detected = time.monotonic()
+    wait_until("the job RUNNING again", lambda: job_running(cluster, job), 180)
+    return t_kill, t_detected, time.monotonic()
+
+
 def test_taskmanager_killed_mid_stream_recovers_exactly_once(kafka_broker, flink_cluster):
     """SIGKILL the TaskManager after a checkpoint that holds part of the input, start another:
     the job restores the checkpoint and the committed outputs equal the oracle's. Measures
@@ -558,24 +581,8 @@ def test_taskmanager_killed_mid_stream_recovers_exactly_once(kafka_broker, flink
         reader.wait_counts({**counts_of(first), "scores": counts_of(first)["scores"] + 1}, 60,
                            "committed outputs of the second half")
         assert checkpoints(cluster, job)["counts"]["completed"] >= 1
-        [tm] = _taskmanager_pids(cluster)
         sent_at_kill = paced.sent
-        kill_wall_ms = time.time() * 1000
-        t_kill = time.monotonic()
-        os.kill(tm, signal.SIGKILL)
-        subprocess.run(cluster.script("add-taskmanager", "--build-dir", str(cluster.build_dir)),
-                       check=True, capture_output=True, timeout=120)
-
-        def restarted() -> bool:
-            state = job_state(cluster, job)
-            if state in ("FAILED", "CANCELED", "FINISHED"):
-                raise AssertionError(f"job {state}: {exceptions_of(cluster, job)}")
-            return failures_since(cluster, job, kill_wall_ms) > 0
-
-        wait_until("the job to restart after the kill", restarted, 180)
-        t_detected = time.monotonic()
-        wait_until("the job RUNNING again", lambda: job_running(cluster, job), 180)
-        t_running = time.monotonic()
+        t_kill, t_detected, t_running = kill_taskmanager(cluster, job)
         paced.finish()
         t_caught_up = reader.wait_counts(counts_of(expected), 240, "all outputs after the kill")
         restored = checkpoints(cluster, job)["latest"]["restored"]

@@ -24,13 +24,11 @@ Asserted:
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.parse
 import urllib.request
 from collections import Counter, defaultdict
@@ -46,14 +44,10 @@ from tests.e2e.kafka_helpers import create_topics, unique
 from tests.e2e.test_job_kafka import (
     OUTPUTS,
     OutputReader,
-    _taskmanager_pids,
     cancel,
     checkpoints,
     counts_of,
-    exceptions_of,
-    failures_since,
-    job_running,
-    job_state,
+    kill_taskmanager,
     oracle,
     produce,
     settle_and_compare,
@@ -288,14 +282,7 @@ def test_prometheus_and_alertmanager_see_the_job_through_kills(
         check_dashboard(prom, tmp_path / "dashboard.png")
 
         # the TaskManager is SIGKILLed and replaced; incident 3 and the rest of the stream
-        [tm] = _taskmanager_pids(cluster)
-        kill_ms = time.time() * 1000
-        os.kill(tm, signal.SIGKILL)
-        subprocess.run(cluster.script("add-taskmanager", "--build-dir", str(cluster.build_dir)),
-                       check=True, capture_output=True, timeout=120)
-        wait_until("the job to restart after the kill",
-                   lambda: _restarted(cluster, job, kill_ms), 180)
-        wait_until("the job RUNNING again", lambda: job_running(cluster, job), 180)
+        kill_taskmanager(cluster, job)
         subprocess.run(ops["targets"], check=True, capture_output=True, timeout=60)
         third = inc_eps[2]
         feed_until(third[0]["ts_ms"] + MARGIN_MS)
@@ -318,13 +305,6 @@ def test_prometheus_and_alertmanager_see_the_job_through_kills(
         reader.close()
         if job:
             cancel(cluster, job)
-
-
-def _restarted(cluster: Any, job: str, since_ms: float) -> bool:
-    state = job_state(cluster, job)
-    if state in ("FAILED", "CANCELED", "FINISHED"):
-        raise AssertionError(f"job {state}: {exceptions_of(cluster, job)}")
-    return failures_since(cluster, job, since_ms) > 0
 
 
 def check_prometheus_counters(prom: str, reader: OutputReader) -> None:
