@@ -25,12 +25,22 @@ from collections.abc import Sequence
 __all__ = ["AdaptiveThreshold", "DecayedHistogram", "linear_edges", "log_edges"]
 
 _RENORMALISE_AT = 1e150
+#: Edges already computed, by ``(lo, hi, n)``: a detector restored from state builds a
+#: histogram per score (edges are shared, not state), and computing them was most of a
+#: restore. Bounded: a configuration has a handful of shapes.
+_EDGES: dict[tuple[float, float, int], tuple[float, ...]] = {}
 
 
 def linear_edges(lo: float, hi: float, n: int) -> tuple[float, ...]:
     """``n + 1`` evenly spaced bin edges from ``lo`` to ``hi``."""
-    step = (hi - lo) / n
-    return tuple(lo + i * step for i in range(n + 1))
+    key = (lo, hi, n)
+    edges = _EDGES.get(key)
+    if edges is None:
+        step = (hi - lo) / n
+        edges = tuple(lo + i * step for i in range(n + 1))
+        if len(_EDGES) < 64:
+            _EDGES[key] = edges
+    return edges
 
 
 def log_edges(lo: float, hi: float, n: int) -> tuple[float, ...]:
