@@ -178,6 +178,12 @@ class ExecutionConfig:
         Higher is faster per event and costs a longer replay after a restore and up to this
         many events' payloads of state; 1 encodes the full state on every event. With a live
         control input the journal is off (1), whatever this says (udfs/detect.py set_config).
+    state_cache_entities
+        Decoded detectors each detect instance keeps in memory, most recently used first
+        (udfs/detect.py): an entity in it costs no state read or decode. An event of an
+        entity beyond it is deferred, unread, to its next load (its release timer): one
+        decode and encode of its state per event. More costs Python memory (a detector with
+        4 metrics is tens of kB of objects).
     batch_lines
         Up to this many lines are grouped per entity ahead of the detect operator, in Java
         (udfs/jvm, job/pipeline.py ``batch_lines``), so that the operator is called once per
@@ -189,6 +195,11 @@ class ExecutionConfig:
     batch_flush_ms
         The most a line waits in the batcher (processing time): what grouping adds to the
         latency from a line to its records.
+    buffer_timeout_ms
+        Flink's network buffer timeout (``execution.buffer-timeout``): the most a record waits
+        in a network buffer that is not full before it is sent on. Every exchange between
+        operators can add up to this much to the latency from an event to its records; lower
+        costs throughput (more, smaller buffers). ``-1`` sends only full buffers.
     watermark_max_jump_ms, watermark_confirm_entities
         Event time (the watermark) follows the newest timestamp when it is at most
         ``watermark_max_jump_ms`` ahead of the newest so far; a timestamp further ahead moves
@@ -205,8 +216,10 @@ class ExecutionConfig:
     restart_attempts: int = 3
     state_backend: str = ""
     snapshot_every: int = 16
+    state_cache_entities: int = 4096
     batch_lines: int = 4096
     batch_flush_ms: int = 50
+    buffer_timeout_ms: int = 10
     watermark_max_jump_ms: int = 10_000
     watermark_confirm_entities: int = 3
 
@@ -228,10 +241,18 @@ class ExecutionConfig:
             )
         if self.snapshot_every < 1:
             problems.append(f"snapshot_every must be >= 1, got {self.snapshot_every}")
+        if not 1 <= self.state_cache_entities <= 10_000_000:
+            problems.append(
+                f"state_cache_entities must be in [1, 10000000], got {self.state_cache_entities}"
+            )
         if not 1 <= self.batch_lines <= 65_536:
             problems.append(f"batch_lines must be in [1, 65536], got {self.batch_lines}")
         if not 1 <= self.batch_flush_ms <= 60_000:
             problems.append(f"batch_flush_ms must be in [1, 60000], got {self.batch_flush_ms}")
+        if not -1 <= self.buffer_timeout_ms <= 60_000:
+            problems.append(
+                f"buffer_timeout_ms must be in [-1, 60000], got {self.buffer_timeout_ms}"
+            )
         if self.watermark_max_jump_ms < 0:
             problems.append(
                 f"watermark_max_jump_ms must be >= 0, got {self.watermark_max_jump_ms}"

@@ -102,6 +102,7 @@ def create_environment(cfg: JobConfig) -> StreamExecutionEnvironment:
         conf.set_string("restart-strategy.fixed-delay.delay", "200 ms")
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(cfg.execution.parallelism)
+    env.set_buffer_timeout(cfg.execution.buffer_timeout_ms)
     if cfg.execution.checkpoint_interval_ms:
         env.enable_checkpointing(
             cfg.execution.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE
@@ -404,6 +405,7 @@ def _detect(keyed: KeyedStream, cfg: JobConfig, control: DataStream | None) -> D
                     emit_scores=sink.emit_scores,
                     emit_features=sink.emit_features,
                     snapshot_every=cfg.execution.snapshot_every,
+                    cache_size=cfg.execution.state_cache_entities,
                     parse=cfg.parse,
                     artifacts=artifact_bytes(det),
                 ),
@@ -414,7 +416,7 @@ def _detect(keyed: KeyedStream, cfg: JobConfig, control: DataStream | None) -> D
         )
     live = DetectAnomaliesLive(
         det, emit_scores=sink.emit_scores, emit_features=sink.emit_features, parse=cfg.parse,
-        artifacts=artifact_bytes(det),
+        artifacts=artifact_bytes(det), cache_size=cfg.execution.state_cache_entities,
     )
     return (
         keyed.connect(control.broadcast(live_config_descriptor()))

@@ -1,7 +1,7 @@
 """The pyflink keyed-state descriptors of the detector, with their end.
 
 One ``ValueState`` per entity holds ``(release_timer_ms, watch_timer_ms, write_token,
-detector_bytes, journal, config_stamp)``:
+detector_bytes, journal, config_stamp[, pending])``:
 a snapshot of the detector's complete state encoded by :mod:`state.codec`, the journal of
 what the detector was given since that snapshot (events and verdicts pickled,
 ``udfs.parse.handoff``, or as JSON strings in state written before that; and
@@ -10,9 +10,12 @@ before journals existed has four fields and no journal; the stamp records the co
 the journal was written under, ``udfs.core.config.config_stamp``), plus the two timers the adapter has
 registered (the watch timer is the stale deadline or the idle deadline, see
 :mod:`udfs.detect`; state written before it existed holds the idle deadline there, which
-works as a watch timer too). It is written while the entity's key is being processed, on every
-event, so every checkpoint holds exactly the state that produced the outputs before it: the
-snapshot with its journal replayed.
+works as a watch timer too). ``pending``, when present, holds events not yet given to the
+detector (deferred on a cache miss, :mod:`udfs.detect`; at most ``MAX_PENDING``, payloads
+as in the journal), applied in order at the entity's next load. It is written while the
+entity's key is being processed, on every event, so every checkpoint holds exactly the state
+that produced the outputs before it: the snapshot with its journal replayed, and the events
+whose records have not left yet.
 
 Every entity's state has two ends:
 

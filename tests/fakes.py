@@ -179,10 +179,12 @@ class FakeContext:
 class Harness:
     """Drives the operator like Flink: elements, then watermarks that fire due timers."""
 
-    def __init__(self, cfg: DetectorConfig = CFG, snapshot_every: int = 16) -> None:
+    def __init__(self, cfg: DetectorConfig = CFG, snapshot_every: int = 16, cache_size: int = 4096) -> None:
         self.cfg = cfg
         self.b = Backend()
-        self.fn = DetectAnomalies(cfg, emit_scores=True, snapshot_every=snapshot_every)
+        self.fn = DetectAnomalies(
+            cfg, emit_scores=True, snapshot_every=snapshot_every, cache_size=cache_size
+        )
         self.ctx = FakeRuntimeContext(self.b)
         self.fn.open(self.ctx)
         self.out: list[tuple[str, dict[str, Any]]] = []

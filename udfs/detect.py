@@ -40,6 +40,17 @@ deterministic). A read that misses the decoded-detector cache (after a restore, 
 active entities than the cache holds) writes a full snapshot, so an entity that keeps
 missing pays no replay.
 
+An event that misses the cache is *deferred*: appended, unread, to the entity's pending
+inputs in its state (with the release timer moved to it when earlier), and applied, in
+arrival order and with their records, the next time the detector is loaded: on its release
+timer or the entity's next input. The state is read and written but not decoded, restored
+or encoded. An entity past the cache then costs one detector load per event instead of two
+(the event's and its release timer's). Only when a record leaves changes: the detector sees
+the same inputs in the same order, before any watermark that came after them. At most
+:data:`MAX_PENDING` inputs wait; verdicts, and events of a cached entity, are applied at once,
+and so is everything in the live operator (udfs/detect_live.py: a live configuration applies
+from the next input, not from the next load).
+
 The cache holds what this instance last wrote for the entity (the value and the detector it
 was encoded from), so a hit reads no state at all: within one instance nothing else writes
 an entity's state, and an instance restored from a checkpoint, or given other keys after a
@@ -74,9 +85,11 @@ from udfs.metrics import DeadLetterCounters, DetectorMetrics
 from udfs.parse import dead_letter_json, handoff
 from udfs.tags import DEAD_LETTER_TAG, DRIFT_TAG, LATE_TAG, SCORES_TAG
 
-__all__ = ["DetectAnomalies", "entry_size", "load_detector", "score_row", "stored_size"]
+__all__ = ["MAX_PENDING", "DetectAnomalies", "entry_size", "load_detector", "score_row", "stored_size"]
 
 _NO_TIMER = -1
+#: Events deferred per entity at most (a cache miss; see the module docstring).
+MAX_PENDING = 32
 # Payloads (udfs.parse.handoff bytes; JSON in state written before them) and watermarks.
 _Entry = bytes | str | int
 _Journal = tuple[_Entry, ...]
@@ -161,11 +174,12 @@ def load_detector(
 
 
 def stored_size(stored: Any) -> int:
-    """Bytes of an entity's stored detector: the snapshot, the journal's entries and the
-    configuration stamp that goes with them."""
+    """Bytes of an entity's stored detector: the snapshot, the journal's entries, the
+    configuration stamp that goes with them and the deferred inputs."""
     journal = stored[4] if len(stored) > 4 else ()
     stamp = len(stored[5][0]) + len(stored[5][1]) if len(stored) > 5 else 0
-    return len(stored[3]) + sum(entry_size(e) for e in journal) + stamp
+    pending = sum(entry_size(e) for e in stored[6]) if len(stored) > 6 else 0
+    return len(stored[3]) + sum(entry_size(e) for e in journal) + stamp + pending
 
 
 def score_row(rec: dict[str, Any], with_features: bool = False) -> dict[str, Any]:
@@ -197,6 +211,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         snapshot_every: int = 16,
         parse: ParseConfig | None = None,
         artifacts: dict[str, bytes] | None = None,
+        defer: bool = True,
     ) -> None:
         if snapshot_every < 1:
             raise ValueError(f"snapshot_every must be >= 1, got {snapshot_every}")
@@ -208,6 +223,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         self._state_ttl_ms = state_ttl_ms
         self._cache_size = cache_size
         self._snapshot_every = snapshot_every
+        self._defer_misses = defer
         # The bytes of the custom models' artifacts (detector.model.custom), read by the
         # client: the workers need no shared file system, and score what was checked.
         self._artifacts = dict(artifacts or {})
@@ -220,6 +236,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         self._snap: bytes | None = None
         self._journal: _Journal = ()
         self._missed = True
+        self._pending: _Journal = ()  # deferred inputs _load read, to apply first
 
     def open(self, runtime_context: RuntimeContext) -> None:
         for path, content in self._artifacts.items():
@@ -262,11 +279,13 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         if hit is not None:
             written_at, det, release_timer, watch_timer, self._snap, self._journal, size = hit
             if time.monotonic() - written_at < self._ttl_s:
+                self._pending = ()  # (a cached entity is never deferred)
                 self._cache.move_to_end(entity)
                 self._loaded_bytes = size
                 self._missed = False
                 return det, release_timer, watch_timer
             del self._cache[entity]  # the state TTL may have expired it: the state decides
+        self._pending = ()
         stored = self._state.value()
         if stored is None:
             self._loaded_bytes = 0
@@ -275,6 +294,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         release_timer, watch_timer, token = stored[0], stored[1], stored[2]
         self._snap = stored[3]
         self._journal = stored[4] if len(stored) > 4 else ()  # (state written before journals)
+        self._pending = stored[6] if len(stored) > 6 else ()
         self._loaded_bytes = size = stored_size(stored)
         if token[0] != self._nonce:
             # Written before this instance started (restored from a checkpoint): count the
@@ -349,6 +369,45 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
             apply(det, step)
         return det
 
+    def _defer(self, entity: str, ev: Event, service: Any) -> bool:
+        """Append ``ev`` to the entity's pending inputs without loading its detector, when
+        that is allowed (see the module docstring); False when it must be applied now."""
+        if not self._defer_misses or entity in self._cache:
+            return False
+        stored = self._state.value()
+        if stored is None or len(stored) < 6:
+            return False  # a new entity (or state from before the stamp): loaded as usual
+        pending = stored[6] if len(stored) > 6 else ()
+        if len(pending) >= MAX_PENDING:
+            return False
+        before = stored_size(stored)
+        if stored[2][0] != self._nonce:
+            self._metrics.restored(before)  # (as _load counts an entity restored, touched)
+        release, watch = stored[0], stored[1]
+        if release == _NO_TIMER or ev.ts_ms < release:
+            if release not in (_NO_TIMER, watch):
+                service.delete_event_time_timer(release)
+            if ev.ts_ms != watch:
+                service.register_event_time_timer(ev.ts_ms)
+            release = ev.ts_ms
+        entry = _entry(ev)
+        self._state.update((release, watch, self._token, *stored[3:6], (*pending, entry)))
+        self._metrics.stored(before + entry_size(entry), before, False)
+        return True
+
+    def _take_pending(
+        self, det: EntityDetector, given: list[Step], rebuild: Any
+    ) -> tuple[EntityDetector, list[Output]]:
+        """Apply the deferred inputs :meth:`_load` read, in order (their steps join
+        ``given``): what each would have done on arrival, now."""
+        outputs: list[Output] = []
+        for entry in self._pending:
+            det, out, steps = feed(det, _step(det.entity, entry), rebuild)
+            given.extend(steps)
+            outputs += out
+        self._pending = ()
+        return det, outputs
+
     def _parse_line(self, line: str) -> Event | Verdict | DeadLetter:
         now = int(time.time() * 1000) if self._parse.max_future_skew_ms else None
         try:
@@ -382,7 +441,11 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
                 yield DEAD_LETTER_TAG, dead_letter_json(rec)
                 continue
             if det is None:
+                if isinstance(rec, Event) and self._defer(entity, rec, ctx.timer_service()):
+                    continue
                 det, release_timer, watch_timer = self._load(entity)
+                det, outputs = self._take_pending(det, given, rebuild)
+                yield from self._emit(outputs)
             if isinstance(rec, Verdict):
                 self._metrics.verdict()
             det, outputs, steps = feed(det, rec, rebuild)
@@ -407,8 +470,16 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         at = max(service.current_watermark(), timestamp)
         if timestamp == release_timer:
             release_timer = _NO_TIMER  # it has fired; _store registers the next one
+        given: list[Step] = []
+
+        def rebuild(steps: Sequence[Step]) -> EntityDetector:
+            return self._rebuild(entity, [*given, *steps])
+
+        det, outputs = self._take_pending(det, given, rebuild)  # (they came before this)
         # Releases, and reports a stale entity (core); guarded like an input.
-        det, outputs, steps = feed(det, at, lambda s: self._rebuild(entity, list(s)))
+        det, released, steps = feed(det, at, rebuild)
+        outputs += released
+        given.extend(steps)
         if timestamp == watch_timer:
             watch_timer = _NO_TIMER  # _store registers the next deadline (after ``at``)
             if det.earliest_buffered_ms() is None and det.idle_deadline_ms() <= at:
@@ -420,7 +491,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
                 yield from self._emit(outputs + det.expire())
                 self._metrics.flush()
                 return
-        self._store(det, release_timer, watch_timer, service, steps)
+        self._store(det, release_timer, watch_timer, service, given)
         yield from self._emit(outputs)
         self._metrics.flush()
 

@@ -57,7 +57,7 @@ class DetectAnomaliesLive(KeyedBroadcastProcessFunction):  # type: ignore[misc]
     def __init__(self, cfg: DetectorConfig, **kwargs: Any) -> None:
         self._base = cfg
         # No state journal (the full state on every event): see DetectAnomalies.set_config.
-        self._inner = DetectAnomalies(cfg, snapshot_every=1, **kwargs)
+        self._inner = DetectAnomalies(cfg, snapshot_every=1, defer=False, **kwargs)
         self._synced = False
         self._desc: Any = None
 

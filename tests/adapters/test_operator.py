@@ -47,7 +47,10 @@ def test_state_descriptor_is_a_value_state_with_a_ttl_backstop() -> None:
     assert desc._ttl_config is not None
 
 
-def test_operator_outputs_equal_the_replay_oracle() -> None:
+@pytest.mark.parametrize("cache_size", [4096, 1])
+def test_operator_outputs_equal_the_replay_oracle(cache_size: int) -> None:
+    # A one-entity cache: the three entities keep missing it, so their events are deferred
+    # to the next load (their release timer or next input) and must still give every record.
     rng = random.Random(11)
     a = stream(400, "a", seed=1, spike=300)
     b = stream(400, "b", seed=2, start=T0 + 250, spike=320)
@@ -62,10 +65,15 @@ def test_operator_outputs_equal_the_replay_oracle() -> None:
     # A straggler behind its entity's newest event by more than the bound: late in both.
     merged.insert(200, Event("a", T0 + 60 * SEC, {"cpu": 1.0, "mem": 1.0}))
 
-    h = Harness()
+    h = Harness(cache_size=cache_size)
+    deferred = 0
     for i, ev in enumerate(merged):
         h.element(ev, watermark=i % 3 == 0)  # watermarks now and then, as Flink emits them
+        raw = h.b.state.get(("entity-detector", ev.entity))
+        stored = None if raw is None else pickle.loads(raw)
+        deferred += stored is not None and len(stored) > 6 and bool(stored[6])
     h.end_of_input()
+    assert (deferred > 100) == (cache_size == 1)
 
     expected = [normalised(kind, rec) for kind, rec in replay(merged, CFG)]
     assert any(kind == "alert" for kind, _ in expected)
@@ -421,14 +429,21 @@ def test_every_write_holds_the_detector_that_produced_the_outputs_before_it() ->
     assert kinds == {bytes, int}  # events (udfs.parse.handoff payloads) and watermarks
     lengths = [len(w[4]) for w in h.b.writes]
     assert lengths[:9] == [0, 1, 2, 3, 0, 1, 2, 3, 0]
-    # A read that misses the cache (a new instance) writes a full snapshot.
+    # An event that misses the cache (a new instance) is deferred, unread; the load that
+    # applies it (its release timer) writes a full snapshot.
     if h.stored("a")[4] == ():
         h.element(stream(1, "a", seed=6, start=h.max_ts + SEC)[0])  # one journaled write
-    assert h.stored("a")[4] != ()
+    journal = h.stored("a")[4]
+    assert journal != ()
     second = Harness(snapshot_every=4)
     second.restore_from(h)
     second.element(stream(1, "a", seed=7, start=second.max_ts + SEC)[0])
-    assert second.stored("a")[4] == ()
+    assert second.stored("a")[4] == journal and len(second.stored("a")[6]) == 1
+    assert "a" not in second.fn._cache
+    second.advance(second.max_ts)
+    assert second.stored("a")[4] == () and len(second.stored("a")) == 6
+    live = second.fn._cache["a"][1]
+    assert live.max_seen_ms == second.max_ts  # the deferred event was applied
 
 
 def test_a_journal_of_json_payloads_from_an_earlier_version_restores_the_same_detector() -> None:

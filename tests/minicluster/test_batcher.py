@@ -46,6 +46,17 @@ def test_the_batcher_is_built_by_make_native() -> None:
     assert operators_jar() is not None
 
 
+def test_the_network_buffer_timeout_is_the_job_setting() -> None:
+    # What bounds a record's wait in a network buffer (the latency target rests on it).
+    default = load_config(None, [])
+    assert create_environment(default).get_buffer_timeout() == default.execution.buffer_timeout_ms
+    assert default.execution.buffer_timeout_ms < 100  # Flink's own default, too slow here
+    cfg = load_config(None, ["execution.buffer_timeout_ms=-1"])
+    assert create_environment(cfg).get_buffer_timeout() == -1
+    with pytest.raises(ValueError, match="buffer_timeout_ms"):
+        load_config(None, ["execution.buffer_timeout_ms=-2"])
+
+
 def test_groups_keep_every_line_once_in_order_and_never_cross_a_watermark() -> None:
     n, max_lines = 6_000, 50
     entities = ["a", "b", "c", "d"]

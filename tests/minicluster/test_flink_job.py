@@ -130,13 +130,14 @@ def stream() -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("mode", "parallelism", "backend"),
-    [("thread", 1, ""), ("thread", 2, ""), ("process", 1, ""), ("process", 2, ""),
-     ("thread", 2, "rocksdb")],
+    ("mode", "parallelism", "backend", "cache"),
+    [("thread", 1, "", 4096), ("thread", 2, "", 4096), ("process", 1, "", 4096),
+     ("process", 2, "", 4096), ("thread", 2, "rocksdb", 1)],
 )
 def test_job_equals_replay_oracle(
-    stream: list[str], tmp_path: Path, mode: str, parallelism: int, backend: str
+    stream: list[str], tmp_path: Path, mode: str, parallelism: int, backend: str, cache: int
 ) -> None:
+    # (RocksDB with a one-entity cache: most events are deferred to their release timer.)
     cfg = load_config(
         None,
         [
@@ -144,6 +145,7 @@ def test_job_equals_replay_oracle(
             f"execution.mode={mode}",
             f"execution.parallelism={parallelism}",
             f"execution.state_backend={backend}",
+            f"execution.state_cache_entities={cache}",
             "sink.emit_scores=true",
             "sink.emit_features=true",
         ],
