@@ -313,3 +313,73 @@ def test_the_core_loop_runs_embedded_in_a_thread_mode_task(tmp_path: Path) -> No
     got = bench.run_embedded_core(path, reps=1)
     assert got["events"] == len(lines)
     assert got["parse_us"] > 0 and got["detect_us"] > 0
+
+
+def test_a_zipf_stream_is_skewed_and_in_order_per_entity() -> None:
+    lines = bench.generate_events(4_000, metrics=1, entities=64, zipf_s=1.1)
+    assert lines == bench.generate_events(4_000, metrics=1, entities=64, zipf_s=1.1)
+    events = [parse_line(line, ParseConfig()) for line in lines]
+    counts: dict[str, int] = {}
+    for e in events:
+        counts[e.entity] = counts.get(e.entity, 0) + 1
+    ranked = sorted(counts.values(), reverse=True)
+    # The busiest entity has several times its uniform share (1/64) and the first is busiest.
+    assert ranked[0] > 8 * len(events) / 64
+    assert counts[bench.entity_name(0)] == ranked[0]
+    assert all(0 <= int(name.rsplit("-", 1)[1]) < 64 for name in counts)
+    ts = [e.ts_ms for e in events]
+    assert ts == sorted(ts) and len(set(ts)) == len(ts)  # in order overall, so per entity
+
+
+def test_scale_lines_report_every_entity_once_per_round_in_order() -> None:
+    from tools.bench.scale import scale_lines
+
+    lines = list(scale_lines(50, 3, metrics=2))
+    events = [parse_line(line, ParseConfig()) for line in lines]
+    assert [e.entity for e in events] == [bench.entity_name(i % 50) for i in range(150)]
+    ts = [e.ts_ms for e in events]
+    assert ts == sorted(ts) and len(set(ts)) == len(ts)
+    assert lines == list(scale_lines(50, 3, metrics=2))
+
+
+def test_steady_rate_leaves_out_the_start_and_the_end() -> None:
+    from tools.bench.scale import _steady
+
+    # 1,000 events in 10 s and 10 CPU-s, with a slow first second and a slow end.
+    samples = [(0.0, 0, 0.0), (5.0, 10, 5.0)]
+    samples += [(5.0 + k, 10 + 100 * k, 5.0 + 0.5 * k) for k in range(1, 10)]
+    samples += [(30.0, 1_000, 40.0)]
+    got = _steady(samples, 1_000)
+    # from the first sample at >= 200 events (210 at t=7) to the last at <= 950 (910 at t=14)
+    assert got["events"] == 700
+    assert got["eps"] == pytest.approx(100.0)
+    assert got["eps_per_cpu_s"] == pytest.approx(200.0)
+    assert _steady(samples[:2], 1_000)["eps"] is None
+
+
+def test_cluster_summary_is_the_median_with_its_spread() -> None:
+    from tools.bench.cluster import _summary
+
+    reps = [
+        {"p1": {"eps_per_cpu_s": p1, "eps": 1.0}, "p2": {"eps_per_cpu_s": p2, "eps": 2.0},
+         "p2_over_p1_per_cpu_s": p2 / p1, "p2_over_p1_wall": 2.0}
+        for p1, p2 in ((100.0, 90.0), (100.0, 80.0), (100.0, 99.0))
+    ]
+    s = _summary(reps)
+    assert s["p2_over_p1_per_cpu_s"] == pytest.approx(0.9)
+    assert s["ratio_spread"] == pytest.approx(0.99 / 0.8 - 1.0)
+    assert s["p2_eps_per_cpu_s"] == pytest.approx(90.0)
+
+
+def test_latency_and_scale_out_targets_are_met_from_the_right_side() -> None:
+    res = _fake_results()
+    res["cluster"] = {"p2_over_p1_per_cpu_s": 0.85}
+    rep = bench.build_report(res)
+    assert rep["targets"]["latency_ms_p99"]["met"] is True  # 90 ms <= 100
+    assert rep["targets"]["p2_over_p1_per_cpu_s"]["met"] is True
+    res["latency"]["from_send_ms"]["p99"] = 140.0  # type: ignore[index]
+    res["cluster"] = {"p2_over_p1_per_cpu_s": 0.5}
+    rep = bench.build_report(res)
+    assert rep["targets"]["latency_ms_p99"]["met"] is False
+    assert rep["targets"]["p2_over_p1_per_cpu_s"]["met"] is False
+    assert "| latency p99 (ms) at half the max rate | 140.0 | 100.0 | no |" in bench.render_markdown(rep)

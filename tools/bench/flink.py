@@ -44,7 +44,7 @@ def _proc_stat(pid: int) -> tuple[int, int]:
 
 
 class CpuMeter:
-    """CPU time of a process and of every descendant it starts, while a call runs (Linux).
+    """CPU time of processes and of every descendant they start, while a call runs (Linux).
 
     The descendants (process mode's Beam workers, started through a shell script) are sampled
     every ``interval`` s, each counted at its last sample: a worker killed at the end of a job
@@ -53,10 +53,10 @@ class CpuMeter:
     in both runs of a marginal-rate pair.
     """
 
-    def __init__(self, pid: int, interval: float = 0.25) -> None:
+    def __init__(self, pid: int | Sequence[int], interval: float = 0.25) -> None:
         import threading
 
-        self.pid = pid
+        self.pids = [pid] if isinstance(pid, int) else list(pid)
         self.interval = interval
         self._stop = threading.Event()
         self._first: dict[int, int] = {}
@@ -74,7 +74,7 @@ class CpuMeter:
         children: dict[int, list[int]] = {}
         for p, (ppid, _) in stats.items():
             children.setdefault(ppid, []).append(p)
-        todo = [self.pid]
+        todo = list(self.pids)
         while todo:
             p = todo.pop()
             if p not in stats:
@@ -97,6 +97,11 @@ class CpuMeter:
         self._stop.set()
         self._thread.join()
         self._sample()
+
+    def read(self) -> float:
+        """CPU seconds so far (sampled now)."""
+        self._sample()
+        return self.seconds
 
     @property
     def seconds(self) -> float:

@@ -28,7 +28,9 @@ class Plan:
     checkpoint_entities: tuple[int, ...] = (1_000, 10_000)
     profile_events: int = 6000
     cluster: bool = True
-    cluster_sizes: tuple[int, int] = (4000, 24000)
+    cluster_sizes: tuple[int, int] = (20_000, 120_000)
+    cluster_repeats: int = 3
+    scale_entities: int = 100_000
     floor_seconds: float = 10.0
     embedded_events: int = 20_000
     embedded_reps: int = 3

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from tools.bench.bounds import core_us, job_bounds
-from tools.bench.common import HEADLINE_METRICS, METHOD, SNAPSHOT_EVERY, TARGETS
+from tools.bench.common import AT_MOST, HEADLINE_METRICS, METHOD, SNAPSHOT_EVERY, TARGETS
 from tools.bench.flink import run_detect_job
+from tools.bench.scale import render_scale
 from tools.bench.stats import fastest, fixed_cost, marginal_rate, ratio
 from tools.bench.streams import write_lines
 
@@ -67,6 +68,8 @@ def build_report(r: dict[str, Any]) -> dict[str, Any]:
     operator = pick(r.get("plain", []), metrics=HEADLINE_METRICS, variant="operator")
     naive = r.get("naive", {})
     lat = r.get("latency", {}).get("from_send_ms", {})
+    low = r.get("latency", {}).get("low_latency", {}).get("from_send_ms", {})
+    scale = r.get("scale", {})
     state = pick(r.get("state", {}).get("per_metrics", []), metrics=HEADLINE_METRICS)
     report = {
         "job_eps": job.get("eps"),
@@ -83,6 +86,15 @@ def build_report(r: dict[str, Any]) -> dict[str, Any]:
         "job_vs_naive_cpu": ratio(job.get("eps_per_cpu_s"), naive.get("eps_per_cpu_s")),
         "latency_ms_p50": lat.get("p50"),
         "latency_ms_p99": lat.get("p99"),
+        "latency_low_ms_p99": low.get("p99"),
+        "latency_low_throughput_ratio": r.get("latency", {}).get("low_latency", {}).get("throughput_ratio_to_default"),
+        "p2_over_p1_per_cpu_s": r.get("cluster", {}).get("p2_over_p1_per_cpu_s"),
+        "rocksdb_eps_per_cpu_s": scale.get("rocksdb_eps_per_cpu_s"),
+        "heap_eps_per_cpu_s": scale.get("heap_eps_per_cpu_s"),
+        "rocksdb_state_bytes_per_entity": scale.get("rocksdb_state_bytes_per_entity"),
+        "checkpoint_full_bytes": scale.get("checkpoint_full_bytes"),
+        "checkpoint_incremental_bytes": scale.get("checkpoint_incremental_bytes"),
+        "restore_s": scale.get("restore_s"),
         # The snapshot and a full journal: the most an entity holds at the steady state.
         "state_bytes_per_entity": state.get("steady_bytes_with_journal", state.get("steady_bytes")),
         "headline_metrics": HEADLINE_METRICS,
@@ -101,7 +113,7 @@ def build_report(r: dict[str, Any]) -> dict[str, Any]:
             "value": report[name],
             "met": None
             if report[name] is None
-            else (report[name] <= target if name == "state_bytes_per_entity" else report[name] >= target),
+            else (report[name] <= target if name in AT_MOST else report[name] >= target),
         }
         for name, target in TARGETS.items()
     }
@@ -162,8 +174,18 @@ def _headline(rep: dict[str, Any]) -> list[str]:
         f"| bound: the most any job running this core could reach, events per CPU-second | "
         f"{fmt(rep.get('bound_eps_per_cpu_s'))} | | |",
         f"| bound / plain, per CPU-second | {fmt(rep.get('bound_vs_plain_cpu'), 2)} | | |",
-        f"| latency p50 / p99 (ms) at half the max rate | {fmt(rep.get('latency_ms_p50'), 1)} / "
-        f"{fmt(rep.get('latency_ms_p99'), 1)} | | |",
+        f"| latency p50 (ms) at half the max rate | {fmt(rep.get('latency_ms_p50'), 1)} | | |",
+        target_row("latency p99 (ms) at half the max rate", "latency_ms_p99", 1),
+        f"| latency p99 (ms) with `{' '.join(rep.get('latency', {}).get('low_latency', {}).get('overrides', []))}`; "
+        f"its throughput / the default's | {fmt(rep.get('latency_low_ms_p99'), 1)}; "
+        f"{fmt(rep.get('latency_low_throughput_ratio'), 2)} | | |",
+        target_row("standalone cluster p2 / p1, events per CPU-second (uniform entities)", "p2_over_p1_per_cpu_s", 2),
+        f"| RocksDB / heap events per CPU-second ({fmt(rep.get('scale', {}).get('entities'))} / "
+        f"{fmt(rep.get('scale', {}).get('heap_entities'))} entities) | {fmt(rep.get('rocksdb_eps_per_cpu_s'))} / "
+        f"{fmt(rep.get('heap_eps_per_cpu_s'))} | | |",
+        f"| RocksDB bytes per entity on disk; checkpoint full / incremental bytes; restore s | "
+        f"{fmt(rep.get('rocksdb_state_bytes_per_entity'))}; {fmt(rep.get('checkpoint_full_bytes'))} / "
+        f"{fmt(rep.get('checkpoint_incremental_bytes'))}; {fmt(rep.get('restore_s'), 1)} | | |",
         "",
         "## Throughput (marginal rate, events N1..N2)",
         "",
@@ -286,6 +308,13 @@ def _latency(rep: dict[str, Any]) -> list[str]:
         for extra in lat.get("variants", []):
             e = extra["from_send_ms"]
             out.append(f"| send ({extra['label']}) | {fmt(e['p50'], 1)} | {fmt(e['p90'], 1)} | {fmt(e['p99'], 1)} | {fmt(e['max'], 1)} |")
+        low = lat.get("low_latency")
+        if low:
+            e = low["from_send_ms"]
+            out.append(f"| send (`{low['label']}`) | {fmt(e['p50'], 1)} | {fmt(e['p90'], 1)} | {fmt(e['p99'], 1)} | {fmt(e['max'], 1)} |")
+            out += ["", f"With `{low['label']}`: unpaced {fmt(low.get('max_rate'))} events/s against "
+                    f"{fmt(lat.get('max_rate'))} with the defaults ({fmt(low.get('throughput_ratio_to_default'), 2)}), "
+                    "the latency job's marginal rate, measured in this run."]
     return out
 
 
@@ -327,11 +356,20 @@ def _cluster_and_profile(rep: dict[str, Any]) -> list[str]:
     """The standalone cluster and the profile of the plain loop."""
     out: list[str] = []
     cl = rep.get("cluster")
-    if cl:
-        out += ["", "## Standalone cluster (2 TaskManagers x 1 slot)", "", "| parallelism | events/s (job duration, marginal) | events/s (submit wall) |", "|---|---|---|"]
-        for row in cl["rows"]:
-            out.append(f"| {row['parallelism']} | {fmt(row['eps'])} | {fmt(row['eps_submit_wall'])} |")
-        out.append(f"\nSpeed-up p=2 / p=1: {fmt(cl.get('speedup_p2_over_p1'), 2)}")
+    if cl and "shapes" in cl:
+        out += ["", "## Standalone cluster (2 TaskManagers x 1 slot, thread mode)", "",
+                f"{cl['entities']} entities, {cl['metrics']} metrics, marginal N {cl['n1']:,}..{cl['n2']:,}; "
+                "CPU = every process of the cluster (JobManager, TaskManagers and their children); "
+                "median of the repetitions, spread = max / min - 1 of their ratios.", "",
+                "| entities | p1 events/CPU-s | p2 events/CPU-s | p2 / p1 per CPU-s | spread | p1 events/s | p2 events/s | p2 / p1 wall |",
+                "|---|---|---|---|---|---|---|---|"]
+        for shape, r in cl["shapes"].items():
+            label = shape if shape == "uniform" else f"{shape} (s = {cl['zipf_s']})"
+            out.append(
+                f"| {label} | {fmt(r['p1_eps_per_cpu_s'])} | {fmt(r['p2_eps_per_cpu_s'])} | "
+                f"{fmt(r['p2_over_p1_per_cpu_s'], 2)} | {fmt(r['ratio_spread'], 2)} | {fmt(r['p1_eps'])} | "
+                f"{fmt(r['p2_eps'])} | {fmt(r['p2_over_p1_wall'], 2)} |"
+            )
     pr = rep.get("profile")
     if pr:
         out += ["", f"## Profile of the plain operator loop ({pr['tool']}, {pr['events']:,} events, {pr['metrics']} metrics)", ""]
@@ -360,6 +398,8 @@ def render_markdown(rep: dict[str, Any]) -> str:
     """The report as markdown tables (also what the console shows)."""
     out = _headline(rep) + _throughput(rep) + _bounds(rep) + _latency(rep) + _state(rep)
     out += _custom(rep) + _cluster_and_profile(rep)
+    if rep.get("scale"):
+        out += render_scale(rep["scale"])
     errors = rep.get("errors")
     if errors:
         out += ["", "## Parts that failed", ""] + [f"- {e}" for e in errors]
@@ -369,6 +409,6 @@ def render_markdown(rep: dict[str, Any]) -> str:
 
 
 QUICK_BUDGET_S = 250.0  # --quick starts no part after this (the machine may be loaded)
-ALL_PARTS = ("state", "profile", "plain", "thread", "floor", "naive", "latency", "checkpoint", "process", "custom", "cluster")
+ALL_PARTS = ("state", "profile", "plain", "thread", "floor", "naive", "latency", "checkpoint", "process", "custom", "cluster", "scale")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import math
 import random
@@ -30,6 +32,7 @@ def generate_events(
     start_ms: int = T0_MS,
     interval_ms: int = 20_000,
     spike_every: int = 997,
+    zipf_s: float = 0.0,
 ) -> list[str]:
     """``n`` JSON lines, deterministic for the arguments.
 
@@ -39,18 +42,28 @@ def generate_events(
     noise; every ``spike_every``-th event has its first metric tripled (an anomaly now and
     then, so the alert path runs too). :func:`event_index` inverts the layout.
 
+    With ``zipf_s > 0`` the entities are skewed instead: event ``i`` belongs to an entity
+    drawn with probability proportional to ``1 / rank ** zipf_s`` (entity 0 the busiest), at
+    ``start_ms + i * (interval_ms // entities)`` (still in timestamp order per entity, and the
+    same mean rate); :func:`event_index` does not apply.
+
     Examples
     --------
     >>> generate_events(2, metrics=1, entities=2)[1]
-    '{"entity":"ent-00001","ts":1767225600037,"metrics":{"m00":56.009}}'
+    '{"entity":"ent-00001","ts":1767225600037,"metrics":{"m00":12.681}}'
     """
     rng = random.Random(seed)
     names = metric_names(metrics)
     levels = [[rng.uniform(10.0, 100.0) for _ in names] for _ in range(entities)]
     lines = []
     day_steps = 86_400_000 / interval_ms
+    pick = random.Random(seed + 1)
+    weights = [1.0 / (r + 1) ** zipf_s for r in range(entities)] if zipf_s > 0 else []
+    cum = list(itertools.accumulate(weights))
     for i in range(n):
         e, step = i % entities, i // entities
+        if zipf_s > 0:
+            e = bisect.bisect_left(cum, pick.random() * cum[-1])
         daily = math.sin(2.0 * math.pi * (step % day_steps) / day_steps)
         level = levels[e]
         values = {}
@@ -59,9 +72,12 @@ def generate_events(
             if j == 0 and i % spike_every == spike_every - 1:
                 x *= 3.0
             values[name] = round(x, 3)
+        ts = start_ms + step * interval_ms + e * ENTITY_OFFSET_MS
+        if zipf_s > 0:
+            ts = start_ms + i * (interval_ms // entities)
         ev = {
             "entity": entity_name(e),
-            "ts": start_ms + step * interval_ms + e * ENTITY_OFFSET_MS,
+            "ts": ts,
             "metrics": values,
         }
         lines.append(json.dumps(ev, separators=(",", ":")))
