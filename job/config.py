@@ -180,9 +180,9 @@ class ExecutionConfig:
         control input the journal is off (1), whatever this says (udfs/detect.py set_config).
     state_cache_entities
         Decoded detectors each detect instance keeps in memory, most recently used first
-        (udfs/detect.py): an entity in it costs no state read or decode. An event of an
-        entity beyond it is deferred, unread, to its next load (its release timer): one
-        decode and encode of its state per event. More costs Python memory (a detector with
+        (udfs/detect.py): an entity in it costs no state read or decode. Once it is full,
+        an event of an entity outside it is deferred, unread, to its next load (its release
+        timer): one decode and encode of its state per event. More costs Python memory (a detector with
         4 metrics is tens of kB of objects).
     batch_lines
         Up to this many lines are grouped per entity ahead of the detect operator, in Java

@@ -40,12 +40,13 @@ deterministic). A read that misses the decoded-detector cache (after a restore, 
 active entities than the cache holds) writes a full snapshot, so an entity that keeps
 missing pays no replay.
 
-An event that misses the cache is *deferred*: appended, unread, to the entity's pending
-inputs in its state (with the release timer moved to it when earlier), and applied, in
-arrival order and with their records, the next time the detector is loaded: on its release
-timer or the entity's next input. The state is read and written but not decoded, restored
-or encoded. An entity past the cache then costs one detector load per event instead of two
-(the event's and its release timer's). Only when a record leaves changes: the detector sees
+An event that misses a full cache is *deferred*: appended, unread, to the entity's pending
+inputs in its state (with the release timer moved to it when earlier; a new entity's state
+holds no detector yet), and applied, in arrival order and with their records, the next time
+the detector is loaded: on its release timer or the entity's next input. The state is read
+and written but not decoded, restored or encoded. An entity past the cache then costs one
+detector load per event instead of two (the event's and its release timer's). With room in
+the cache the detector is loaded at once: it stays there for its timer. Only when a record leaves changes: the detector sees
 the same inputs in the same order, before any watermark that came after them. At most
 :data:`MAX_PENDING` inputs wait; verdicts, and events of a cached entity, are applied at once,
 and so is everything in the live operator (udfs/detect_live.py: a live configuration applies
@@ -179,7 +180,8 @@ def stored_size(stored: Any) -> int:
     journal = stored[4] if len(stored) > 4 else ()
     stamp = len(stored[5][0]) + len(stored[5][1]) if len(stored) > 5 else 0
     pending = sum(entry_size(e) for e in stored[6]) if len(stored) > 6 else 0
-    return len(stored[3]) + sum(entry_size(e) for e in journal) + stamp + pending
+    snapshot = len(stored[3]) if stored[3] is not None else 0  # (None: a new entity's)
+    return snapshot + sum(entry_size(e) for e in journal) + stamp + pending
 
 
 def score_row(rec: dict[str, Any], with_features: bool = False) -> dict[str, Any]:
@@ -295,6 +297,10 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         self._snap = stored[3]
         self._journal = stored[4] if len(stored) > 4 else ()  # (state written before journals)
         self._pending = stored[6] if len(stored) > 6 else ()
+        if self._snap is None:  # a new entity whose first events were deferred
+            self._journal, self._missed = (), True
+            self._loaded_bytes = stored_size(stored)
+            return EntityDetector(entity, self._cfg, self._emit_features), release_timer, watch_timer
         self._loaded_bytes = size = stored_size(stored)
         if token[0] != self._nonce:
             # Written before this instance started (restored from a checkpoint): count the
@@ -372,17 +378,25 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
     def _defer(self, entity: str, ev: Event, service: Any) -> bool:
         """Append ``ev`` to the entity's pending inputs without loading its detector, when
         that is allowed (see the module docstring); False when it must be applied now."""
-        if not self._defer_misses or entity in self._cache:
-            return False
+        if not self._defer_misses or entity in self._cache or len(self._cache) < self._cache_size:
+            return False  # (with room in the cache, the detector loaded now stays for its timer)
         stored = self._state.value()
-        if stored is None or len(stored) < 6:
-            return False  # a new entity (or state from before the stamp): loaded as usual
+        held = stored is not None  # bytes the metrics count as held already
+        if stored is None:  # a new entity: no detector yet, its first events pending
+            stored = (_NO_TIMER, _NO_TIMER, self._token, None, (), self._stamp)
+        elif len(stored) < 6:
+            return False  # state from before the configuration stamp: loaded as usual
         pending = stored[6] if len(stored) > 6 else ()
         if len(pending) >= MAX_PENDING:
             return False
         before = stored_size(stored)
         if stored[2][0] != self._nonce:
-            self._metrics.restored(before)  # (as _load counts an entity restored, touched)
+            # Restored: count it as _load would (an entity with no detector yet is counted
+            # when its first store is, as a new one).
+            if stored[3] is not None:
+                self._metrics.restored(before)
+            else:
+                held = False
         release, watch = stored[0], stored[1]
         if release == _NO_TIMER or ev.ts_ms < release:
             if release not in (_NO_TIMER, watch):
@@ -392,7 +406,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
             release = ev.ts_ms
         entry = _entry(ev)
         self._state.update((release, watch, self._token, *stored[3:6], (*pending, entry)))
-        self._metrics.stored(before + entry_size(entry), before, False)
+        self._metrics.stored(before + entry_size(entry), before if held else 0, False)
         return True
 
     def _take_pending(
@@ -464,7 +478,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
         entity = ctx.get_current_key()
         det, release_timer, watch_timer = self._load(entity)
-        if self._snap is None:  # cleared already (a timer Flink still held)
+        if self._snap is None and not self._pending:  # cleared already (a timer Flink still held)
             return
         service = ctx.timer_service()
         at = max(service.current_watermark(), timestamp)
