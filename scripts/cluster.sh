@@ -11,6 +11,9 @@
 #   scripts/cluster.sh flink  [--build-dir DIR] -- <any flink CLI command> (list, cancel, stop, ...)
 #   scripts/cluster.sh add-taskmanager [--build-dir DIR]   one more TaskManager for a running cluster
 #                     (e.g. to replace one that died); prints its pid
+#   scripts/cluster.sh latest-checkpoint [--job ID] [--build-dir DIR]   the newest complete retained
+#                     checkpoint (of job ID, or of any job) in the checkpoint dir: the path to resume
+#                     from after the cluster went down, `submit -- -s "$(... latest-checkpoint)" ...`
 #
 #   --taskmanagers N  TaskManagers to start, 1 slot each (default 1)
 #   --rest-port P     REST/web port (default 8081); --rpc-port P JobManager RPC port (default 6123)
@@ -33,7 +36,8 @@
 #   scripts/cluster.sh flink -- list                                          # find the job id
 #   scripts/cluster.sh flink -- stop --savepointPath build/flink-savepoints <jobId>
 #   scripts/cluster.sh submit -- -d -s build/flink-savepoints/savepoint-xxxx -py job/main.py ...
-#   (a retained checkpoint, build/flink-checkpoints/<jobId>/chk-N, can be passed to -s too)
+#   (a retained checkpoint, build/flink-checkpoints/<jobId>/chk-N, can be passed to -s too:
+#    scripts/cluster.sh latest-checkpoint finds the newest)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -41,10 +45,10 @@ VENV="${VENV:-$ROOT/.venv}"
 PY="$VENV/bin/python"
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
-usage() { sed -n '2,32p' "$0"; }
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d'; }
 
 cmd="${1:-}"; [[ $# -gt 0 ]] && shift
-TMS=1; REST_PORT=""; RPC_PORT=""; METRICS_PORTS=""; BACKEND=""; BUILD="$ROOT/build"; TIMEOUT=120; PASS=()
+TMS=1; REST_PORT=""; RPC_PORT=""; METRICS_PORTS=""; BACKEND=""; BUILD="$ROOT/build"; TIMEOUT=120; PASS=(); JOB=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --taskmanagers) TMS="$2"; shift 2 ;;
@@ -54,6 +58,7 @@ while [[ $# -gt 0 ]]; do
     --state-backend) BACKEND="$2"; shift 2 ;;
     --build-dir) BUILD="$2"; shift 2 ;;
     --timeout) TIMEOUT="$2"; shift 2 ;;
+    --job) JOB="$2"; shift 2 ;;
     --) shift; PASS=("$@"); break ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$1' (arguments for flink go after --)" ;;
@@ -305,6 +310,21 @@ do_add_taskmanager() {
   die "taskmanager.sh start returned but no new TaskManager process is alive after 30 s (see $FLINK_LOG_DIR)"
 }
 
+# The newest complete retained checkpoint: <checkpoint dir>/<jobId>/chk-<n> holding _metadata
+# (written last, so a checkpoint cut short by a crash has none); newest by that file's time.
+latest_checkpoint() {
+  local dir
+  dir="$( [[ -f "$FLINK_CONF_DIR/config.yaml" ]] && conf_get execution.checkpointing.dir || true)"
+  dir="${dir:-file://$BUILD/flink-checkpoints}"
+  [[ "$dir" == file://* ]] || die "latest-checkpoint reads a local checkpoint dir, not $dir"
+  dir="${dir#file://}"
+  [[ -z "$JOB" || "$JOB" =~ ^[0-9a-f]{32}$ ]] || die "--job must be a 32-hex-digit job id"
+  local found
+  found="$(ls -1t "$dir"/${JOB:-*}/chk-*/_metadata 2>/dev/null | head -n1 || true)"
+  [[ -n "$found" ]] || die "no complete retained checkpoint${JOB:+ of job $JOB} in $dir"
+  dirname "$found"
+}
+
 flink_cli() {
   [[ -f "$FLINK_CONF_DIR/config.yaml" ]] || render
   "$FLINK_HOME/bin/flink" "$@"
@@ -315,6 +335,7 @@ case "$cmd" in
   stop) do_stop ;;
   status) do_status ;;
   add-taskmanager) do_add_taskmanager ;;
+  latest-checkpoint) latest_checkpoint ;;
   render) render; echo "$FLINK_CONF_DIR/config.yaml" ;;
   submit)
     [[ -n "$CONNECTOR_JAR" ]] || die "no connector jar in deps/ (run scripts/fetch_jars.sh)"
@@ -325,5 +346,5 @@ case "$cmd" in
     [[ ${#PASS[@]} -gt 0 ]] || die "usage: scripts/cluster.sh flink -- <flink CLI arguments>"
     flink_cli "${PASS[@]}" ;;
   -h|--help|"") usage; [[ -n "$cmd" ]] ;;
-  *) die "unknown command '$cmd' (start|stop|status|render|submit|flink|add-taskmanager)" ;;
+  *) die "unknown command '$cmd' (start|stop|status|render|submit|flink|add-taskmanager|latest-checkpoint)" ;;
 esac

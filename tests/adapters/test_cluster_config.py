@@ -58,3 +58,40 @@ def test_an_unknown_backend_is_refused(tmp_path: Path) -> None:
         env={"VENV": sys.prefix, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
     )
     assert out.returncode != 0 and "--state-backend must be hashmap or rocksdb" in out.stderr
+
+
+def latest(build: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ROOT / "scripts" / "cluster.sh"), "latest-checkpoint", "--build-dir", str(build), *args],
+        env={"VENV": sys.prefix, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+        timeout=120,
+    )
+
+
+def test_latest_checkpoint_is_the_newest_complete_one(tmp_path: Path) -> None:
+    import os
+
+    render(tmp_path)
+    root = tmp_path / "flink-checkpoints"
+    old_job, new_job = "a" * 32, "b" * 32
+
+    def chk(job: str, n: int, at: int, complete: bool = True) -> Path:
+        d = root / job / f"chk-{n}"
+        d.mkdir(parents=True)
+        if complete:
+            (d / "_metadata").write_bytes(b"x")
+            os.utime(d / "_metadata", (at, at))
+        return d
+
+    chk(old_job, 40, 1_000)
+    newest_old = chk(old_job, 41, 2_000)
+    newest = chk(new_job, 3, 3_000)  # the resumed job's, newer than any of the old one
+    chk(new_job, 4, 4_000, complete=False)  # cut short by the crash: no _metadata
+    (root / new_job / "shared").mkdir()
+    out = latest(tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(newest)
+    out = latest(tmp_path, "--job", old_job)
+    assert out.stdout.strip() == str(newest_old)
+    out = latest(tmp_path, "--job", "c" * 32)
+    assert out.returncode != 0 and "no complete retained checkpoint of job" in out.stderr

@@ -523,8 +523,8 @@ def start_broker(broker: Any) -> None:
     )
 
 
-def _taskmanager_pids(cluster: Any) -> list[int]:
-    pid_file = cluster.build_dir / "flink-pid" / "flink-anomaly-taskexecutor.pid"
+def _cluster_pids(cluster: Any, daemon: str) -> list[int]:
+    pid_file = cluster.build_dir / "flink-pid" / f"flink-anomaly-{daemon}.pid"
     conf = f"--configDir {cluster.build_dir / 'flink-conf'}"
     pids = []
     for line in pid_file.read_text().split() if pid_file.exists() else []:
@@ -535,6 +535,10 @@ def _taskmanager_pids(cluster: Any) -> list[int]:
         if conf.encode() in cmdline:
             pids.append(int(line))
     return pids
+
+
+def _taskmanager_pids(cluster: Any) -> list[int]:
+    return _cluster_pids(cluster, "taskexecutor")
 
 
 def kill_taskmanager(cluster: Any, job: str) -> tuple[float, float, float]:
@@ -609,6 +613,66 @@ def test_taskmanager_killed_mid_stream_recovers_exactly_once(kafka_broker, flink
         reader.close()
         if job:
             cancel(cluster, job)
+
+
+def test_jobmanager_killed_then_resumed_from_the_latest_retained_checkpoint(kafka_broker, flink_cluster):
+    """SIGKILL the JobManager mid-stream (no high availability: the job is gone with it),
+    stop what is left, start the cluster again and resume the job from the checkpoint
+    ``scripts/cluster.sh latest-checkpoint`` finds: every committed output equals the oracle's,
+    each once."""
+    bs, cluster = kafka_broker.bootstrap, flink_cluster
+    topics = new_topics(bs, "jm")
+    first = oracle([(LINES[:HALF], CFG)])
+    expected = oracle([(LINES, CFG)])
+    reader = OutputReader(bs, topics)
+    job = resumed = ""
+    paced = None
+    try:
+        produce(bs, topics["events"], LINES[:HALF])
+        job = submit(cluster, job_sets(topics, bs))
+        reader.wait_counts(counts_of(first), 180, "the first half's outputs")
+        paced = PacedProducer(bs, topics["events"], LINES[HALF:], rate=400)
+        paced.start()
+        reader.wait_counts({**counts_of(first), "scores": counts_of(first)["scores"] + 1}, 60,
+                           "committed outputs of the second half")
+        sent_at_kill = paced.sent
+        [jm] = _cluster_pids(cluster, "standalonesession")
+        t_kill = time.monotonic()
+        os.kill(jm, signal.SIGKILL)
+        subprocess.run(cluster.script("stop", "--build-dir", str(cluster.build_dir)),
+                       check=True, capture_output=True, timeout=120)
+        # the same ports, backend and metrics range: cluster.sh keeps the rendered ones
+        subprocess.run(cluster.script("start", "--taskmanagers", "1", "--build-dir",
+                                      str(cluster.build_dir), "--timeout", "150"),
+                       check=True, capture_output=True, timeout=240)
+        found = subprocess.run(
+            cluster.script("latest-checkpoint", "--build-dir", str(cluster.build_dir)),
+            check=True, capture_output=True, text=True, timeout=60,
+        ).stdout.strip()
+        assert f"/{job}/chk-" in found, found
+        resumed = submit(cluster, job_sets(topics, bs), savepoint=found)
+        t_running = time.monotonic()
+        paced.finish()
+        t_caught_up = reader.wait_counts(counts_of(expected), 240, "all outputs after the resume")
+        restored = checkpoints(cluster, resumed)["latest"]["restored"]
+        assert restored and restored["external_path"].rstrip("/").endswith(found.rsplit("/", 1)[-1])
+        settle_and_compare(reader, cluster, resumed, expected)
+        record_metrics("jobmanager_kill", {
+            "input_sent_at_kill": f"{sent_at_kill} of {len(LINES) - HALF} (second half)",
+            "resumed_from": found.rsplit("/", 2)[-1],
+            "kill_to_resumed_job_running_s": round(t_running - t_kill, 1),
+            "kill_to_caught_up_s": round(t_caught_up - t_kill, 1),
+        })
+    finally:
+        if paced is not None:
+            paced.join(5)
+        reader.close()
+        if resumed:
+            cancel(cluster, resumed)
+        if not _cluster_pids(cluster, "standalonesession"):  # leave a cluster for the others
+            subprocess.run(cluster.script("start", "--taskmanagers", "1", "--build-dir",
+                                          str(cluster.build_dir), "--timeout", "150"),
+                           capture_output=True, timeout=240)
 
 
 BAD = [*MALFORMED, ("", "invalid_json")]  # an empty record value too
