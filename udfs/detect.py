@@ -46,8 +46,9 @@ holds no detector yet), and applied, in arrival order and with their records, th
 the detector is loaded: on its release timer or the entity's next input. The state is read
 and written but not decoded, restored or encoded. An entity past the cache then costs one
 detector load per event instead of two (the event's and its release timer's). With room in
-the cache the detector is loaded at once: it stays there for its timer. Only when a record leaves changes: the detector sees
-the same inputs in the same order, before any watermark that came after them. At most
+the cache the detector is loaded at once: it stays there for its timer. Only when a record
+leaves changes: the detector sees the same inputs in the same order, before any watermark
+that came after them. At most
 :data:`MAX_PENDING` inputs wait; verdicts, and events of a cached entity, are applied at once,
 and so is everything in the live operator (udfs/detect_live.py: a live configuration applies
 from the next input, not from the next load).
@@ -480,6 +481,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
         det, release_timer, watch_timer = self._load(entity)
         if self._snap is None and not self._pending:  # cleared already (a timer Flink still held)
             return
+        new = self._snap is None  # a new entity whose first events were deferred
         service = ctx.timer_service()
         at = max(service.current_watermark(), timestamp)
         if timestamp == release_timer:
@@ -505,7 +507,7 @@ class DetectAnomalies(KeyedProcessFunction):  # type: ignore[misc]
                 yield from self._emit(outputs + det.expire())
                 self._metrics.flush()
                 return
-        self._store(det, release_timer, watch_timer, service, given)
+        self._store(det, release_timer, watch_timer, service, given, new)
         yield from self._emit(outputs)
         self._metrics.flush()
 

@@ -76,6 +76,9 @@ def test_operator_outputs_equal_the_replay_oracle(cache_size: int) -> None:
     h.end_of_input()
     assert (deferred > 100) == (cache_size == 1)
     assert (new_deferred > 0) == (cache_size == 1)
+    # Every entity was cleared at the end: each was counted active once, deferred or not.
+    assert h.ctx.metrics["anomaly.active_entities"].count == 0
+    assert h.ctx.metrics["anomaly.state_bytes_held"].count == 0
 
     expected = [normalised(kind, rec) for kind, rec in replay(merged, CFG)]
     assert any(kind == "alert" for kind, _ in expected)
