@@ -457,6 +457,13 @@ def settle_and_compare(reader: OutputReader, cluster: Any, job_id: str,
     assert len(set(reader.values["alerts"])) == len(reader.values["alerts"]), "an alert twice"
 
 
+def wait_mid_stream(reader: OutputReader, first: dict[str, Counter[str]]) -> None:
+    """Until an output of the second half is committed: a checkpoint holding part of it has
+    completed, so a fault now lands mid-stream."""
+    reader.wait_counts({**counts_of(first), "scores": counts_of(first)["scores"] + 1}, 60,
+                       "committed outputs of the second half")
+
+
 def record_metrics(name: str, values: dict[str, Any]) -> None:
     print(f"\n{name}: " + json.dumps(values))
     METRICS_FILE.parent.mkdir(parents=True, exist_ok=True)
@@ -582,8 +589,7 @@ def test_taskmanager_killed_mid_stream_recovers_exactly_once(kafka_broker, flink
         cp_id, cp_total, cp_detect = detect_state_size(cluster, job)
         paced = PacedProducer(bs, topics["events"], LINES[HALF:], rate=400)
         paced.start()
-        reader.wait_counts({**counts_of(first), "scores": counts_of(first)["scores"] + 1}, 60,
-                           "committed outputs of the second half")
+        wait_mid_stream(reader, first)
         assert checkpoints(cluster, job)["counts"]["completed"] >= 1
         sent_at_kill = paced.sent
         t_kill, t_detected, t_running = kill_taskmanager(cluster, job)
@@ -633,8 +639,7 @@ def test_jobmanager_killed_then_resumed_from_the_latest_retained_checkpoint(kafk
         reader.wait_counts(counts_of(first), 180, "the first half's outputs")
         paced = PacedProducer(bs, topics["events"], LINES[HALF:], rate=400)
         paced.start()
-        reader.wait_counts({**counts_of(first), "scores": counts_of(first)["scores"] + 1}, 60,
-                           "committed outputs of the second half")
+        wait_mid_stream(reader, first)
         sent_at_kill = paced.sent
         [jm] = _cluster_pids(cluster, "standalonesession")
         t_kill = time.monotonic()
@@ -790,9 +795,7 @@ def test_broker_restart_mid_stream_loses_nothing(kafka_broker, flink_cluster):
         reader.wait_counts(counts_of(first), 180, "the first half's outputs")
         paced = PacedProducer(bs, topics["events"], LINES[HALF:], rate=500)
         paced.start()
-        # mid-stream: a checkpoint holding part of the second half has completed
-        reader.wait_counts({**counts_of(first), "scores": counts_of(first)["scores"] + 1}, 60,
-                           "committed outputs of the second half")
+        wait_mid_stream(reader, first)
         sent_at_stop = paced.sent
         t_stop = time.monotonic()
         stop_wall_ms = time.time() * 1000
