@@ -302,7 +302,7 @@ class BenchRun:
             }
             return marginal_rate(m1, top[m1]["wall_s"], m2, top[m2]["wall_s"])
 
-        max_rate = top_rate([])
+        default_rate = max_rate = top_rate([])  # (None when noise hid it: no ratio below)
         basis = "the latency job unpaced (wall, marginal rate)"
         if not max_rate:  # noise larger than the signal: fall back on the throughput job
             max_rate = job.get("eps") or pl.get("eps") or 500.0
@@ -336,7 +336,7 @@ class BenchRun:
         raw = run_latency_job(path, rate, lw, entities=self.plan.entities, interval_ms=self.plan.interval_ms, overrides=LOW_LATENCY)
         low = latency_stats(raw["pace"], raw["arrivals"], warmup_s=self.plan.latency_warmup_s, tail_events=self.plan.entities)
         low.update(label=" ".join(LOW_LATENCY), overrides=LOW_LATENCY, max_rate=low_rate,
-                   throughput_ratio_to_default=ratio(low_rate, max_rate if basis.startswith("the latency") else None))
+                   throughput_ratio_to_default=ratio(low_rate, default_rate))
         stats["low_latency"] = low
         self.log(
             f"  latency with {' '.join(LOW_LATENCY)}: p50 {low['from_send_ms']['p50']:.1f} ms, p99 "
