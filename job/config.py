@@ -207,6 +207,13 @@ class ExecutionConfig:
         last 64 events, if fewer) are that far ahead, so a few hosts with wrong clocks cannot
         drag every entity's event time forward (udfs/jvm ``ClockGuardWatermarks``; without a
         JDK, Flink's plain bounded out-of-orderness).
+    source_idle_ms
+        With the Kafka source, the watermark is generated per partition and the job's is the
+        smallest (udfs/jvm ``LineWatermarks``), so an event is never late because another
+        partition was read faster. A partition with no timestamped event for this long
+        (processing time; an empty partition, one of verdicts only, one whose producers went
+        quiet) holds nothing back until its next one; until then it holds the watermark, and
+        the records waiting for it. ``0``: a partition is never idle.
     """
 
     mode: str = "thread"
@@ -222,6 +229,7 @@ class ExecutionConfig:
     buffer_timeout_ms: int = 10
     watermark_max_jump_ms: int = 10_000
     watermark_confirm_entities: int = 3
+    source_idle_ms: int = 60_000
 
     def __post_init__(self) -> None:
         problems = []
@@ -262,6 +270,8 @@ class ExecutionConfig:
                 "watermark_confirm_entities must be in [1, 64], got "
                 f"{self.watermark_confirm_entities}"
             )
+        if not 0 <= self.source_idle_ms <= 86_400_000:
+            problems.append(f"source_idle_ms must be in [0, 86400000], got {self.source_idle_ms}")
         if problems:
             raise ValueError("; ".join(problems))
 

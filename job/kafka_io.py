@@ -3,8 +3,9 @@
 - :class:`KafkaConfig`: the ``kafka`` section of the configuration (topics, consumer group,
   starting offsets, delivery guarantee, transactions, pass-through client properties).
 - :func:`kafka_source`: raw JSON lines from ``events_topic`` (a ``KafkaSource`` with a
-  value-only string deserializer and no watermarks: the pipeline assigns event time after
-  parsing, so a malformed record never touches the watermark).
+  value-only string deserializer), with watermarks made per partition in the source
+  (job/pipeline.py ``line_watermarks``: a line without a readable event time never moves
+  them) when the job's jar is built.
 - :func:`attach_kafka_sinks`: one ``KafkaSink`` per output stream (``alerts``,
   ``dead_letter``, ``late``, ``scores``, ...) to ``<output>_topic``. Every record's key is
   its ``entity`` (:func:`entity_key_schema`), so one entity's records stay in one partition,
@@ -432,10 +433,11 @@ def preflight(
 # -- source and sinks ----------------------------------------------------------------------
 
 
-def kafka_source(env: Any, cfg: KafkaConfig, control: bool = False) -> Any:
+def kafka_source(env: Any, cfg: KafkaConfig, control: bool = False, watermarks: Any = None) -> Any:
     """Raw record values of ``cfg.events_topic`` (and ``verdicts_topic`` with
     ``read_verdicts``: the detect operator tells verdicts from events) as a
-    ``DataStream[str]``, no watermarks. With ``control``: the ``control_topic`` instead,
+    ``DataStream[str]``, with the watermarks of ``watermarks`` (a ``WatermarkStrategy``,
+    generated per partition: job/pipeline.py ``line_watermarks``) or none. With ``control``: the ``control_topic`` instead,
     always from its earliest offset (a fresh start replays every change; a restore keeps the
     live configuration in broadcast state and the offsets in the checkpoint).
 
@@ -478,7 +480,8 @@ def kafka_source(env: Any, cfg: KafkaConfig, control: bool = False) -> Any:
     if cfg.bounded:
         builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
     name, uid = ("control-kafka", "source-control-kafka") if control else ("events-kafka", "source-kafka")
-    return env.from_source(builder.build(), WatermarkStrategy.no_watermarks(), name).uid(uid)
+    strategy = WatermarkStrategy.no_watermarks() if watermarks is None else watermarks
+    return env.from_source(builder.build(), strategy, name).uid(uid)
 
 
 def entity_key_schema() -> Any:

@@ -63,6 +63,7 @@ __all__ = [
     "create_environment",
     "file_source",
     "front",
+    "line_watermarks",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -184,7 +185,9 @@ _FRONT_SQL = (
 _views = iter(range(1 << 62))
 
 
-def front(env: StreamExecutionEnvironment, source: DataStream, parse: ParseConfig) -> DataStream:
+def front(
+    env: StreamExecutionEnvironment, source: DataStream, parse: ParseConfig, watermarked: bool = False
+) -> DataStream:
     """Raw lines ready to key for the detect operator: ``(Row(entity, (entity, line)),
     flink_ts)`` (TIMED_KEYED_LINE_TYPE), in Java (Flink SQL); the detect operator parses the
     line itself (udfs/detect.py), bad lines are its dead letters.
@@ -204,15 +207,29 @@ def front(env: StreamExecutionEnvironment, source: DataStream, parse: ParseConfi
     entity's events reach its detector in the order they were read, whatever their timestamps
     look like (two paths, one for what Java can read and one for the rest, reordered them past
     the lateness bound in a test).
+
+    ``watermarked``: ``source`` carries the watermarks (:func:`line_watermarks`) and the front
+    passes them on (``SOURCE_WATERMARK()``); without it a table built from a stream drops
+    them.
     """
-    from pyflink.table import StreamTableEnvironment
+    from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 
     t_env = StreamTableEnvironment.create(env)
     # UNIX_TIMESTAMP reads a time in the session's zone: the ISO times without an offset are
     # UTC, as for the parser.
     t_env.get_config().set("table.local-time-zone", "UTC")
     view = f"lines_{next(_views)}"
-    t_env.create_temporary_view(view, source)
+    if watermarked:
+        schema = (
+            Schema.new_builder()
+            .column("f0", DataTypes.STRING())
+            .column_by_metadata("rowtime", DataTypes.TIMESTAMP_LTZ(3))
+            .watermark("rowtime", "SOURCE_WATERMARK()")
+            .build()
+        )
+        t_env.create_temporary_view(view, source, schema)
+    else:
+        t_env.create_temporary_view(view, source)
     sql = (
         _FRONT_SQL.replace(":view", view)
         .replace(":lo", str(int(parse.min_ts_ms)))
@@ -276,6 +293,37 @@ def with_event_time(
         .name("watermarks-unwrap")
         .uid("watermarks-unwrap")
     )
+
+
+def line_watermarks(env: StreamExecutionEnvironment, cfg: JobConfig) -> WatermarkStrategy | None:
+    """The Kafka source's watermark strategy: one clock-guarded generator per split (a
+    partition), reading each raw line's event time as :func:`front` does
+    (``udfs/jvm/flinkanomaly/LineWatermarks.java``); the job's watermark is the smallest of the
+    partitions'. So an event is never late because another partition was read faster (a
+    backlog, a restore): with one generator after the front, it could be, by how far the
+    reading of one partition ran ahead. A partition with no timestamped event for
+    ``execution.source_idle_ms`` holds nothing back. ``None`` without the job's jar (no JDK):
+    the watermarks are then made after the front (:func:`with_event_time`).
+    """
+    if not _add_operators_jar(env):
+        return None
+    ex, parse = cfg.execution, cfg.parse
+    j_strategy = get_gateway().jvm.flinkanomaly.LineWatermarks(
+        cfg.detector.lateness.max_out_of_orderness_ms, ex.watermark_max_jump_ms,
+        ex.watermark_confirm_entities, int(parse.min_ts_ms), int(parse.max_ts_ms),
+        ex.source_idle_ms,
+    )
+    return WatermarkStrategy(j_strategy)
+
+
+def stamp_event_time(stream: DataStream) -> DataStream:
+    """What :func:`with_event_time` gives, for a source that made the watermarks itself
+    (:func:`line_watermarks`): each row with the front's ``flink_ts`` as its Flink timestamp,
+    the source's watermarks passed on (``udfs/jvm/flinkanomaly/StampTimestamps.java``)."""
+    j_stream = stream._j_data_stream.transform(
+        "event-time", KEYED_LINE_TYPE.get_java_type_info(), get_gateway().jvm.flinkanomaly.StampTimestamps()
+    )
+    return DataStream(j_stream).name("event-time").uid("event-time")
 
 
 def batch_lines(
@@ -342,13 +390,19 @@ def build_pipeline(
     cfg: JobConfig,
     source: DataStream,
     control: DataStream | None = None,
+    watermarked: bool = False,
 ) -> dict[str, DataStream]:
     """Wire the job; return its outputs (JSON strings) by name. ``control``: raw live
-    configuration changes (udfs/core/live.py), broadcast to every detect instance."""
+    configuration changes (udfs/core/live.py), broadcast to every detect instance.
+    ``watermarked``: ``source`` generates the watermarks per split (:func:`line_watermarks`);
+    otherwise they are made after the front (:func:`with_event_time`)."""
     det = cfg.detector
-    timed = with_event_time(
-        env, front(env, source, cfg.parse), det.lateness.max_out_of_orderness_ms, cfg.execution
-    )
+    if watermarked:
+        timed = stamp_event_time(front(env, source, cfg.parse, watermarked=True))
+    else:
+        timed = with_event_time(
+            env, front(env, source, cfg.parse), det.lateness.max_out_of_orderness_ms, cfg.execution
+        )
     # (The live path, with its broadcast control input, takes one line per call.)
     keyed = key_lines(env, timed, cfg.execution, grouped=control is None)
     if control is not None:

@@ -83,7 +83,13 @@ def _input_stats(path: Path) -> tuple[int, int]:
 
 def run_job(cfg: JobConfig, job_name: str = "anomaly-detection") -> Counter[str]:
     from job.demo_data import write_demo
-    from job.pipeline import build_pipeline, collect_to_files, create_environment, file_source
+    from job.pipeline import (
+        build_pipeline,
+        collect_to_files,
+        create_environment,
+        file_source,
+        line_watermarks,
+    )
 
     path = cfg.source.path
     if cfg.source.type == "demo":
@@ -102,8 +108,11 @@ def run_job(cfg: JobConfig, job_name: str = "anomaly-detection") -> Counter[str]
     if cfg.source.type == "kafka":
         from job.kafka_io import kafka_source
 
-        source = kafka_source(env, cfg.kafka)
+        # Watermarks per partition, made in the source (job/pipeline.py line_watermarks).
+        watermarks = line_watermarks(env, cfg)
+        source = kafka_source(env, cfg.kafka, watermarks=watermarks)
     else:
+        watermarks = None
         source = file_source(env, path)
         if cfg.source.verdicts_path:
             if not Path(cfg.source.verdicts_path).is_file():
@@ -119,7 +128,7 @@ def run_job(cfg: JobConfig, job_name: str = "anomaly-detection") -> Counter[str]
         if not cfg.source.control_watch_ms and not Path(cfg.source.control_path).is_file():
             raise FileNotFoundError(f"control file not found: {cfg.source.control_path}")
         control = file_source(env, cfg.source.control_path, "control", cfg.source.control_watch_ms)
-    outputs = build_pipeline(env, cfg, source, control)
+    outputs = build_pipeline(env, cfg, source, control, watermarked=watermarks is not None)
     if cfg.sink.type == "kafka":
         from job.kafka_io import attach_kafka_sinks
 

@@ -13,9 +13,10 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pyflink.java_gateway import get_gateway
 
 from job.config import load_config
-from job.pipeline import collection_source, create_environment, front
+from job.pipeline import collection_source, create_environment, front, line_watermarks
 from udfs.core.events import DeadLetter, Event, ParseConfig
 from udfs.core.feedback import Verdict, parse_event_or_verdict
 
@@ -79,13 +80,18 @@ def _lines(rng: random.Random) -> list[str]:
     return lines
 
 
-def test_the_front_reads_entities_and_timestamps_as_the_parser_does() -> None:
-    lines = _lines(random.Random(4))
+def _front_rows(lines: list[str]) -> list[tuple[str, str, str, int]]:
+    """(key, inner key, line, flink_ts) per line, as the front emits them."""
     cfg = load_config(None, ["execution.parallelism=1"])
     env = create_environment(cfg)
     stream = front(env, collection_source(env, lines), ParseConfig())
     with stream.execute_and_collect("front") as results:
-        rows = [(r[0][0], r[0][1][0], r[0][1][1], r[1]) for r in results]
+        return [(r[0][0], r[0][1][0], r[0][1][1], r[1]) for r in results]
+
+
+def test_the_front_reads_entities_and_timestamps_as_the_parser_does() -> None:
+    lines = _lines(random.Random(4))
+    rows = _front_rows(lines)
     # Every line, exactly once, with its key in front.
     assert Counter(line for _, _, line, _ in rows) == Counter(lines)
     assert all(key == inner for key, inner, _, _ in rows)
@@ -113,3 +119,40 @@ def test_the_front_reads_entities_and_timestamps_as_the_parser_does() -> None:
     assert by_line["not json"] == ("", 0)
     assert by_line[NO_ENTITY] == ("", T0)
     assert by_line[SECONDS] == ("srv-1", 0)
+
+
+def test_the_kafka_sources_watermarks_read_event_time_as_the_front_does() -> None:
+    """The Kafka source makes the watermarks per partition from the raw lines, in Java
+    (``LineWatermarks``, job/pipeline.py ``line_watermarks``), apart from the front that stamps
+    the records: for every line both read the same event time (0: none), and the same entity
+    when there is one."""
+    extra = [
+        json.dumps({"entity": 42, "ts": T0 + 7, "metrics": {"a": 1}}),
+        json.dumps({"entity": "srv-1", "ts": T0 + 0.5, "metrics": {"a": 1}}),
+        json.dumps({"entity": "srv-1", "ts": 1.767225600001e12, "metrics": {"a": 1}}),
+        json.dumps({"entity": "srv-1", "ts": None, "metrics": {"a": 1}}),
+        json.dumps({"entity": "srv-1", "ts": [T0], "metrics": {"a": 1}}),
+        json.dumps({"entity": "srv-1", "ts": "2026-13-01T00:00:00Z", "metrics": {"a": 1}}),
+        json.dumps({"entity": "srv-1", "ts": -5, "metrics": {"a": 1}}),
+        json.dumps({"entity": "srv-1", "ts": f" {T0}", "metrics": {"a": 1}}),
+        json.dumps({"entity": "srv-1", "ts": f"+{T0}", "metrics": {"a": 1}}),
+        json.dumps({"entity": "srv-1", "ts": f"{T0}.5", "metrics": {"a": 1}}),
+        json.dumps({"entity": "srv-1", "ts": f"{T0} ", "metrics": {"a": 1}}),
+        '{"entity": "srv-1", "ts": 1767225600000, "metrics": ',
+    ]
+    lines = _lines(random.Random(5)) + extra
+    rows = _front_rows(lines)
+    cfg = load_config(None, ["execution.parallelism=1"])
+    assert line_watermarks(create_environment(cfg), cfg) is not None, "make native builds the jar"
+    parse = ParseConfig()
+    reader = getattr(get_gateway().jvm.flinkanomaly, "LineWatermarks$LineTime")(
+        int(parse.min_ts_ms), int(parse.max_ts_ms)
+    )
+    timed = 0
+    for key, _, line, ts in rows:
+        assert reader.read(line) == (ts > 0), line
+        assert reader.ts() == ts, line
+        if ts > 0:
+            assert reader.entity() == key, line
+            timed += 1
+    assert timed > 700
