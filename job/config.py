@@ -164,7 +164,10 @@ class ExecutionConfig:
         Exactly-once checkpoints every this many ms; 0 leaves checkpointing to the cluster's
         ``config.yaml`` (off on a local MiniCluster).
     restart_attempts
-        Fixed-delay restarts after a failure (with checkpointing, from the last checkpoint).
+        With ``checkpoint_interval_ms`` > 0, restarts after a failure, from the last checkpoint:
+        the first after 200 ms, each next one twice as late up to 10 s, so that they outlast
+        the time Flink takes to notice a lost TaskManager (its slots stay offered for about
+        20 s); counted afresh once the job has run for 60 s without a failure.
     state_backend
         ``""`` (the cluster's ``state.backend.type``; the heap on a local MiniCluster),
         ``hashmap`` (state as objects on the TaskManager heap; full checkpoints) or

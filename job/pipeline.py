@@ -96,11 +96,18 @@ def create_environment(cfg: JobConfig) -> StreamExecutionEnvironment:
             "true" if cfg.execution.state_backend == "rocksdb" else "false",
         )
     if cfg.execution.checkpoint_interval_ms:
-        conf.set_string("restart-strategy.type", "fixed-delay")
-        conf.set_string(
-            "restart-strategy.fixed-delay.attempts", str(cfg.execution.restart_attempts)
-        )
-        conf.set_string("restart-strategy.fixed-delay.delay", "200 ms")
+        # Backing off, so that the attempts outlast the ~20 s a killed TaskManager's slots
+        # stay registered: restarts at a fixed 200 ms spent 30 attempts deploying to the
+        # dead one within seconds and failed the job (tests/e2e/test_fault_matrix.py).
+        for key, value in (
+            ("type", "exponential-delay"),
+            ("exponential-delay.initial-backoff", "200 ms"),
+            ("exponential-delay.max-backoff", "10 s"),
+            ("exponential-delay.backoff-multiplier", "2.0"),
+            ("exponential-delay.reset-backoff-threshold", "60 s"),
+            ("exponential-delay.attempts-before-reset-backoff", str(cfg.execution.restart_attempts)),
+        ):
+            conf.set_string(f"restart-strategy.{key}", value)
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(cfg.execution.parallelism)
     env.set_buffer_timeout(cfg.execution.buffer_timeout_ms)
