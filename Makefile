@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 NAB_DIR ?= $(abspath ../shared/data/nab)
 export NAB_DIR
 
-.PHONY: demo test test-fast test-e2e lint venv native jars kafka-start kafka-stop kafka-status cluster-start cluster-stop cluster-status ops-bin ops-start ops-stop ops-status clean report tune bench eval
+.PHONY: demo test test-fast test-e2e soak lint venv native jars kafka-start kafka-stop kafka-status cluster-start cluster-stop cluster-status ops-bin ops-start ops-stop ops-status clean report tune bench eval
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v java >/dev/null || { echo "error: java (JDK 17) is needed by Flink: install it (apt-get install openjdk-17-jdk-headless) and run again"; exit 1; }
@@ -35,7 +35,7 @@ demo: native
 ## The whole suite: unit, MiniCluster and end-to-end (real Kafka, real standalone cluster).
 ## The pinned JVM artifacts first: the CLI's tests of Kafka errors need the connector jar.
 test: native jars
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not fault_matrix"
 
 ## Unit tests only (no JVM).
 test-fast: native
@@ -63,8 +63,17 @@ bench: native
 	$(PY) -m job bench $(if $(FULL),,--quick)
 
 ## End-to-end tests only (real Kafka broker, standalone Flink clusters, Prometheus, Alertmanager; ~10 min).
-test-e2e: native
+test-e2e: native jars
 	$(PY) -m pytest -m e2e tests/e2e
+
+## The fault matrix (tests/e2e/test_fault_matrix.py) once per seed of SOAK_SEEDS: other input
+## streams and other moments for the faults. Not part of `make test`.
+SOAK_SEEDS ?= 2 3 4
+soak: native jars
+	@for seed in $(SOAK_SEEDS); do \
+	  echo "== fault matrix, FAULT_SEED=$$seed"; \
+	  FAULT_SEED=$$seed $(PY) -m pytest -x tests/e2e/test_fault_matrix.py || exit 1; \
+	done
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -7,6 +7,7 @@ State, logs and configs go to build/e2e/ (wiped at the start of each session).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pathlib
@@ -14,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -26,6 +28,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "e2e: end-to-end test against a real Kafka broker and Flink cluster (slow, starts JVMs)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "fault_matrix: a fault-matrix case left out of `make test` (`make test-e2e` and "
+        "`make soak` run it)",
     )
 
 
@@ -148,6 +155,28 @@ def flink_cluster(e2e_build_dir: pathlib.Path, pinned_jars: pathlib.Path):
             timeout=240, log=log,
         )
         yield Cluster(rest_url=f"http://127.0.0.1:{rest}", build_dir=bdir, metrics_ports=metrics)
+    finally:
+        subprocess.run([str(SCRIPTS / "cluster.sh"), "stop", "--build-dir", str(bdir)],
+                       capture_output=True, timeout=120)
+
+
+@contextlib.contextmanager
+def standalone_cluster(e2e_build_dir: pathlib.Path, name: str, taskmanagers: int) -> Iterator[Cluster]:
+    """Another standalone cluster beside the session's, with ``taskmanagers`` TaskManagers
+    (one slot each), in ``build/e2e/<name>``; stopped on exit."""
+    bdir = e2e_build_dir / name
+    rest_port, rpc = free_port(), free_port()
+    while rpc == rest_port:
+        rpc = free_port()
+    metrics = free_port_range(8)
+    try:
+        run_script(
+            [str(SCRIPTS / "cluster.sh"), "start", "--taskmanagers", str(taskmanagers),
+             "--rest-port", str(rest_port), "--rpc-port", str(rpc), "--metrics-ports", metrics,
+             "--build-dir", str(bdir), "--timeout", "240"],
+            timeout=330, log=e2e_build_dir / f"{name}-script.log",
+        )
+        yield Cluster(rest_url=f"http://127.0.0.1:{rest_port}", build_dir=bdir, metrics_ports=metrics)
     finally:
         subprocess.run([str(SCRIPTS / "cluster.sh"), "stop", "--build-dir", str(bdir)],
                        capture_output=True, timeout=120)

@@ -72,15 +72,22 @@ T = TypeVar("T")
 # -- the oracle ----------------------------------------------------------------------------
 
 
-def oracle(phases: Iterable[tuple[list[str], JobConfig]]) -> dict[str, Counter[str]]:
+def oracle(
+    phases: Iterable[tuple[list[str], JobConfig]],
+    partition_of: Callable[[str], int] | None = None,
+) -> dict[str, Counter[str]]:
     """What the unbounded job has committed once it caught up with every phase.
 
     A phase is input the job reads with one configuration; the next phase continues the same
     detectors restored with its configuration (what a savepoint resume does).
+
+    ``partition_of``: the input partition of each line. The source makes the watermark per
+    partition and the job's is the smallest, so the last one is the smallest of the
+    partitions' newest timestamps, less the bound (every partition holding events).
     """
     out: dict[str, Counter[str]] = {name: Counter() for name in OUTPUTS}
     detectors: dict[str, EntityDetector] = {}
-    newest: int | None = None
+    newest_by: dict[int, int] = {}
     for lines, cfg in phases:
         det_cfg = cfg.detector
         detectors = {
@@ -95,10 +102,11 @@ def oracle(phases: Iterable[tuple[list[str], JobConfig]]) -> dict[str, Counter[s
             if det is None:
                 det = detectors[rec.entity] = EntityDetector(rec.entity, det_cfg)
             _collect(out, det.on_event(rec), cfg)
-            newest = rec.ts_ms if newest is None else max(newest, rec.ts_ms)
-        if newest is None:
+            part = partition_of(line) if partition_of else 0
+            newest_by[part] = max(newest_by.get(part, rec.ts_ms), rec.ts_ms)
+        if not newest_by:
             continue
-        watermark = newest - det_cfg.lateness.max_out_of_orderness_ms - 1
+        watermark = min(newest_by.values()) - det_cfg.lateness.max_out_of_orderness_ms - 1
         for det in detectors.values():
             # The release timer (oldest buffered event) or the watch timer (stale deadline)
             # fires.
@@ -176,11 +184,12 @@ def job_sets(kafka: dict[str, str], bootstrap: str, extra: Iterable[str] = ()) -
     ]
 
 
-def submit(cluster: Any, sets: list[str], savepoint: str | None = None) -> str:
-    """``flink run -d [-s SAVEPOINT] -py job/main.py -pyfs udfs,state --set ...``."""
+def submit(cluster: Any, sets: list[str], savepoint: str | None = None, slots: int = 1) -> str:
+    """``flink run -d [-s SAVEPOINT] -py job/main.py -pyfs udfs,state --set ...``, once
+    ``slots`` task slots are free."""
     wait_until(
-        "a free task slot (a TaskManager alive, the previous job gone)",
-        lambda: rest(cluster, "/overview")["slots-available"] >= 1, 90,
+        f"{slots} free task slot(s) (TaskManagers alive, the previous job gone)",
+        lambda: rest(cluster, "/overview")["slots-available"] >= slots, 90,
     )
     args = ["-d", *(["-s", savepoint] if savepoint else []), "-py", str(MAIN), "-pyfs", PYFS]
     for s in sets:
@@ -317,33 +326,43 @@ def anomaly_metrics(cluster: Any, job_id: str) -> dict[str, Any]:
 # -- Kafka: topics, producing, reading committed outputs -----------------------------------
 
 
-def new_topics(bootstrap: str, name: str) -> dict[str, str]:
+def new_topics(bootstrap: str, name: str, events_partitions: int = 1) -> dict[str, str]:
+    """The input topic (``events_partitions`` partitions) and one topic per output (one)."""
     base = unique(name)
     topics = {k: f"{base}-{k.replace('_', '-')}" for k in ("events", *OUTPUTS)}
-    create_topics(bootstrap, *topics.values())
+    create_topics(bootstrap, topics["events"], partitions=events_partitions)
+    create_topics(bootstrap, *(topics[k] for k in OUTPUTS))
     return topics
 
 
-def produce(bootstrap: str, topic: str, lines: list[str]) -> None:
+def produce(bootstrap: str, topic: str, lines: list[str],
+            partition_of: Callable[[str], int] | None = None) -> None:
+    """``lines`` to ``topic`` (to the partition ``partition_of`` names, or Kafka's choice)."""
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
                          "linger.ms": 20, "message.max.bytes": 2_000_000})
     for line in lines:
         while True:
             try:
-                producer.produce(topic, line.encode())
+                producer.produce(topic, line.encode(), **_to_partition(line, partition_of))
                 break
             except BufferError:
                 producer.poll(0.1)
     assert producer.flush(120) == 0, "records not delivered to the input topic"
 
 
+def _to_partition(line: str, partition_of: Callable[[str], int] | None) -> dict[str, int]:
+    return {} if partition_of is None else {"partition": partition_of(line)}
+
+
 class PacedProducer(threading.Thread):
     """Produces ``lines`` at about ``rate`` records/s (the job is mid-stream meanwhile);
     idempotent, so a broker outage delays records but neither loses nor duplicates them."""
 
-    def __init__(self, bootstrap: str, topic: str, lines: list[str], rate: float) -> None:
+    def __init__(self, bootstrap: str, topic: str, lines: list[str], rate: float,
+                 partition_of: Callable[[str], int] | None = None) -> None:
         super().__init__(daemon=True)
         self.bootstrap, self.topic, self.lines, self.rate = bootstrap, topic, lines, rate
+        self.partition_of = partition_of
         self.sent = 0
         self.error: BaseException | None = None
 
@@ -353,11 +372,12 @@ class PacedProducer(threading.Thread):
                                  "linger.ms": 5, "message.timeout.ms": 300_000})
             t0 = time.monotonic()
             for i, line in enumerate(self.lines):
-                producer.produce(self.topic, line.encode())
+                producer.produce(self.topic, line.encode(), **_to_partition(line, self.partition_of))
                 self.sent = i + 1
-                ahead = t0 + self.sent / self.rate - time.monotonic()
-                if ahead > 0:
-                    producer.poll(ahead)  # pacing the input, not waiting for a result
+                # Pacing the input, not waiting for a result (poll returns early when it
+                # serves a delivery report: hence the loop).
+                while (ahead := t0 + self.sent / self.rate - time.monotonic()) > 0:
+                    producer.poll(ahead)
             remaining = producer.flush(300)
             assert remaining == 0, f"{remaining} input records not delivered"
         except BaseException as exc:  # noqa: BLE001 - reported by finish()
@@ -619,65 +639,6 @@ def test_taskmanager_killed_mid_stream_recovers_exactly_once(kafka_broker, flink
         reader.close()
         if job:
             cancel(cluster, job)
-
-
-def test_jobmanager_killed_then_resumed_from_the_latest_retained_checkpoint(kafka_broker, flink_cluster):
-    """SIGKILL the JobManager mid-stream (no high availability: the job is gone with it),
-    stop what is left, start the cluster again and resume the job from the checkpoint
-    ``scripts/cluster.sh latest-checkpoint`` finds: every committed output equals the oracle's,
-    each once."""
-    bs, cluster = kafka_broker.bootstrap, flink_cluster
-    topics = new_topics(bs, "jm")
-    first = oracle([(LINES[:HALF], CFG)])
-    expected = oracle([(LINES, CFG)])
-    reader = OutputReader(bs, topics)
-    job = resumed = ""
-    paced = None
-    try:
-        produce(bs, topics["events"], LINES[:HALF])
-        job = submit(cluster, job_sets(topics, bs))
-        reader.wait_counts(counts_of(first), 180, "the first half's outputs")
-        paced = PacedProducer(bs, topics["events"], LINES[HALF:], rate=400)
-        paced.start()
-        wait_mid_stream(reader, first)
-        sent_at_kill = paced.sent
-        [jm] = _cluster_pids(cluster, "standalonesession")
-        t_kill = time.monotonic()
-        os.kill(jm, signal.SIGKILL)
-        subprocess.run(cluster.script("stop", "--build-dir", str(cluster.build_dir)),
-                       check=True, capture_output=True, timeout=120)
-        # the same ports, backend and metrics range: cluster.sh keeps the rendered ones
-        subprocess.run(cluster.script("start", "--taskmanagers", "1", "--build-dir",
-                                      str(cluster.build_dir), "--timeout", "150"),
-                       check=True, capture_output=True, timeout=240)
-        found = subprocess.run(
-            cluster.script("latest-checkpoint", "--build-dir", str(cluster.build_dir)),
-            check=True, capture_output=True, text=True, timeout=60,
-        ).stdout.strip()
-        assert f"/{job}/chk-" in found, found
-        resumed = submit(cluster, job_sets(topics, bs), savepoint=found)
-        t_running = time.monotonic()
-        paced.finish()
-        t_caught_up = reader.wait_counts(counts_of(expected), 240, "all outputs after the resume")
-        restored = checkpoints(cluster, resumed)["latest"]["restored"]
-        assert restored and restored["external_path"].rstrip("/").endswith(found.rsplit("/", 1)[-1])
-        settle_and_compare(reader, cluster, resumed, expected)
-        record_metrics("jobmanager_kill", {
-            "input_sent_at_kill": f"{sent_at_kill} of {len(LINES) - HALF} (second half)",
-            "resumed_from": found.rsplit("/", 2)[-1],
-            "kill_to_resumed_job_running_s": round(t_running - t_kill, 1),
-            "kill_to_caught_up_s": round(t_caught_up - t_kill, 1),
-        })
-    finally:
-        if paced is not None:
-            paced.join(5)
-        reader.close()
-        if resumed:
-            cancel(cluster, resumed)
-        if not _cluster_pids(cluster, "standalonesession"):  # leave a cluster for the others
-            subprocess.run(cluster.script("start", "--taskmanagers", "1", "--build-dir",
-                                          str(cluster.build_dir), "--timeout", "150"),
-                           capture_output=True, timeout=240)
 
 
 BAD = [*MALFORMED, ("", "invalid_json")]  # an empty record value too

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import subprocess
 import time
 from collections import Counter
 from typing import Any
@@ -25,7 +24,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from job.config import load_config
 from tests.configs import FAST
-from tests.e2e.conftest import SCRIPTS, Cluster, free_port, free_port_range, run_script
+from tests.e2e.conftest import standalone_cluster
 from tests.e2e.kafka_helpers import create_topics, unique
 from tests.e2e.test_job_kafka import (
     OUTPUTS,
@@ -42,31 +41,18 @@ from tests.minicluster.test_flink_job import T0, _replay_outputs, _stream
 pytestmark = pytest.mark.e2e
 
 ENTITIES = 10_000
-# One input partition: the entities' events reach the job in the order of the input, so the
-# watermarks follow the replay's. (With several partitions an entity's frontier, which
-# includes the watermark, depends on how far the other partitions were read: see
-# docs/architecture.md.) The source subtasks without a partition are idle.
-PARTITIONS = 1
+# Four input partitions, each entity's events in one (keyed), read by 1, 2 or 4 source
+# subtasks: the watermark is made per partition (job/pipeline.py line_watermarks), so how far
+# one partition was read ahead of another changes no output.
+PARTITIONS = 4
 PHASES = (1, 2, 4, 1)  # parallelism of each job; the last one drained
 
 
 @pytest.fixture(scope="module")
 def cluster4(e2e_build_dir: pathlib.Path, pinned_jars: pathlib.Path):
     """A second standalone cluster with four TaskManagers (one slot each)."""
-    bdir = e2e_build_dir / "flink4"
-    rest_port, rpc = free_port(), free_port()
-    log = e2e_build_dir / "cluster4-script.log"
-    try:
-        run_script(
-            [str(SCRIPTS / "cluster.sh"), "start", "--taskmanagers", "4", "--rest-port",
-             str(rest_port), "--rpc-port", str(rpc), "--metrics-ports", free_port_range(8),
-             "--build-dir", str(bdir), "--timeout", "240"],
-            timeout=330, log=log,
-        )
-        yield Cluster(rest_url=f"http://127.0.0.1:{rest_port}", build_dir=bdir, metrics_ports="")
-    finally:
-        subprocess.run([str(SCRIPTS / "cluster.sh"), "stop", "--build-dir", str(bdir)],
-                       capture_output=True, timeout=120)
+    with standalone_cluster(e2e_build_dir, "flink4", taskmanagers=4) as cluster:
+        yield cluster
 
 
 def many_entities_stream() -> list[str]:
