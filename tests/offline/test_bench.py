@@ -343,7 +343,7 @@ def test_scale_lines_report_every_entity_once_per_round_in_order() -> None:
 
 
 def test_steady_rate_leaves_out_the_start_and_the_end() -> None:
-    from tools.bench.scale import _steady
+    from tools.bench.standalone import steady_rate as _steady
 
     # 1,000 events in 10 s and 10 CPU-s, with a slow first second and a slow end.
     samples = [(0.0, 0, 0.0), (5.0, 10, 5.0)]
@@ -355,6 +355,22 @@ def test_steady_rate_leaves_out_the_start_and_the_end() -> None:
     assert got["eps"] == pytest.approx(100.0)
     assert got["eps_per_cpu_s"] == pytest.approx(200.0)
     assert _steady(samples[:2], 1_000)["eps"] is None
+
+
+def test_the_event_counters_are_summed_from_a_prometheus_scrape() -> None:
+    from tools.bench.standalone import events_in
+
+    name = "flink_taskmanager_job_task_operator_anomaly_events"
+    scrape = "\n".join([
+        f"# HELP {name} events (scope: taskmanager_job_task_operator_anomaly)",
+        f"# TYPE {name} gauge",
+        f'{name}{{job_name="j",task_name="detect -> (Map, Map)",subtask_index="0",}} 1500.0',
+        f'{name}{{job_name="j",task_name="detect -> (Map, Map)",subtask_index="1",}} 2.5E3',
+        'flink_taskmanager_job_task_operator_anomaly_events_late{subtask_index="0",} 7.0',
+        'flink_taskmanager_Status_JVM_CPU_Load{tm_id="x",} 0.5',
+    ])
+    assert events_in(scrape) == 4000.0
+    assert events_in("") == 0.0
 
 
 def test_cluster_summary_is_the_median_with_its_spread() -> None:

@@ -9,34 +9,20 @@ if __name__ == "__main__":  # run as a script by `flink run -py`: the project on
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import argparse
-import json
-import socket
 import statistics
 import subprocess
-import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tools.bench.common import HEADLINE_METRICS, PROJECT_ROOT
+from tools.bench.common import HEADLINE_METRICS
 from tools.bench.flink import CpuMeter, bench_config, discard
 from tools.bench.plan import Plan
-from tools.bench.stats import marginal_rate, ratio
+from tools.bench.standalone import StandaloneCluster, cluster_pids, sample_until, steady_rate
+from tools.bench.stats import ratio
 from tools.bench.streams import generate_events, write_lines
 
 # -- standalone cluster (full run) -------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _rest(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return json.load(r)
 
 
 def _cluster_main(argv: Sequence[str]) -> int:
@@ -57,78 +43,57 @@ def _cluster_main(argv: Sequence[str]) -> int:
     return 0
 
 
-def _cluster_pids(build: Path) -> list[int]:
-    """The JobManager's and TaskManagers' pids (cluster.sh's pid files): the processes whose
-    CPU time, with their descendants', is the cluster's."""
-    pids = []
-    for f in sorted((build / "flink-pid").glob("*.pid")):
-        pids += [int(x) for x in f.read_text().split() if x.strip().isdigit()]
-    live = [p for p in pids if Path(f"/proc/{p}").exists()]
-    if not live:
-        raise RuntimeError(f"no live cluster process in {build / 'flink-pid'}")
-    return live
-
-
 #: Entity layouts of the scale-out measurement: every entity alike, and Zipf-skewed (s = 1.1:
 #: the busiest of 64 entities has about a quarter of the events).
 SHAPES = {"uniform": 0.0, "zipf": 1.1}
+#: Seconds between samples of the event counter and the cluster's CPU time.
+SAMPLE_S = 0.2
 
 
 def run_cluster(plan: Plan, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
     """Parallelism 1 and 2 on a standalone cluster of two one-slot TaskManagers.
 
-    Each job's CPU time is that of every process of the cluster (the JobManager, both
-    TaskManagers, and anything they start, Python included) over the submit, so events per
-    CPU-second compare the two parallelisms on equal terms on a machine whose two cores both
-    run the cluster. One repetition is N1 and N2 at parallelism 1 and 2 back to back, and its
-    ratio is p2 / p1 of the marginal events per CPU-second; the figure is the median of the
-    repetitions' ratios, with their spread.
+    Each job's rate is its steady state (:mod:`tools.bench.standalone`): events scored per
+    second of CPU time of every process of the cluster (the JobManager, both TaskManagers,
+    and anything they start, Python included), between 20 % and 95 % of its events, so the
+    two parallelisms compare on equal terms on a machine whose two cores both run the
+    cluster, without the start of a job (deployment, the Python workers' imports) in the
+    figure. One repetition is parallelism 1 then 2; its ratio is p2 / p1 of the events per
+    CPU-second. The figure is the median of the repetitions' ratios, with their spread.
     """
-    script = str(PROJECT_ROOT / "scripts" / "cluster.sh")
-    build = work / "cluster"
-    rest_port, rpc_port = _free_port(), _free_port()
-    env = dict(os.environ, VENV=sys.prefix)
+    n = plan.cluster_events
     entities = 64
-    n1, n2 = plan.cluster_sizes
-    files: dict[tuple[str, int], Path] = {}
+    files: dict[str, Path] = {}
     for shape, zipf_s in SHAPES.items():
-        lines = generate_events(n2, metrics=HEADLINE_METRICS, entities=entities, zipf_s=zipf_s)
-        for n in (n1, n2):
-            files[shape, n] = write_lines(work / f"cluster-{shape}-{n}.jsonl", lines[:n])
-    start = [script, "start", "--taskmanagers", "2", "--build-dir", str(build)]
-    start += ["--rest-port", str(rest_port), "--rpc-port", str(rpc_port)]
-    log(f"  starting a standalone cluster (2 TaskManagers, REST port {rest_port}) ...")
-    subprocess.run(start, check=True, env=env, cwd=PROJECT_ROOT, capture_output=True, timeout=300)
-    base = f"http://127.0.0.1:{rest_port}"
+        lines = generate_events(n, metrics=HEADLINE_METRICS, entities=entities, zipf_s=zipf_s)
+        files[shape] = write_lines(work / f"cluster-{shape}-{n}.jsonl", lines)
+    ceiling = two_process_ceiling(plan.ceiling_events, plan.cluster_repeats)
+    log(f"  two processes at once: {ceiling['ratio']:.2f} of one alone per CPU-second")
+    log("  starting a standalone cluster (2 TaskManagers) ...")
+    c = StandaloneCluster(work, taskmanagers=2)
     seq = iter(range(1_000_000))
 
-    def submit(shape: str, n: int, parallelism: int) -> dict[str, Any]:
-        name = f"bench-cluster-{shape}-p{parallelism}-{n}-{next(seq)}"
-        cmd = [script, "submit", "--build-dir", str(build), "--"]
-        cmd += ["-p", str(parallelism), "-py", "tools/bench/cluster.py", "-pyfs", "udfs,state"]
-        cmd += ["cluster-job", "--input", str(files[shape, n]), "--parallelism"]
-        cmd += [str(parallelism), "--name", name]
-        w0 = time.perf_counter()
-        with CpuMeter(_cluster_pids(build)) as cpu:
-            subprocess.run(cmd, check=True, env=env, cwd=PROJECT_ROOT, capture_output=True, timeout=1800)
-        wall = time.perf_counter() - w0
-        job = next(j for j in _rest(f"{base}/jobs/overview")["jobs"] if j["name"] == name)
-        return {"n": n, "wall_s": wall, "job_s": job["duration"] / 1000.0, "cpu_s": cpu.seconds}
+    def run(shape: str, parallelism: int) -> dict[str, Any]:
+        name = f"bench-cluster-{shape}-p{parallelism}-{next(seq)}"
+        args = ["-p", str(parallelism), "-py", "tools/bench/cluster.py", "-pyfs", "udfs,state"]
+        args += ["cluster-job", "--input", str(files[shape]), "--parallelism", str(parallelism), "--name", name]
+        with CpuMeter(cluster_pids(c.build)) as meter:
+            jid = c.submit(name, args)
+            samples = sample_until(
+                lambda k: k >= 0.95 * n or c.state(jid) in ("FINISHED", "FAILED"),
+                c.scraped_events, meter, SAMPLE_S, 1800,
+            )
+        c.wait_status(jid, "FINISHED", 600)
+        return steady_rate(samples, n)
 
     shapes: dict[str, Any] = {}
     try:
-        submit("uniform", n1, 2)  # warms both TaskManagers (JIT, Python imports); not counted
+        for parallelism in (2, 1):  # warm both TaskManagers (JIT, Python imports); not counted
+            run("uniform", parallelism)
         for shape in SHAPES:
             reps = []
             for rep in range(plan.cluster_repeats):
-                row: dict[str, Any] = {}
-                for parallelism in (1, 2):
-                    a, b = submit(shape, n1, parallelism), submit(shape, n2, parallelism)
-                    row[f"p{parallelism}"] = {
-                        "eps_per_cpu_s": marginal_rate(n1, a["cpu_s"], n2, b["cpu_s"]),
-                        "eps": marginal_rate(n1, a["job_s"], n2, b["job_s"]),
-                        "runs": [a, b],
-                    }
+                row: dict[str, Any] = {f"p{p}": run(shape, p) for p in (1, 2)}
                 row["p2_over_p1_per_cpu_s"] = ratio(row["p2"]["eps_per_cpu_s"], row["p1"]["eps_per_cpu_s"])
                 row["p2_over_p1_wall"] = ratio(row["p2"]["eps"], row["p1"]["eps"])
                 reps.append(row)
@@ -140,13 +105,61 @@ def run_cluster(plan: Plan, work: Path, log: Callable[[str], None]) -> dict[str,
                 )
             shapes[shape] = _summary(reps)
     finally:
-        subprocess.run(
-            [script, "stop", "--build-dir", str(build)],
-            env=env, cwd=PROJECT_ROOT, capture_output=True, timeout=120,
-        )
-    return {"entities": entities, "metrics": HEADLINE_METRICS, "n1": n1, "n2": n2,
-            "zipf_s": SHAPES["zipf"], "shapes": shapes,
-            "p2_over_p1_per_cpu_s": shapes["uniform"]["p2_over_p1_per_cpu_s"]}
+        c.stop()
+    p2_p1 = shapes["uniform"]["p2_over_p1_per_cpu_s"]
+    return {"entities": entities, "metrics": HEADLINE_METRICS, "events": n,
+            "zipf_s": SHAPES["zipf"], "shapes": shapes, "two_process_ceiling": ceiling,
+            "p2_over_p1_per_cpu_s": p2_p1,
+            "p2_over_p1_vs_ceiling": ratio(p2_p1, ceiling["ratio"])}
+
+
+def _ceiling_main(argv: Sequence[str]) -> int:
+    """``python tools/bench/cluster.py ceiling --events N``: the operator's loop (core and
+    codec, no Flink) over N events; prints ``{"events", "cpu_s"}`` of its last 90 %."""
+    p = argparse.ArgumentParser()
+    p.add_argument("cmd")
+    p.add_argument("--events", type=int, required=True)
+    a = p.parse_args(argv)
+    import json
+
+    from job.config import load_config
+    from tools.bench.loops import plain_loop
+
+    lines = generate_events(a.events, metrics=HEADLINE_METRICS, entities=64)
+    n1 = a.events // 10
+    (_, _, c1), (_, _, c2) = plain_loop(lines, load_config(None, []).detector, codec=True, marks=(n1, a.events))
+    print(json.dumps({"events": a.events - n1, "cpu_s": c2 - c1}))
+    return 0
+
+
+def two_process_ceiling(events: int, repeats: int) -> dict[str, Any]:
+    """What this machine gives two busy processes at once: the operator's loop per CPU-second
+    in two processes running together, over the same loop alone (the median of
+    ``repeats`` alone/together pairs). Two cores that share a physical core, or a host
+    that is busy, give less than 1: it bounds what parallelism 2 can reach against 1 per
+    CPU-second whatever the job does."""
+    import json
+
+    def run(n_proc: int) -> list[float]:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "ceiling", "--events", str(events)]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(n_proc)]
+        rates = []
+        for proc in procs:
+            out, _ = proc.communicate(timeout=600)
+            r = json.loads(out.strip().splitlines()[-1])
+            rates.append(r["events"] / max(r["cpu_s"], 1e-9))
+        return rates
+
+    ratios, alone_rates, pair_rates = [], [], []
+    for _ in range(repeats):
+        [alone] = run(1)
+        pair = run(2)
+        alone_rates.append(alone)
+        pair_rates.append(statistics.mean(pair))
+        ratios.append(statistics.mean(pair) / alone)
+    return {"events": events, "alone_eps_per_cpu_s": statistics.median(alone_rates),
+            "together_eps_per_cpu_s": statistics.median(pair_rates), "ratio": statistics.median(ratios),
+            "ratios": ratios}
 
 
 def _summary(reps: list[dict[str, Any]]) -> dict[str, Any]:
@@ -168,5 +181,5 @@ def _summary(reps: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-if __name__ == "__main__":  # `flink run -py tools/bench/cluster.py -- cluster-job ...`
-    sys.exit(_cluster_main(sys.argv[1:]))
+if __name__ == "__main__":  # `flink run -py tools/bench/cluster.py -- cluster-job ...`, or `ceiling`
+    sys.exit((_ceiling_main if sys.argv[1:2] == ["ceiling"] else _cluster_main)(sys.argv[1:]))

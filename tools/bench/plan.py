@@ -28,7 +28,8 @@ class Plan:
     checkpoint_entities: tuple[int, ...] = (1_000, 10_000)
     profile_events: int = 6000
     cluster: bool = True
-    cluster_sizes: tuple[int, int] = (20_000, 120_000)
+    cluster_events: int = 400_000
+    ceiling_events: int = 60_000
     cluster_repeats: int = 3
     scale_entities: int = 100_000
     floor_seconds: float = 10.0

@@ -358,7 +358,8 @@ def _cluster_and_profile(rep: dict[str, Any]) -> list[str]:
     cl = rep.get("cluster")
     if cl and "shapes" in cl:
         out += ["", "## Standalone cluster (2 TaskManagers x 1 slot, thread mode)", "",
-                f"{cl['entities']} entities, {cl['metrics']} metrics, marginal N {cl['n1']:,}..{cl['n2']:,}; "
+                f"{cl['entities']} entities, {cl['metrics']} metrics, {cl['events']:,} events per job; "
+                "steady state (20-95 % of the events); "
                 "CPU = every process of the cluster (JobManager, TaskManagers and their children); "
                 "median of the repetitions, spread = max / min - 1 of their ratios.", "",
                 "| entities | p1 events/CPU-s | p2 events/CPU-s | p2 / p1 per CPU-s | spread | p1 events/s | p2 events/s | p2 / p1 wall |",
@@ -370,6 +371,12 @@ def _cluster_and_profile(rep: dict[str, Any]) -> list[str]:
                 f"{fmt(r['p2_over_p1_per_cpu_s'], 2)} | {fmt(r['ratio_spread'], 2)} | {fmt(r['p1_eps'])} | "
                 f"{fmt(r['p2_eps'])} | {fmt(r['p2_over_p1_wall'], 2)} |"
             )
+        ce = cl.get("two_process_ceiling")
+        if ce:
+            out += ["", f"The machine's own ceiling: the operator's loop (no Flink) in two processes at once "
+                    f"runs at {fmt(ce['ratio'], 2)} of its rate alone per CPU-second "
+                    f"({fmt(ce['together_eps_per_cpu_s'])} against {fmt(ce['alone_eps_per_cpu_s'])}); "
+                    f"p2 / p1 against that: {fmt(cl.get('p2_over_p1_vs_ceiling'), 2)}."]
     pr = rep.get("profile")
     if pr:
         out += ["", f"## Profile of the plain operator loop ({pr['tool']}, {pr['events']:,} events, {pr['metrics']} metrics)", ""]

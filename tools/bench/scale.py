@@ -32,16 +32,14 @@ import json
 import random
 import signal
 import statistics
-import subprocess
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tools.bench.cluster import _cluster_pids, _free_port, _rest
-from tools.bench.common import HEADLINE_METRICS, PROJECT_ROOT, T0_MS
+from tools.bench.common import HEADLINE_METRICS, T0_MS
 from tools.bench.flink import CpuMeter
+from tools.bench.standalone import StandaloneCluster, cluster_pids, steady_rate
 from tools.bench.stats import ratio
 from tools.bench.streams import entity_name, metric_names
 
@@ -119,83 +117,16 @@ def _job_main(argv: Sequence[str]) -> int:
 # -- the driver -----------------------------------------------------------------------------------
 
 
-class _Cluster:
-    """A standalone cluster of this module's shape, driven through cluster.sh and REST."""
-
-    def __init__(self, work: Path, log: Callable[[str], None]) -> None:
-        self.script = str(PROJECT_ROOT / "scripts" / "cluster.sh")
-        self.build = work / "cluster"
-        self.work = work
-        self.log = log
-        self.rest_port, rpc_port = _free_port(), _free_port()
-        self.env = dict(os.environ, VENV=sys.prefix)
-        self.base = f"http://127.0.0.1:{self.rest_port}"
-        cmd = [self.script, "start", "--taskmanagers", "1", "--state-backend", "rocksdb"]
-        cmd += ["--build-dir", str(self.build), "--rest-port", str(self.rest_port), "--rpc-port", str(rpc_port)]
-        subprocess.run(cmd, check=True, env=self.env, cwd=PROJECT_ROOT, capture_output=True, timeout=300)
-
-    def stop(self) -> None:
-        subprocess.run([self.script, "stop", "--build-dir", str(self.build)], env=self.env,
-                       cwd=PROJECT_ROOT, capture_output=True, timeout=120)
-
-    def get(self, path: str) -> Any:
-        return _rest(self.base + path)
-
-    def submit(self, name: str, input_path: Path, backend: str, markers: Path, rocksdb_dir: Path) -> str:
-        markers.mkdir(parents=True, exist_ok=True)
-        rocksdb_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [self.script, "submit", "--build-dir", str(self.build), "--", "-d", "-py", "tools/bench/scale.py"]
-        cmd += ["-pyfs", "udfs,state", "scale-job", "--input", str(input_path), "--backend", backend]
-        cmd += ["--markers", str(markers), "--rocksdb-dir", str(rocksdb_dir), "--name", name]
-        subprocess.run(cmd, check=True, env=self.env, cwd=PROJECT_ROOT, capture_output=True, timeout=600)
-        return str(next(j["jid"] for j in self.get("/jobs/overview")["jobs"] if j["name"] == name))
-
-    def detect_vertex(self, jid: str) -> str:
-        return str(next(v["id"] for v in self.get(f"/jobs/{jid}")["vertices"] if "detect" in v["name"]))
-
-    def events(self, jid: str, vid: str) -> int:
-        """The keyed operator's ``anomaly.events`` counter (sum over its subtasks)."""
-        names = [m["id"] for m in self.get(f"/jobs/{jid}/vertices/{vid}/subtasks/metrics")]
-        name = next((n for n in names if n.endswith("anomaly.events")), None)
-        if name is None:
-            return 0
-        rows = self.get(f"/jobs/{jid}/vertices/{vid}/subtasks/metrics?get={name}&agg=sum")
-        return int(float(rows[0]["sum"])) if rows else 0
-
-    def checkpoints(self, jid: str) -> dict[str, Any]:
-        return dict(self.get(f"/jobs/{jid}/checkpoints"))
-
-    def cancel(self, jid: str) -> None:
-        req = urllib.request.Request(f"{self.base}/jobs/{jid}?mode=cancel", method="PATCH")
-        with urllib.request.urlopen(req, timeout=30):
-            pass
-        self.wait_status(jid, "CANCELED", 300)
-
-    def wait_status(self, jid: str, status: str, timeout_s: float) -> None:
-        t0 = time.monotonic()
-        while self.get(f"/jobs/{jid}")["state"] != status:
-            if time.monotonic() - t0 > timeout_s:
-                raise TimeoutError(f"job {jid} not {status} within {timeout_s:.0f} s")
-            time.sleep(0.5)
-
-
-def _steady(samples: list[tuple[float, int, float]], total: int) -> dict[str, Any]:
-    """Rate between the samples at 20 % and 95 % of ``total`` events: ``(t, events, cpu_s)``."""
-    lo = next((s for s in samples if s[1] >= 0.2 * total), None)
-    hi = next((s for s in reversed(samples) if s[1] <= 0.95 * total), None)
-    if lo is None or hi is None or hi[1] <= lo[1]:
-        return {"eps": None, "eps_per_cpu_s": None, "events": 0}
-    n = hi[1] - lo[1]
-    return {
-        "eps": n / (hi[0] - lo[0]),
-        "eps_per_cpu_s": n / max(hi[2] - lo[2], 1e-9),
-        "events": n,
-        "cores_busy": (hi[2] - lo[2]) / (hi[0] - lo[0]),
-    }
+def _submit(c: StandaloneCluster, name: str, input_path: Path, backend: str, markers: Path, rocksdb_dir: Path) -> str:
+    markers.mkdir(parents=True, exist_ok=True)
+    rocksdb_dir.mkdir(parents=True, exist_ok=True)
+    args = ["-py", "tools/bench/scale.py", "-pyfs", "udfs,state", "scale-job", "--input", str(input_path)]
+    args += ["--backend", backend, "--markers", str(markers), "--rocksdb-dir", str(rocksdb_dir), "--name", name]
+    return c.submit(name, args)
 
 
 def _run_until_scored(
-    c: _Cluster, jid: str, total: int, meter: CpuMeter, timeout_s: float, log: Callable[[str], None]
+    c: StandaloneCluster, jid: str, total: int, meter: CpuMeter, timeout_s: float, log: Callable[[str], None]
 ) -> tuple[list[tuple[float, int, float]], float]:
     """Samples until the keyed operator has scored all but the last few events (those within
     the ordering bound of the newest wait for the end of input)."""
@@ -223,7 +154,7 @@ def _du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def _next_checkpoint(c: _Cluster, jid: str, after_ms: int, timeout_s: float) -> dict[str, Any]:
+def _next_checkpoint(c: StandaloneCluster, jid: str, after_ms: int, timeout_s: float) -> dict[str, Any]:
     """The first checkpoint completed that was triggered after ``after_ms`` (epoch ms)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout_s:
@@ -234,12 +165,10 @@ def _next_checkpoint(c: _Cluster, jid: str, after_ms: int, timeout_s: float) -> 
     raise TimeoutError(f"no checkpoint completed within {timeout_s:.0f} s")
 
 
-def _kill_and_restore(c: _Cluster, jid: str, log: Callable[[str], None]) -> dict[str, Any]:
+def _kill_and_restore(c: StandaloneCluster, jid: str, log: Callable[[str], None]) -> dict[str, Any]:
     """SIGKILL the job's TaskManager with a spare one registered; time the restore."""
-    first = _cluster_pids(c.build)
-    tms = [p for p in first if "taskexecutor" in Path(f"/proc/{p}/cmdline").read_text()]
-    subprocess.run([c.script, "add-taskmanager", "--build-dir", str(c.build)], check=True,
-                   env=c.env, cwd=PROJECT_ROOT, capture_output=True, timeout=120)
+    tms = cluster_pids(c.build, "taskexecutor")
+    c.script_run("add-taskmanager", timeout=120)
     t0 = time.monotonic()
     while c.get("/overview")["taskmanagers"] < 2:
         if time.monotonic() - t0 > 120:
@@ -281,23 +210,23 @@ def run_scale(
     heap_in = _write_input(work / "heap.jsonl", heap_entities, heap_rounds, 0)
     rocks_in = _write_input(work / "rocksdb.jsonl", entities, rounds, TAIL_LINES)
     log(f"  inputs: heap {heap_entities:,} x {heap_rounds}, RocksDB {entities:,} x {rounds} events")
-    c = _Cluster(work, log)
+    c = StandaloneCluster(work, taskmanagers=1, backend="rocksdb")
     res: dict[str, Any] = {"entities": entities, "rounds": rounds, "heap_entities": heap_entities,
                            "heap_rounds": heap_rounds, "metrics": HEADLINE_METRICS, "checkpoint_ms": CHECKPOINT_MS}
     try:
-        with CpuMeter(_cluster_pids(c.build)) as meter:
-            jid = c.submit("bench-scale-heap", heap_in, "hashmap", work / "markers-heap", work / "rocksdb-heap")
+        with CpuMeter(cluster_pids(c.build)) as meter:
+            jid = _submit(c, "bench-scale-heap", heap_in, "hashmap", work / "markers-heap", work / "rocksdb-heap")
             total = heap_entities * heap_rounds
             samples, _ = _run_until_scored(c, jid, total, meter, 1800, log)
-            res["heap"] = _steady(samples, total)
+            res["heap"] = steady_rate(samples, total)
             c.wait_status(jid, "FINISHED", 300)
             log(f"    heap: {res['heap']['eps_per_cpu_s'] or 0:,.0f} events/CPU-s")
             markers = work / "markers-rocksdb"
             rdir = work / "rocksdb-local"
-            jid = c.submit("bench-scale-rocksdb", rocks_in, "rocksdb", markers, rdir)
+            jid = _submit(c, "bench-scale-rocksdb", rocks_in, "rocksdb", markers, rdir)
             total = entities * rounds
             samples, scored_s = _run_until_scored(c, jid, total, meter, 3600, log)
-            res["rocksdb"] = _steady(samples, total)
+            res["rocksdb"] = steady_rate(samples, total)
             res["rocksdb"]["scored_s"] = scored_s
             log(f"    RocksDB: {res['rocksdb']['eps_per_cpu_s'] or 0:,.0f} events/CPU-s, all scored in {scored_s:.0f} s")
             during = [h for h in c.checkpoints(jid).get("history", []) if h["status"] == "COMPLETED"]
