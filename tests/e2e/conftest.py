@@ -19,6 +19,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tools.bench.standalone import free_port_range
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts"
 E2E_BUILD = ROOT / "build" / "e2e"
@@ -55,28 +57,6 @@ def run_script(args: list[str], timeout: float, log: pathlib.Path) -> subprocess
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
         pytest.fail(f"{' '.join(args[:2])} failed (rc={proc.returncode}):\n{tail}", pytrace=False)
     return proc
-
-
-def free_port_range(n: int) -> str:
-    """``lo-hi``: n consecutive loopback ports free now (Flink's metrics reporters take them)."""
-    import random
-
-    rng = random.Random()
-    for _ in range(200):
-        lo = rng.randrange(20000, 60000 - n)
-        socks = []
-        try:
-            for p in range(lo, lo + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return f"{lo}-{lo + n - 1}"
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no {n} consecutive free ports")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -53,11 +53,8 @@ from tests.e2e.test_job_kafka import (
     cancel,
     checkpoints,
     counts_of,
-    exceptions_of,
     failures_since,
-    job_running,
     job_sets,
-    job_state,
     new_topics,
     oracle,
     produce,
@@ -67,6 +64,7 @@ from tests.e2e.test_job_kafka import (
     start_broker,
     stop_with_savepoint,
     submit,
+    wait_restarted,
     wait_until,
 )
 from tests.e2e.test_partitions import partition_of
@@ -197,15 +195,7 @@ def _kill_taskmanager(run: Run, during_checkpoint: bool) -> dict[str, Any]:
     sent = run.sent()
     subprocess.run(cluster.script("add-taskmanager", "--build-dir", str(cluster.build_dir)),
                    check=True, capture_output=True, timeout=120)
-
-    def restarted() -> bool:
-        state = job_state(cluster, job)
-        if state in ("FAILED", "CANCELED", "FINISHED"):
-            raise AssertionError(f"job {state}: {exceptions_of(cluster, job)}")
-        return failures_since(cluster, job, kill_ms) > 0
-
-    wait_until("the job to restart after the kill", restarted, 180)
-    wait_until("the job RUNNING again", lambda: job_running(cluster, job), 180)
+    wait_restarted(cluster, job, kill_ms)
     out: dict[str, Any] = {"sent": sent, "kill_to_running_s": round(time.monotonic() - t_kill, 1)}
     if pending is not None:
         detail = rest(cluster, f"/jobs/{job}/checkpoints/details/{pending}")

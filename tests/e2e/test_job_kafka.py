@@ -135,6 +135,20 @@ def late_identity(payload: str) -> str:
     return json.dumps([rec["entity"], rec["ts_ms"], rec["event"]])
 
 
+def assert_outputs_equal(got: dict[str, Iterable[str]], expected: dict[str, Counter[str]]) -> None:
+    """Every output's records equal the expected ones as multisets (a late record by its
+    event: its ``frontier_ms`` may reflect a watermark)."""
+    for name, want in expected.items():
+        have = Counter(got[name])
+        if name == "late":
+            have = Counter(map(late_identity, have.elements()))
+            want = Counter(map(late_identity, want.elements()))
+        missing, extra = want - have, have - want
+        assert not missing and not extra, (
+            f"{name}: {sum(missing.values())} missing, {sum(extra.values())} extra "
+            f"(e.g. missing {list(missing)[:1]}, extra {list(extra)[:1]})")
+
+
 def counts_of(expected: dict[str, Counter[str]]) -> dict[str, int]:
     return {name: sum(c.values()) for name, c in expected.items()}
 
@@ -578,7 +592,13 @@ def kill_taskmanager(cluster: Any, job: str) -> tuple[float, float, float]:
     os.kill(tm, signal.SIGKILL)
     subprocess.run(cluster.script("add-taskmanager", "--build-dir", str(cluster.build_dir)),
                    check=True, capture_output=True, timeout=120)
+    t_detected = wait_restarted(cluster, job, kill_ms)
+    return t_kill, t_detected, time.monotonic()
 
+
+def wait_restarted(cluster: Any, job: str, kill_ms: float) -> float:
+    """Until the job has restarted (a failure recorded after ``kill_ms``, epoch ms) and runs
+    again; returns when the restart was seen (monotonic)."""
     def restarted() -> bool:
         state = job_state(cluster, job)
         if state in ("FAILED", "CANCELED", "FINISHED"):
@@ -588,7 +608,7 @@ def kill_taskmanager(cluster: Any, job: str) -> tuple[float, float, float]:
     wait_until("the job to restart after the kill", restarted, 180)
     t_detected = time.monotonic()
     wait_until("the job RUNNING again", lambda: job_running(cluster, job), 180)
-    return t_kill, t_detected, time.monotonic()
+    return t_detected
 
 
 def test_taskmanager_killed_mid_stream_recovers_exactly_once(kafka_broker, flink_cluster):

@@ -14,14 +14,13 @@ import json
 import pathlib
 import subprocess
 import sys
-from collections import Counter
 
 import pytest
 
 from job.config import load_config
 from tests.configs import FAST
 from tests.e2e.kafka_helpers import create_topics, unique
-from tests.e2e.test_job_kafka import late_identity, produce
+from tests.e2e.test_job_kafka import assert_outputs_equal, produce
 from tests.minicluster.test_flink_job import _replay_outputs, _stream
 
 pytestmark = pytest.mark.e2e
@@ -60,13 +59,7 @@ def test_partitions_read_at_different_paces_give_the_replays_outputs(kafka_broke
 
     expected = _replay_outputs(lines, load_config(None, sets))
     assert expected["late"] and sum(expected["late"].values()) < 50  # stragglers only
-    for name, file in FILES.items():
-        got = Counter((tmp_path / "out" / file).read_text().splitlines())
-        want = expected[name]
-        if name == "late":  # (a late record's frontier_ms may reflect a watermark)
-            got = Counter(map(late_identity, got.elements()))
-            want = Counter(map(late_identity, want.elements()))
-        missing, extra = want - got, got - want
-        assert not missing and not extra, (
-            f"{name}: {sum(missing.values())} missing, {sum(extra.values())} extra "
-            f"(e.g. missing {list(missing)[:1]}, extra {list(extra)[:1]})")
+    assert_outputs_equal(
+        {name: (tmp_path / "out" / file).read_text().splitlines() for name, file in FILES.items()},
+        expected,
+    )

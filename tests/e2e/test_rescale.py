@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import pathlib
 import time
-from collections import Counter
 from typing import Any
 
 import pytest
@@ -29,9 +28,9 @@ from tests.e2e.kafka_helpers import create_topics, unique
 from tests.e2e.test_job_kafka import (
     OUTPUTS,
     OutputReader,
+    assert_outputs_equal,
     cancel,
     job_state,
-    late_identity,
     rest,
     submit,
     wait_until,
@@ -178,16 +177,7 @@ def test_savepoints_rescale_1_2_4_1_and_the_outputs_equal_one_run(kafka_broker, 
             savepoint = run_phase(cluster4, sets, savepoint, last, bs, topics["events"], group)
             timings.append((parallelism, round(time.monotonic() - t0, 1)))
         reader.drain()
-        for name in OUTPUTS:
-            got = Counter(reader.values[name])
-            want = expected[name]
-            if name == "late":  # (a late record's frontier_ms may reflect a watermark)
-                got = Counter(map(late_identity, got.elements()))
-                want = Counter(map(late_identity, want.elements()))
-            missing, extra = want - got, got - want
-            assert not missing and not extra, (
-                f"{name}: {sum(missing.values())} missing, {sum(extra.values())} extra "
-                f"(e.g. missing {list(missing)[:1]}, extra {list(extra)[:1]})")
+        assert_outputs_equal(reader.values, expected)
         print(f"\nrescale phases (parallelism, seconds): {timings}; "
               f"{len(lines)} records, {ENTITIES + 4} entities")
         assert rest(cluster4, "/overview")["taskmanagers"] == 4

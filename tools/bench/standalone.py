@@ -28,7 +28,10 @@ from typing import Any
 from tools.bench.common import PROJECT_ROOT
 from tools.bench.flink import CpuMeter
 
-__all__ = ["StandaloneCluster", "cluster_pids", "events_in", "free_port", "sample_until", "steady_rate"]
+__all__ = [
+    "StandaloneCluster", "cluster_pids", "events_in", "free_port", "free_port_range", "sample_until",
+    "steady_rate",
+]
 
 #: The keyed operator's event counter as each TaskManager's Prometheus reporter shows it.
 _EVENTS = re.compile(r"^flink_taskmanager_job_task_operator_anomaly_events\{[^}]*\} (\S+)$", re.M)
@@ -40,7 +43,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _free_port_range(n: int) -> str:
+def free_port_range(n: int) -> str:
     """``lo-hi``: n consecutive loopback ports free now (the Prometheus reporters take them)."""
     rng = random.Random()
     for _ in range(200):
@@ -92,7 +95,7 @@ class StandaloneCluster:
         self.build = work / "cluster"
         self.env = dict(os.environ, VENV=sys.prefix)
         self.rest_port, rpc_port = free_port(), free_port()
-        self.metrics_ports = _free_port_range(8)
+        self.metrics_ports = free_port_range(8)
         self.base = f"http://127.0.0.1:{self.rest_port}"
         self._reporters: list[int] | None = None
         cmd = [self.script, "start", "--taskmanagers", str(taskmanagers), "--build-dir", str(self.build)]
