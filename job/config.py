@@ -216,7 +216,9 @@ class ExecutionConfig:
         partition was read faster. A partition with no timestamped event for this long
         (processing time; an empty partition, one of verdicts only, one whose producers went
         quiet) holds nothing back until its next one; until then it holds the watermark, and
-        the records waiting for it. ``0``: a partition is never idle.
+        the records waiting for it. So with ``kafka.read_verdicts`` the verdict topic's
+        partitions hold it for this long after each start or restart: lower it there.
+        ``0``: a partition is never idle.
     """
 
     mode: str = "thread"
