@@ -437,9 +437,10 @@ def kafka_source(env: Any, cfg: KafkaConfig, control: bool = False, watermarks: 
     """Raw record values of ``cfg.events_topic`` (and ``verdicts_topic`` with
     ``read_verdicts``: the detect operator tells verdicts from events) as a
     ``DataStream[str]``, with the watermarks of ``watermarks`` (a ``WatermarkStrategy``,
-    generated per partition: job/pipeline.py ``line_watermarks``) or none. With ``control``: the ``control_topic`` instead,
-    always from its earliest offset (a fresh start replays every change; a restore keeps the
-    live configuration in broadcast state and the offsets in the checkpoint).
+    generated per partition: job/pipeline.py ``line_watermarks``) or none. With
+    ``control``: the ``control_topic`` instead, always from its earliest offset (a fresh
+    start replays every change; a restore keeps the live configuration in broadcast state
+    and the offsets in the checkpoint).
 
     Reads with ``isolation.level=read_committed`` (records of aborted upstream transactions
     are skipped; ``properties`` can override it).

@@ -48,10 +48,10 @@ and written but not decoded, restored or encoded. An entity past the cache then 
 detector load per event instead of two (the event's and its release timer's). With room in
 the cache the detector is loaded at once: it stays there for its timer. Only when a record
 leaves changes: the detector sees the same inputs in the same order, before any watermark
-that came after them. At most
-:data:`MAX_PENDING` inputs wait; verdicts, and events of a cached entity, are applied at once,
-and so is everything in the live operator (udfs/detect_live.py: a live configuration applies
-from the next input, not from the next load).
+that came after them. At most :data:`MAX_PENDING` inputs wait; verdicts, and events of a
+cached entity, are applied at once, and so is everything in the live operator
+(udfs/detect_live.py: a live configuration applies from the next input, not from the next
+load).
 
 The cache holds what this instance last wrote for the entity (the value and the detector it
 was encoded from), so a hit reads no state at all: within one instance nothing else writes

@@ -12,14 +12,13 @@ import dataclasses
 import os
 import pathlib
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
 
-from tools.bench.standalone import free_port_range
+from tools.bench.standalone import free_port, free_port_range
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts"
@@ -36,12 +35,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "fault_matrix: a fault-matrix case left out of `make test` (`make test-e2e` and "
         "`make soak` run it)",
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_script(args: list[str], timeout: float, log: pathlib.Path) -> subprocess.CompletedProcess:
@@ -121,29 +114,17 @@ def kafka_broker(e2e_build_dir: pathlib.Path, pinned_jars: pathlib.Path):
 
 @pytest.fixture(scope="session")
 def flink_cluster(e2e_build_dir: pathlib.Path, pinned_jars: pathlib.Path):
-    bdir = e2e_build_dir / "flink"
-    rest, rpc = free_port(), free_port()
-    while rpc == rest:
-        rpc = free_port()
-    log = e2e_build_dir / "cluster-script.log"
-    metrics = free_port_range(8)
-    try:
-        run_script(
-            [str(SCRIPTS / "cluster.sh"), "start", "--taskmanagers", "1", "--rest-port", str(rest),
-             "--rpc-port", str(rpc), "--metrics-ports", metrics, "--build-dir", str(bdir),
-             "--timeout", "150"],
-            timeout=240, log=log,
-        )
-        yield Cluster(rest_url=f"http://127.0.0.1:{rest}", build_dir=bdir, metrics_ports=metrics)
-    finally:
-        subprocess.run([str(SCRIPTS / "cluster.sh"), "stop", "--build-dir", str(bdir)],
-                       capture_output=True, timeout=120)
+    """The session's cluster: one TaskManager, in build/e2e/flink."""
+    with standalone_cluster(e2e_build_dir, "flink", taskmanagers=1, timeout_s=150) as cluster:
+        yield cluster
 
 
 @contextlib.contextmanager
-def standalone_cluster(e2e_build_dir: pathlib.Path, name: str, taskmanagers: int) -> Iterator[Cluster]:
-    """Another standalone cluster beside the session's, with ``taskmanagers`` TaskManagers
-    (one slot each), in ``build/e2e/<name>``; stopped on exit."""
+def standalone_cluster(
+    e2e_build_dir: pathlib.Path, name: str, taskmanagers: int, timeout_s: int = 240
+) -> Iterator[Cluster]:
+    """A standalone cluster with ``taskmanagers`` TaskManagers (one slot each), in
+    ``build/e2e/<name>``, up within ``timeout_s``; stopped on exit."""
     bdir = e2e_build_dir / name
     rest_port, rpc = free_port(), free_port()
     while rpc == rest_port:
@@ -153,8 +134,8 @@ def standalone_cluster(e2e_build_dir: pathlib.Path, name: str, taskmanagers: int
         run_script(
             [str(SCRIPTS / "cluster.sh"), "start", "--taskmanagers", str(taskmanagers),
              "--rest-port", str(rest_port), "--rpc-port", str(rpc), "--metrics-ports", metrics,
-             "--build-dir", str(bdir), "--timeout", "240"],
-            timeout=330, log=e2e_build_dir / f"{name}-script.log",
+             "--build-dir", str(bdir), "--timeout", str(timeout_s)],
+            timeout=timeout_s + 90, log=e2e_build_dir / f"{name}-script.log",
         )
         yield Cluster(rest_url=f"http://127.0.0.1:{rest_port}", build_dir=bdir, metrics_ports=metrics)
     finally:

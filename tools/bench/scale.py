@@ -39,7 +39,7 @@ from typing import Any
 
 from tools.bench.common import HEADLINE_METRICS, T0_MS
 from tools.bench.flink import CpuMeter
-from tools.bench.standalone import StandaloneCluster, cluster_pids, steady_rate
+from tools.bench.standalone import StandaloneCluster, cluster_pids, sample_until, steady_rate
 from tools.bench.stats import ratio
 from tools.bench.streams import entity_name, metric_names
 
@@ -129,25 +129,19 @@ def _run_until_scored(
     c: StandaloneCluster, jid: str, total: int, meter: CpuMeter, timeout_s: float, log: Callable[[str], None]
 ) -> tuple[list[tuple[float, int, float]], float]:
     """Samples until the keyed operator has scored all but the last few events (those within
-    the ordering bound of the newest wait for the end of input)."""
+    the ordering bound of the newest wait for the end of input), and the seconds that took."""
     vid = c.detect_vertex(jid)
-    samples: list[tuple[float, int, float]] = []
-    t0 = time.monotonic()
-    last_log = t0
-    while True:
-        now = time.monotonic()
-        n = c.events(jid, vid)
-        samples.append((now, n, meter.read()))
-        if n >= total - 6_000:  # the ordering bound (5 s) of 1-ms-apart events, and some
-            return samples, now - t0
-        if c.get(f"/jobs/{jid}")["state"] == "FINISHED":  # (its last counts may not be fetched)
-            return samples, now - t0
-        if now - t0 > timeout_s:
-            raise TimeoutError(f"{n:,} of {total:,} events scored after {timeout_s:.0f} s")
-        if now - last_log > 60:
-            log(f"    {n:,} / {total:,} events ({n / (now - t0):,.0f} events/s)")
-            last_log = now
-        time.sleep(POLL_S)
+
+    def done(n: int) -> bool:
+        # the ordering bound (5 s) of 1-ms-apart events, and some; or finished (its last
+        # counts may not be fetched)
+        return n >= total - 6_000 or c.state(jid) == "FINISHED"
+
+    def progress(n: int, seconds: float) -> None:
+        log(f"    {n:,} / {total:,} events ({n / seconds:,.0f} events/s)")
+
+    samples = sample_until(done, lambda: c.events(jid, vid), meter, POLL_S, timeout_s, progress)
+    return samples, samples[-1][0] - samples[0][0]
 
 
 def _du(path: Path) -> int:

@@ -192,10 +192,12 @@ def steady_rate(samples: list[tuple[float, int, float]], total: int) -> dict[str
 
 def sample_until(
     done: Callable[[int], bool], events: Callable[[], int], meter: CpuMeter, every_s: float, timeout_s: float,
+    progress: Callable[[int, float], None] | None = None,
 ) -> list[tuple[float, int, float]]:
-    """``(t, events, cpu_s)`` every ``every_s`` until ``done(events)``."""
+    """``(t, events, cpu_s)`` every ``every_s`` until ``done(events)``; ``progress(events,
+    seconds)`` once a minute."""
     samples: list[tuple[float, int, float]] = []
-    t0 = time.monotonic()
+    t0 = last_log = time.monotonic()
     while True:
         now = time.monotonic()
         n = events()
@@ -204,4 +206,7 @@ def sample_until(
             return samples
         if now - t0 > timeout_s:
             raise TimeoutError(f"{n:,} events after {timeout_s:.0f} s")
+        if progress is not None and now - last_log > 60:
+            progress(n, now - t0)
+            last_log = now
         time.sleep(every_s)
