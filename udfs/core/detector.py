@@ -88,17 +88,26 @@ class EntityDetector:
         "processing",
     )
 
-    def __init__(self, entity: str, cfg: DetectorConfig, with_features: bool = True) -> None:
+    def __init__(
+        self,
+        entity: str,
+        cfg: DetectorConfig,
+        with_features: bool = True,
+        stages: tuple[EventOrder, Scorer, Decider, Health] | None = None,
+    ) -> None:
         self.entity = entity
         self.cfg = cfg
         # Whether score records carry every feature (``features``); else only what the
         # models read (the same values, less work: the Flink operator asks for them only
         # when it emits them, ``sink.emit_features``).
         self.with_features = with_features
-        self.order = EventOrder(cfg.lateness)
-        self.scorer = Scorer(entity, cfg, with_features)
-        self.decider = Decider(entity, cfg)
-        self.health = Health(entity, cfg)
+        if stages is None:
+            self.order = EventOrder(cfg.lateness)
+            self.scorer = Scorer(entity, cfg, with_features)
+            self.decider = Decider(entity, cfg)
+            self.health = Health(entity, cfg)
+        else:  # (restored ones, :meth:`restore`: fresh ones would be built for nothing)
+            self.order, self.scorer, self.decider, self.health = stages
         self.last_ts: int | None = None  # the newest scored event
         # The event being scored, while it is (None otherwise): when scoring raises, the
         # event to blame (udfs/core/guard.py), which may be one the buffer held.
@@ -291,12 +300,15 @@ class EntityDetector:
         if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
             got = data.get("version") if isinstance(data, dict) else type(data).__name__
             raise ValueError(f"entity {entity!r}: state layout {got!r} is not {STATE_VERSION}")
-        det = cls(entity, cfg, with_features)
+        scorer = Scorer.restore(entity, cfg, data["scoring"], with_features)
+        stages = (
+            EventOrder.restore(cfg.lateness, entity, data["order"]),
+            scorer,
+            Decider.restore(entity, cfg, data["decision"]),
+            Health.restore(entity, cfg, data["health"], list(scorer.metrics)),
+        )
+        det = cls(entity, cfg, with_features, stages)
         det.last_ts = data["last_ts"]
-        det.order = EventOrder.restore(cfg.lateness, entity, data["order"])
-        det.scorer = Scorer.restore(entity, cfg, data["scoring"], with_features)
-        det.decider = Decider.restore(entity, cfg, data["decision"])
-        det.health = Health.restore(entity, cfg, data["health"], list(det.scorer.metrics))
         return det
 
 

@@ -283,11 +283,11 @@ class Scorer:
             if model.name in models:
                 model.restore(models[model.name])
             snap = cals.get(model.name)
-            if snap is not None and len(snap[0]) == len(hist.snapshot()[0]):
+            if snap is not None and len(snap[0]) == len(hist.edges) - 1:
                 hist.restore(snap)
             smooth_hist = scorer.smooth_hists[i]
             kept = smoothed.get(model.name)
-            if smooth_hist is not None and kept is not None and len(kept[1][0]) == len(smooth_hist.snapshot()[0]):
+            if smooth_hist is not None and kept is not None and len(kept[1][0]) == len(smooth_hist.edges) - 1:
                 scorer.smoothed[i] = kept[0]
                 smooth_hist.restore(kept[1])
         scorer.level = data.get("level")
