@@ -8,12 +8,12 @@ misread:
 
 - ``2``: the pickle compressed with LZ4 (a block with its size in front, ``lz4.block``).
   What :func:`encode` writes whenever it is smaller, which is always in practice: a young
-  entity's fixed-size histograms and model arrays are mostly zeros (at the defaults about
-  9.2 KB of pickle, 2.0 KB compressed), and a mature entity's state still halves. Every
-  cache miss reads and writes these bytes, the heap backend holds them, RocksDB compacts
-  them and checkpoints copy them; compressing costs about 4 us and decompressing 2 us
-  (zlib at its fastest level took 60-115 us to compress, lz4 is why the package is a
-  dependency).
+  entity's fixed-size histograms and model arrays are mostly zeros (at the defaults and 4
+  metrics, 9.3 KB of pickle after 3 events store as 1.4 KB, after 300 as 2.6 KB; a mature
+  entity's 12.0 KB as 7.0 KB). Every cache miss reads and writes these bytes, the heap
+  backend holds them, RocksDB compacts them and checkpoints copy them; compressing costs
+  about 4 us and decompressing 2 us (zlib at its fastest level took 60-115 us to compress:
+  lz4 is why the package is a dependency).
 - ``1``: the pickle as it is (a state that does not compress, and state written before
   compression).
 """
