@@ -17,7 +17,7 @@ import pytest
 from tests.core.test_features import GRID_CFG, _stream, pure_features
 from udfs.core import features
 from udfs.core.feature_config import FeatureConfig
-from udfs.core.native import HOT, compiled
+from udfs.core.native import CORE, HOT, compiled, digest
 
 SOURCE = Path(features.__file__)
 ROOT = SOURCE.parents[2]
@@ -137,6 +137,23 @@ def test_a_copy_built_from_other_bytes_is_not_used(tmp_path: Path) -> None:
     edited.write_bytes(SOURCE.read_bytes() + b"\n# edited\n")
     assert compiled(str(edited), "features") is None
     assert compiled(str(SOURCE), "features") is not None
+
+
+def test_a_copy_is_stale_when_another_core_module_changes(tmp_path: Path) -> None:
+    # A compiled copy checks what it gets from the other core modules against their types
+    # when it was built (the scorer against the histogram's snapshot): an edit of any core
+    # module must make every copy stale, not only the edited module's.
+    import shutil
+
+    core = tmp_path / "core"
+    shutil.copytree(CORE, core, ignore=shutil.ignore_patterns("_native", "__pycache__"))
+    before = digest(core / "scoring.py", core)
+    assert before == digest(CORE / "scoring.py")  # the compiled copies do not count
+    other = tmp_path / "edited"
+    shutil.copytree(core, other)
+    (other / "calibration.py").write_bytes((core / "calibration.py").read_bytes() + b"\n# edited\n")
+    assert (other / "scoring.py").read_bytes() == (core / "scoring.py").read_bytes()
+    assert digest(other / "scoring.py", other) != before
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,12 @@
 
 ``scripts/build_native.py`` compiles a copy of ``udfs/core/<name>.py`` with mypyc into
 ``udfs/core/_native/<name>_<digest>``, ``<digest>`` being the first 16 hex digits of the
-source's SHA-256. The module, at its end, asks :func:`compiled` for the copy of its own
-bytes and, when there is one, binds its hot classes to the compiled ones. An edited source
-has another digest, so a stale build is never used: the module runs as written until the
-copy is built again. Without a C compiler, or on another platform, there is no copy and the
+SHA-256 of the source and of every other core source (:func:`digest`): a compiled copy checks
+the types of what it gets from the other core modules as they were when it was compiled, so
+it is current only for the sources it was compiled with. The module, at its end, asks
+:func:`compiled` for the copy of its own bytes and, when there is one, binds its hot classes
+to the compiled ones. An edited core has another digest, so a stale build is never used: the
+module runs as written until the copy is built again. Without a C compiler, or on another platform, there is no copy and the
 pure module runs. The two give the same results to the bit (``tests/core/test_native.py``).
 """
 
@@ -49,9 +51,30 @@ def stem(name: str, path: str | Path) -> str:
     return f"{name.replace('.', '_')}_{digest(path)}"
 
 
-def digest(path: str | Path) -> str:
-    """The first 16 hex digits of the SHA-256 of the file at ``path``."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+#: The core's sources (this folder, without the compiled copies).
+CORE = Path(__file__).resolve().parent
+_CORE_DIGESTS: dict[Path, bytes] = {}
+
+
+def core_digest(root: Path = CORE) -> bytes:
+    """The SHA-256 of every core source under ``root`` (names and bytes; ``_native`` left
+    out), computed once per process."""
+    found = _CORE_DIGESTS.get(root)
+    if found is None:
+        h = hashlib.sha256()
+        for path in sorted(root.rglob("*.py")):
+            rel = path.relative_to(root)
+            if rel.parts[0] == "_native":
+                continue
+            h.update(rel.as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+        found = _CORE_DIGESTS[root] = h.digest()
+    return found
+
+
+def digest(path: str | Path, root: Path = CORE) -> str:
+    """The first 16 hex digits of the SHA-256 of the file at ``path`` and of the core's
+    sources under ``root`` (:func:`core_digest`)."""
+    return hashlib.sha256(Path(path).read_bytes() + core_digest(root)).hexdigest()[:16]
 
 
 def compiled(path: str, name: str) -> ModuleType | None:
