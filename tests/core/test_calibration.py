@@ -9,7 +9,14 @@ import random
 
 import pytest
 
-from udfs.core.calibration import AdaptiveThreshold, DecayedHistogram, linear_edges
+from udfs.core.calibration import (
+    AdaptiveThreshold,
+    DecayedHistogram,
+    linear_edges,
+    stored_length,
+    trim_zeros,
+    untrim_zeros,
+)
 
 NO_DECAY = 1e18  # 2 ** (1 / NO_DECAY) == 1.0 exactly: every observation weighs 1
 
@@ -116,6 +123,34 @@ def test_histogram_snapshot_restore_continues_identically() -> None:
         assert b.survival(x, 0.25) == a.survival(x, 0.25)
     assert b.quantile_upper(0.01) == a.quantile_upper(0.01)
     assert b.n == a.n
+
+
+def test_a_histogram_is_stored_without_its_empty_end_bins_and_reads_back_exactly() -> None:
+    edges = linear_edges(0.0, 8.0, 128)
+    h = DecayedHistogram(edges, half_life=50.0)
+    assert h.snapshot()[0] == (128, 128, [])  # a fresh histogram stores no bin
+    for v in (2.0, 2.01, 3.5):
+        h.update(v)
+    stored = h.snapshot()[0]
+    assert isinstance(stored, tuple) and stored[0] == 128 and len(stored[2]) < 128
+    full = list(h._counts)
+    assert stored[2][0] > 0.0 and stored[2][-1] > 0.0
+    for snap in (h.snapshot(), (full, *h.snapshot()[1:])):  # (an earlier release's: in full)
+        b = DecayedHistogram(edges, half_life=50.0)
+        b.restore(snap)
+        assert [c.hex() for c in b._counts] == [c.hex() for c in full]
+        for x in (0.0, 2.0, 3.0, 9.0):
+            assert b.survival(x, 0.25) == h.survival(x, 0.25)
+
+
+def test_trimmed_float_lists_keep_every_bit() -> None:
+    nan = float("nan")
+    for values in ([], [0.0], [-0.0, 0.0], [0.0, 5e-324, 0.0], [0.0, nan, 0.0, 0.0], [1.0, 0.0, -0.0], [2.0]):
+        stored = trim_zeros(values)
+        back = untrim_zeros(stored)
+        assert [v.hex() for v in back] == [v.hex() for v in values]
+        assert stored_length(stored) == len(values)
+    assert trim_zeros([0.0, -0.0, 0.0]) == (3, 1, [-0.0])
 
 
 def test_histogram_restore_rejects_another_bin_count() -> None:

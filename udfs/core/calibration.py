@@ -21,14 +21,76 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["AdaptiveThreshold", "DecayedHistogram", "linear_edges", "log_edges"]
+__all__ = [
+    "AdaptiveThreshold",
+    "DecayedHistogram",
+    "Floats",
+    "linear_edges",
+    "log_edges",
+    "stored_length",
+    "trim_zeros",
+    "untrim_zeros",
+]
 
 _RENORMALISE_AT = 1e150
 #: Edges already computed, by ``(lo, hi, n)``: a detector restored from state builds a
 #: histogram per score (edges are shared, not state), and computing them was most of a
 #: restore. Bounded: a configuration has a handful of shapes.
 _EDGES: dict[tuple[float, float, int], tuple[float, ...]] = {}
+
+
+#: A float list as stored: the list, or ``(length, start, the items from start up to the
+#: last one that is not +0.0)`` when +0.0 items at either end were left out. A young
+#: entity's histograms and day profile are nearly all zeros, and unpickling each of those
+#: floats was most of reading its state.
+Floats = list[float] | tuple[int, int, list[float]]
+
+
+def _zero(v: float) -> bool:
+    return v == 0.0 and math.copysign(1.0, v) > 0.0  # (-0.0 is kept: the bits come back)
+
+
+def trim_zeros(values: list[float]) -> Floats:
+    """``values`` as stored (:data:`Floats`; a copy either way): without the +0.0 items at
+    either end when there are any.
+
+    >>> trim_zeros([0.0, 0.0, 1.5, 0.0, 2.0, 0.0])
+    (6, 2, [1.5, 0.0, 2.0])
+    >>> trim_zeros([-0.0, 0.0])
+    (2, 0, [-0.0])
+    """
+    n = len(values)
+    start = 0
+    while start < n and _zero(values[start]):
+        start += 1
+    if start == n:
+        return (n, n, [])
+    end = n
+    while _zero(values[end - 1]):
+        end -= 1
+    if start == 0 and end == n:
+        return list(values)
+    return (n, start, values[start:end])
+
+
+def untrim_zeros(stored: Floats | tuple[Any, ...]) -> list[float]:
+    """The list :func:`trim_zeros` stored (a new list; a full list, as earlier releases
+    stored it, is copied).
+
+    >>> untrim_zeros((6, 2, [1.5, 0.0, 2.0]))
+    [0.0, 0.0, 1.5, 0.0, 2.0, 0.0]
+    """
+    if isinstance(stored, list):
+        return list(stored)
+    n, start, middle = stored
+    return [0.0] * start + list(middle) + [0.0] * (n - start - len(middle))
+
+
+def stored_length(stored: Floats | tuple[Any, ...]) -> int:
+    """The length of the list :func:`trim_zeros` stored."""
+    return len(stored) if isinstance(stored, list) else int(stored[0])
 
 
 def linear_edges(lo: float, hi: float, n: int) -> tuple[float, ...]:
@@ -187,16 +249,26 @@ class DecayedHistogram:
             acc += c
         return self.edges[0]
 
-    def snapshot(self) -> tuple[list[float], float, float, int]:
-        return (list(self._counts), self._weight, self._total, self._updates)
+    @staticmethod
+    def trim(values: list[float]) -> Floats:
+        """:func:`trim_zeros`, through the class: the other compiled modules call the
+        compiled function this way (only the classes of a compiled copy are bound)."""
+        return trim_zeros(values)
 
-    def restore(self, snap: tuple[list[float], float, float, int]) -> None:
-        counts, weight, total, updates = snap
+    def snapshot(self) -> tuple[Floats, float, float, int]:
+        """The counts without the empty bins at either end (:func:`trim_zeros`),
+        the weight, the total and the updates."""
+        return (trim_zeros(self._counts), self._weight, self._total, self._updates)
+
+    def restore(self, snap: tuple[Floats, float, float, int]) -> None:
+        """What :meth:`snapshot` gave (or, from earlier releases, the counts in full)."""
+        stored, weight, total, updates = snap
+        counts = untrim_zeros(stored)
         if len(counts) != len(self._counts):
             raise ValueError(
                 f"histogram snapshot has {len(counts)} bins, configuration has {len(self._counts)}"
             )
-        self._counts = list(counts)
+        self._counts = counts
         self._weight = weight
         self._total = total
         self._updates = updates
@@ -282,10 +354,10 @@ class AdaptiveThreshold:
     def updates(self) -> int:
         return self._hist.updates
 
-    def snapshot(self) -> tuple[list[float], float, float, int]:
+    def snapshot(self) -> tuple[Floats, float, float, int]:
         return self._hist.snapshot()
 
-    def restore(self, snap: tuple[list[float], float, float, int]) -> None:
+    def restore(self, snap: tuple[Floats, float, float, int]) -> None:
         self._hist.restore(snap)
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from udfs.core.calibration import DecayedHistogram, linear_edges
+from udfs.core.calibration import DecayedHistogram, linear_edges, stored_length
 from udfs.core.config import DetectorConfig
 from udfs.core.decision import Contribution
 from udfs.core.events import Event
@@ -283,11 +283,15 @@ class Scorer:
             if model.name in models:
                 model.restore(models[model.name])
             snap = cals.get(model.name)
-            if snap is not None and len(snap[0]) == len(hist.edges) - 1:
+            if snap is not None and stored_length(snap[0]) == len(hist.edges) - 1:
                 hist.restore(snap)
             smooth_hist = scorer.smooth_hists[i]
             kept = smoothed.get(model.name)
-            if smooth_hist is not None and kept is not None and len(kept[1][0]) == len(smooth_hist.edges) - 1:
+            if (
+                smooth_hist is not None
+                and kept is not None
+                and stored_length(kept[1][0]) == len(smooth_hist.edges) - 1
+            ):
                 scorer.smoothed[i] = kept[0]
                 smooth_hist.restore(kept[1])
         scorer.level = data.get("level")

@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from udfs.core.calibration import DecayedHistogram, linear_edges
+from udfs.core.calibration import DecayedHistogram, linear_edges, untrim_zeros
 from udfs.core.decision import Contribution
 from udfs.core.model_config import ResidualConfig
 from udfs.core.models.base import Calibration, Context
@@ -373,10 +373,12 @@ class ResidualModel:
     # -- state ----------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
+        trim = DecayedHistogram.trim
         return {
             "dims": list(self.dims),
             "level": [list(self.level), self.level_n],
-            "slots": [list(self.slot_mean), list(self.slot_var), list(self.slot_n),
+            # (the slots of the day not seen yet are zeros: left out at either end)
+            "slots": [trim(self.slot_mean), trim(self.slot_var), trim(self.slot_n),
                       list(self.slot_days), list(self.slot_last)],
             "floors": [list(self.rmu), list(self.rlo), list(self.rhi), self.rn, self.gap, self.last_ts],
             "base": self.base.snapshot(),
@@ -390,14 +392,15 @@ class ResidualModel:
             return
         self._start({m: 0.0 for m in dims})
         slots = data["slots"]
-        if len(slots[2]) != self.cfg.slots or len(dims) != len(self.dims):
+        slot_n = untrim_zeros(slots[2])
+        if len(slot_n) != self.cfg.slots or len(dims) != len(self.dims):
             self.dims = ()
             return  # another layout of slots or metrics: the model starts afresh
         self.level = [float(v) for v in data["level"][0]]
         self.level_n = int(data["level"][1])
-        self.slot_mean = [float(v) for v in slots[0]]
-        self.slot_var = [float(v) for v in slots[1]]
-        self.slot_n = [float(v) for v in slots[2]]
+        self.slot_mean = [float(v) for v in untrim_zeros(slots[0])]
+        self.slot_var = [float(v) for v in untrim_zeros(slots[1])]
+        self.slot_n = [float(v) for v in slot_n]
         self.slot_days = [int(v) for v in slots[3]]
         self.slot_last = [int(v) for v in slots[4]]
         rmu, rlo, rhi, rn, gap, last_ts = data["floors"]
