@@ -7,8 +7,9 @@ the types of what it gets from the other core modules as they were when it was c
 it is current only for the sources it was compiled with. The module, at its end, asks
 :func:`compiled` for the copy of its own bytes and, when there is one, binds its hot classes
 to the compiled ones. An edited core has another digest, so a stale build is never used: the
-module runs as written until the copy is built again. Without a C compiler, or on another platform, there is no copy and the
-pure module runs. The two give the same results to the bit (``tests/core/test_native.py``).
+module runs as written until the copy is built again. Without a C compiler, or on another
+platform, there is no copy and the pure module runs. The two give the same results to the
+bit (``tests/core/test_native.py``).
 """
 
 from __future__ import annotations
