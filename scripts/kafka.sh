@@ -147,7 +147,11 @@ group.initial.rebalance.delay.ms=0
 # Flink's KafkaSink (EXACTLY_ONCE) defaults to transaction.timeout.ms = 1 h; the broker default
 # cap is 15 min and would reject it.
 transaction.max.timeout.ms=3600000
-log.retention.hours=168
+# Kept by size, not age: the demo and the tests replay dated events, and the job's Kafka sink
+# stamps each output record with its event time, so an age limit would delete those outputs at
+# the broker's next retention check (every 5 min), minutes after they were written.
+log.retention.ms=-1
+log.retention.bytes=1073741824
 EOF
 
   cat > "$DIR/log4j2.properties" <<'EOF'
