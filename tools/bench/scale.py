@@ -6,9 +6,14 @@ profile of ``scripts/cluster.sh``), it runs:
 
 1. the heap backend over ``heap_entities`` entities (``heap_rounds`` events each), and
 2. RocksDB with incremental checkpoints over ``entities`` entities (``rounds`` events
-   each), then holds the job open: a checkpoint after the last event, a second
-   TaskManager, the first one SIGKILLed, and the time until the keyed operator runs again
-   on the restored state and the next checkpoint completes.
+   each), read from a watched file so that the job stays open after the last event (no
+   end of input): a checkpoint after the last event, a second TaskManager, the first one
+   SIGKILLed, and the time until the keyed operator runs again on the restored state and
+   the next checkpoint completes.
+
+The jobs are the job's own pipeline on a file source, nothing else: no operator of the
+harness runs Python, which would share the TaskManager's interpreter (one GIL, thread mode)
+with the keyed operator and slow it down.
 
 Throughput is the steady part of each run: the keyed operator's ``anomaly.events`` counter
 and the CPU time of every process of the cluster, both sampled every ``POLL_S``, between the
@@ -44,10 +49,9 @@ from tools.bench.stats import ratio
 from tools.bench.streams import entity_name, metric_names
 
 POLL_S = 2.0
-#: Lines after the events that hold the job open (each waits until the release marker):
-#: at most TAIL_LINES * 20 ms.
-TAIL_LINES = 90_000
 CHECKPOINT_MS = 10_000
+#: How often the RocksDB job's watched input file is listed again (it never changes).
+WATCH_MS = 60_000
 
 
 def scale_lines(entities: int, rounds: int, metrics: int = HEADLINE_METRICS, seed: int = 42) -> Iterator[str]:
@@ -74,13 +78,11 @@ def scale_lines(entities: int, rounds: int, metrics: int = HEADLINE_METRICS, see
             yield json.dumps(ev, separators=(",", ":"))
 
 
-def _write_input(path: Path, entities: int, rounds: int, tail: int) -> Path:
+def _write_input(path: Path, entities: int, rounds: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as f:
         for line in scale_lines(entities, rounds):
             f.write(line + "\n")
-        for k in range(tail):
-            f.write(f"#tail {k}\n")
     return path
 
 
@@ -88,26 +90,24 @@ def _write_input(path: Path, entities: int, rounds: int, tail: int) -> Path:
 
 
 def _job_main(argv: Sequence[str]) -> int:
-    """``flink run -py tools/bench/scale.py -- scale-job --input F --backend B ...``."""
+    """``flink run -py tools/bench/scale.py -- scale-job --input F --backend B ...``
+    (``--watch``: the input is watched, the job never ends)."""
     p = argparse.ArgumentParser()
     p.add_argument("cmd")
     p.add_argument("--input", required=True)
     p.add_argument("--backend", required=True)
-    p.add_argument("--markers", required=True)
     p.add_argument("--rocksdb-dir", required=True)
     p.add_argument("--name", required=True)
+    p.add_argument("--watch", action="store_true")
     a = p.parse_args(argv)
-    from pyflink.common.typeinfo import Types
-
     from job.pipeline import build_pipeline, file_source
     from tools.bench.flink import bench_config, bench_environment, discard
-    from tools.bench.latency import SlowTail
 
     cfg = bench_config(
         [f"execution.state_backend={a.backend}", f"execution.checkpoint_interval_ms={CHECKPOINT_MS}"]
     )
     env = bench_environment(cfg, ship_job=True, conf={"state.backend.rocksdb.localdir": a.rocksdb_dir})
-    src = file_source(env, a.input).map(SlowTail(a.markers), output_type=Types.STRING()).name("tail").uid("tail")
+    src = file_source(env, a.input, watch_ms=WATCH_MS if a.watch else 0)
     for out_name, stream in build_pipeline(env, cfg, src).items():
         discard(stream, out_name)
     env.execute(a.name)  # detached (`flink run -d`): returns once submitted
@@ -117,11 +117,10 @@ def _job_main(argv: Sequence[str]) -> int:
 # -- the driver -----------------------------------------------------------------------------------
 
 
-def _submit(c: StandaloneCluster, name: str, input_path: Path, backend: str, markers: Path, rocksdb_dir: Path) -> str:
-    markers.mkdir(parents=True, exist_ok=True)
+def _submit(c: StandaloneCluster, name: str, input_path: Path, backend: str, rocksdb_dir: Path, watch: bool) -> str:
     rocksdb_dir.mkdir(parents=True, exist_ok=True)
     args = ["-py", "tools/bench/scale.py", "-pyfs", "udfs,state", "scale-job", "--input", str(input_path)]
-    args += ["--backend", backend, "--markers", str(markers), "--rocksdb-dir", str(rocksdb_dir), "--name", name]
+    args += ["--backend", backend, "--rocksdb-dir", str(rocksdb_dir), "--name", name] + (["--watch"] if watch else [])
     return c.submit(name, args)
 
 
@@ -201,23 +200,22 @@ def run_scale(
 ) -> dict[str, Any]:
     """The heap and RocksDB runs of the module docstring; returns the figures."""
     work.mkdir(parents=True, exist_ok=True)
-    heap_in = _write_input(work / "heap.jsonl", heap_entities, heap_rounds, 0)
-    rocks_in = _write_input(work / "rocksdb.jsonl", entities, rounds, TAIL_LINES)
+    heap_in = _write_input(work / "heap.jsonl", heap_entities, heap_rounds)
+    rocks_in = _write_input(work / "rocksdb.jsonl", entities, rounds)
     log(f"  inputs: heap {heap_entities:,} x {heap_rounds}, RocksDB {entities:,} x {rounds} events")
     c = StandaloneCluster(work, taskmanagers=1, backend="rocksdb")
     res: dict[str, Any] = {"entities": entities, "rounds": rounds, "heap_entities": heap_entities,
                            "heap_rounds": heap_rounds, "metrics": HEADLINE_METRICS, "checkpoint_ms": CHECKPOINT_MS}
     try:
         with CpuMeter(cluster_pids(c.build)) as meter:
-            jid = _submit(c, "bench-scale-heap", heap_in, "hashmap", work / "markers-heap", work / "rocksdb-heap")
+            jid = _submit(c, "bench-scale-heap", heap_in, "hashmap", work / "rocksdb-heap", watch=False)
             total = heap_entities * heap_rounds
             samples, _ = _run_until_scored(c, jid, total, meter, 1800, log)
             res["heap"] = steady_rate(samples, total)
             c.wait_status(jid, "FINISHED", 300)
             log(f"    heap: {res['heap']['eps_per_cpu_s'] or 0:,.0f} events/CPU-s")
-            markers = work / "markers-rocksdb"
             rdir = work / "rocksdb-local"
-            jid = _submit(c, "bench-scale-rocksdb", rocks_in, "rocksdb", markers, rdir)
+            jid = _submit(c, "bench-scale-rocksdb", rocks_in, "rocksdb", rdir, watch=True)
             total = entities * rounds
             samples, scored_s = _run_until_scored(c, jid, total, meter, 3600, log)
             res["rocksdb"] = steady_rate(samples, total)
@@ -233,10 +231,8 @@ def run_scale(
                 "unchanged": {k: quiet.get(k) for k in ("id", "state_size", "checkpointed_size", "end_to_end_duration")},
             }
             res.update(_kill_and_restore(c, jid, log))
-            # Done measuring: cancel. (Letting it finish would release the tail, then fire
-            # every entity's watch timer at the end of input: a load per entity, ~20 min at
-            # a million.)
-            (markers / "release").touch()
+            # Done measuring: cancel. (A bounded input would end with the final watermark,
+            # which fires every entity's watch timer: a load per entity, ~20 min at a million.)
             c.cancel(jid)
     finally:
         c.stop()
